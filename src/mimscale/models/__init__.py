@@ -1,0 +1,8 @@
+"""Backbones. Every backbone has: ``forward_features(x, mask=None)`` -> (B, num_features, H/stride, W/stride),
+``forward_intermediates(x, mask=None)`` -> list of per-block maps, ``num_features``, ``stride``,
+``patch_size``, ``num_layers`` and ``layer_id(param_name)`` for layer-wise LR decay, and
+``no_weight_decay()`` -> set of parameter names exempt from weight decay."""
+
+from mimscale.models.registry import UnknownModelError, build_model, list_models, model_kwargs
+
+__all__ = ["build_model", "list_models", "model_kwargs", "UnknownModelError"]
