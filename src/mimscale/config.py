@@ -1,0 +1,202 @@
+"""Typed, nested run configuration: defaults < YAML file < dotted overrides, validated and frozen.
+
+OmegaConf structured configs do the merging, type checking and ``key=value`` parsing; this module
+adds one-line errors (an unknown key names the closest valid one) and the run identity hash.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message is one line and names the problem."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "swinv2-cpu-s"  # family or preset name (mimscale.models.list_models())
+    drop_path_rate: float = 0.1
+    kwargs: dict[str, Any] = field(default_factory=dict)  # any other constructor keyword
+
+
+@dataclass
+class ObjectiveConfig:
+    norm_target: bool = True  # the SwinV2 SimMIM recipe; the released val losses are on this scale
+    norm_target_window: int = 47  # odd; shrink it for small images (the demo uses 15 at 32 px)
+
+
+@dataclass
+class DataConfig:
+    source: str = "shapes:size=32,pool=1000,seed=0"  # see mimscale.data.build_source
+    val_source: str | None = None  # None: the source's own held-out split
+    fraction: float = 1.0  # nested, class-stratified subset of the training pool
+    subset_seed: int = 0
+    img_size: int = 32
+    mask_patch_size: int = 8
+    mask_ratio: float = 0.6
+    crop_scale: tuple[float, float] = (0.67, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: bool = True
+    num_workers: int = 0  # loader worker processes; 0 = in the training process
+    val_size: int = 1000  # held-out images in the validation loss (0 = all)
+    probe_size: int = 500  # fixed probe of the training subset for the train/val gap
+    val_mask_seed: int = 0  # validation masks are a function of (this seed, image index) only
+
+
+@dataclass
+class TrainConfig:
+    # Length: exactly one of iters / epochs / samples is > 0; converted to steps in train/length.py.
+    iters: int = 0
+    epochs: float = 0.0
+    samples: int = 0
+    batch_size: int = 64  # global batch: per-rank batch x world size x accum_steps
+    accum_steps: int = 1
+    base_lr: float = 1e-4  # per 512 images; lr = base_lr * batch_size / 512
+    warmup_lr: float = 5e-7  # per 512 images
+    min_lr: float = 5e-6  # per 512 images
+    warmup_iters: int = -1  # -1: warmup_fraction of the run
+    warmup_fraction: float = 0.05
+    schedule: str = "cosine"  # cosine | step (x step_gamma at step_at of training)
+    step_at: float = 0.875
+    step_gamma: float = 0.1
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    clip_grad: float = 5.0  # max global grad norm; 0 = off
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler)
+    compile: bool = False
+    eval_every: int = 0  # steps between validation evaluations; 0: eval_points evenly spaced
+    eval_points: int = 10
+    log_every: int = 10
+    ckpt_every: int = 0  # steps between checkpoints; 0: at every evaluation
+    keep_last: int = 2
+    max_nonfinite: int = 10  # consecutive non-finite losses before the run stops
+    recon_images: int = 8  # held-out images in the reconstruction picture (0 = none)
+    tensorboard: bool = False
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    out: str = "runs"  # parent of the run directory
+    name: str = ""  # run directory name; empty: the run id
+    run_dir: str = ""  # explicit run directory (wins over out/name)
+
+
+# Keys that say where or how fast a run goes, not what it computes: they do not enter the run id.
+NON_IDENTITY_KEYS = ("device", "threads", "out", "name", "run_dir", "data.num_workers", "train.log_every",
+                     "train.keep_last", "train.tensorboard", "train.compile", "train.ckpt_every")
+
+
+def _all_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            full = f"{prefix}{k}"
+            keys.append(full)
+            child = node._get_node(k)
+            if isinstance(child, DictConfig) and not full.endswith("kwargs"):
+                keys += _all_keys(child, full + ".")
+    return keys
+
+
+def _unknown_key_error(key: str, schema: DictConfig) -> ConfigError:
+    close = difflib.get_close_matches(key, _all_keys(schema), n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _merge(base: DictConfig, other: Any, what: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or ""
+        if "Key" in type(e).__name__ or "not in struct" in str(e):
+            raise _unknown_key_error(key, base) from None
+        msg = str(e).splitlines()[0]
+        raise ConfigError(f"bad value in {what}{f' for {key}' if key else ''}: {msg}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                base: Config | None = None) -> DictConfig:
+    """Defaults (or ``base``) < YAML file < dotted ``key=value`` overrides -> a frozen DictConfig."""
+    cfg = OmegaConf.structured(base or Config())
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = OmegaConf.load(path)
+        except Exception as e:  # yaml errors carry multi-line marks; keep the first line
+            raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
+        cfg = _merge(cfg, loaded, str(path))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not key=value")
+        key, _ = item.split("=", 1)
+        try:
+            dotlist = OmegaConf.from_dotlist([item])
+        except Exception as e:
+            raise ConfigError(f"cannot parse override '{item}': {str(e).splitlines()[0]}") from None
+        cfg = _merge(cfg, dotlist, f"override '{key}'")
+    validate(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    t, d = cfg.train, cfg.data
+    lengths = [t.iters > 0, t.epochs > 0, t.samples > 0]
+    if sum(lengths) != 1:
+        raise ConfigError("give exactly one training length: train.iters, train.epochs or train.samples")
+    if not 0.0 < d.fraction <= 1.0:
+        raise ConfigError(f"data.fraction must be in (0, 1], got {d.fraction}")
+    if t.batch_size <= 0 or t.accum_steps <= 0:
+        raise ConfigError("train.batch_size and train.accum_steps must be positive")
+    if t.schedule not in ("cosine", "step"):
+        raise ConfigError(f"train.schedule must be 'cosine' or 'step', got '{t.schedule}'")
+    if t.precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"train.precision must be fp32, bf16 or fp16, got '{t.precision}'")
+    if cfg.objective.norm_target and cfg.objective.norm_target_window % 2 == 0:
+        raise ConfigError("objective.norm_target_window must be odd")
+
+
+def to_container(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def identity(cfg: DictConfig) -> dict:
+    """The part of the config that determines the run's results."""
+    d = to_container(cfg)
+    for key in NON_IDENTITY_KEYS:
+        node, *rest = key.split(".")
+        if rest:
+            d[node].pop(rest[0], None)
+        else:
+            d.pop(node, None)
+    return d
+
+
+def run_id(cfg: DictConfig) -> str:
+    """Short stable hash of the identity config (sorted JSON, so independent of dict order and hash seed)."""
+    blob = json.dumps(identity(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def dump_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, sort_keys=False)
