@@ -82,6 +82,7 @@ class TrainConfig:
     max_nonfinite: int = 10  # consecutive non-finite losses before the run stops
     recon_images: int = 8  # held-out images in the reconstruction picture (0 = none)
     tensorboard: bool = False
+    debug_nan_steps: list[int] = field(default_factory=list)  # fault injection: steps whose loss is NaN
 
 
 @dataclass

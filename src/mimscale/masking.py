@@ -70,5 +70,5 @@ class MaskGenerator:
 
 
 def upsample_mask(mask, patch_size: int):
-    """Token mask (B, h, w) -> pixel mask (B, 1, h*patch, w*patch). Works for numpy and torch."""
+    """Token mask (B, h, w) tensor -> pixel mask (B, 1, h*patch, w*patch)."""
     return mask.repeat_interleave(patch_size, 1).repeat_interleave(patch_size, 2).unsqueeze(1)

@@ -21,8 +21,8 @@ MASK_EPS = 1e-5
 NORM_TARGET_EPS = 1e-6
 
 
-def normalize_target(img: torch.Tensor, window: int = 47) -> torch.Tensor:
-    """Standardise every pixel and channel over its local ``window`` x ``window`` neighbourhood.
+def local_stats(img: torch.Tensor, window: int = 47) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel, per-channel mean and std over the local ``window`` x ``window`` neighbourhood.
 
     mean and mean-of-squares exclude padding (count_include_pad=False); the variance gets the
     n/(n-1) correction with n the number of valid pixels in the window, then is clamped at zero.
@@ -36,8 +36,13 @@ def normalize_target(img: torch.Tensor, window: int = 47) -> torch.Tensor:
     ones = torch.ones_like(img[:1, :1])
     count = F.avg_pool2d(ones, window, stride=1, padding=pad, count_include_pad=True) * window**2
     var = (mean_sq - mean * mean) * (count / (count - 1))
-    var = var.clamp(min=0.0)
-    return (img - mean) / torch.sqrt(var + NORM_TARGET_EPS)
+    return mean, torch.sqrt(var.clamp(min=0.0) + NORM_TARGET_EPS)
+
+
+def normalize_target(img: torch.Tensor, window: int = 47) -> torch.Tensor:
+    """SimMIM's normalised target: every pixel and channel standardised over its local window."""
+    mean, std = local_stats(img, window)
+    return (img.float() - mean) / std
 
 
 def masked_l1_sums(pred: torch.Tensor, target: torch.Tensor, mask_px: torch.Tensor):

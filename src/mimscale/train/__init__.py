@@ -1,0 +1,5 @@
+"""Pre-training: ``pretrain(cfg) -> summary`` (loop, schedules, optimizer groups, checkpoints, DDP)."""
+
+from mimscale.train.pretrain import Interrupted, TrainingError, build_simmim, pretrain, resolve_run_dir
+
+__all__ = ["pretrain", "build_simmim", "resolve_run_dir", "Interrupted", "TrainingError"]

@@ -1,0 +1,46 @@
+import math
+
+import pytest
+
+from mimscale.train.schedule import eval_steps, lr_at, scaled_lr, total_steps
+
+
+def test_linear_scaling_rule():
+    assert scaled_lr(1e-4, 2048) == pytest.approx(4e-4)  # SPEC: 4e-4 at batch 2048
+    assert scaled_lr(1.25e-3, 2048) == pytest.approx(5e-3)
+
+
+def test_cosine_warmup_start_peak_end():
+    kw = dict(total=1000, peak=1e-3, warmup_steps=100, warmup_lr=1e-6, min_lr=1e-5)
+    assert lr_at(0, **kw) == pytest.approx(1e-6)
+    assert lr_at(50, **kw) == pytest.approx(1e-6 + (1e-3 - 1e-6) * 0.5)
+    assert lr_at(100, **kw) == pytest.approx(1e-3)
+    assert lr_at(550, **kw) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)
+    assert lr_at(1000, **kw) == pytest.approx(1e-5)
+    values = [lr_at(s, **kw) for s in range(100, 1001)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_step_decay_at_seven_eighths():
+    kw = dict(total=800, peak=4e-4, warmup_steps=40, warmup_lr=2e-6, min_lr=0.0, kind="step")
+    assert lr_at(699, **kw) == pytest.approx(4e-4)
+    assert lr_at(700, **kw) == pytest.approx(4e-5)
+    assert lr_at(799, **kw) == pytest.approx(4e-5)
+
+
+def test_pure_function_of_step():
+    kw = dict(total=500, peak=1.0, warmup_steps=10, warmup_lr=0.0, min_lr=0.0)
+    assert [lr_at(s, **kw) for s in (3, 300, 3)] == [lr_at(3, **kw), lr_at(300, **kw), lr_at(3, **kw)]
+
+
+def test_length_units_convert_in_one_place():
+    assert total_steps(125_000, 0, 0, 2048, 1_281_167) == 125_000
+    assert total_steps(0, 800, 0, 2048, 1_281_167) == math.ceil(800 * 1_281_167 / 2048)
+    assert total_steps(0, 0, 10_000, 64, 1000) == 157
+    with pytest.raises(ValueError):
+        total_steps(0, 0, 0, 64, 1000)
+
+
+def test_eval_steps_evenly_spaced_and_final():
+    assert eval_steps(100, 0, 10) == set(range(10, 101, 10))
+    assert eval_steps(95, 30, 0) == {30, 60, 90, 95}
