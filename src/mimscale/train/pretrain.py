@@ -5,6 +5,7 @@ The loop below is the whole training procedure; setup and bookkeeping live in he
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -17,8 +18,13 @@ from mimscale import config as C
 from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
 from mimscale.train import distributed as dist
-from mimscale.train.checkpoint import (atomic_write_json, atomic_write_text, latest_checkpoint,
-                                       load_checkpoint, save_checkpoint)
+from mimscale.train.checkpoint import (
+    atomic_write_json,
+    atomic_write_text,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from mimscale.train.flops import flops_per_image
 from mimscale.train.inputs import build_inputs
 from mimscale.train.metrics import MetricsWriter
@@ -98,12 +104,19 @@ class _SignalFlag:
 
 
 def pretrain(cfg: DictConfig) -> dict:
-    """Run (or resume, or return the summary of) the pre-training described by ``cfg``."""
+    """Run (or resume, or return the summary of) the pre-training described by ``cfg``.
+
+    SIGTERM / SIGINT are caught for the whole run: the loop checkpoints at the next step boundary and
+    raises :class:`Interrupted`.
+    """
     run_dir = resolve_run_dir(cfg)
     if (run_dir / "summary.json").exists():
-        import json
-
         return json.loads((run_dir / "summary.json").read_text())
+    with _SignalFlag() as stop:
+        return _pretrain(cfg, run_dir, stop)
+
+
+def _pretrain(cfg: DictConfig, run_dir: Path, stop: _SignalFlag) -> dict:
     device = dist.resolve_device(cfg.device)
     dist.init_from_env(device)
     if cfg.threads > 0:
@@ -121,7 +134,7 @@ def pretrain(cfg: DictConfig) -> dict:
 
     seed_everything(cfg.seed + rank)  # SPEC: seed differs per rank
     model = build_simmim(cfg).to(device)
-    inputs = build_inputs(cfg, micro_batch, rank, world, run_dir)
+    inputs = build_inputs(cfg, micro_batch, rank, world, run_dir, model.encoder.patch_size)
     steps = total_steps(t.iters, t.epochs, t.samples, t.batch_size, inputs.data_size)
     peak = scaled_lr(t.base_lr, t.batch_size)
     warmup = t.warmup_iters if t.warmup_iters >= 0 else round(t.warmup_fraction * steps)
@@ -162,38 +175,37 @@ def pretrain(cfg: DictConfig) -> dict:
     consecutive_bad, last_loss = 0, float("nan")
     progress = Progress(steps, start=step, enabled=dist.is_main())
     debug_nan = set(t.debug_nan_steps)
-    with _SignalFlag() as stop:
-        while step < steps:
-            t0 = time.perf_counter()
-            batches = [inputs.next_train() for _ in range(t.accum_steps)]
-            result = train_step(train_model, optimizer, batches, lr(step), t.clip_grad, device, t.precision,
-                                scaler, poison=step in debug_nan)
-            step += 1
-            train_time += time.perf_counter() - t0
-            images_done += t.batch_size
-            if result.finite:
-                consecutive_bad, last_loss = 0, result.loss
-            else:
-                consecutive_bad += 1
-                skipped_total += 1
-                writer.log(step, "train", "skipped_step", 1)
-                if consecutive_bad >= t.max_nonfinite:
-                    raise TrainingError(f"{consecutive_bad} consecutive non-finite losses at step {step}; "
-                                        f"lower train.base_lr or use fp32 (last good checkpoint is kept)")
-            if every(step, t.log_every) or step == steps:
-                writer.log_many(step, "train", {"loss": result.loss, "lr": lr(step - 1), "grad_norm": result.grad_norm,
-                                                "images_per_s": images_done / max(train_time, 1e-9),
-                                                "flops_per_s": flops * images_done / max(train_time, 1e-9)})
-            progress.update(step, result.loss, images_done / max(train_time, 1e-9))
-            if step in evals:
-                history[step] = _evaluate(model, inputs, writer, step, device, t.precision, run_dir, cfg)
-            if (step in ckpts or stop.signum) and consecutive_bad == 0:
-                _checkpoint(run_dir, step, model, optimizer, scaler, inputs, history, cfg,
-                            {"skipped_steps": skipped_total, "train_time_s": train_time, "images_done": images_done})
-            if stop.signum:
-                progress.close()
-                writer.close()
-                raise Interrupted(stop.signum, step)
+    while step < steps:
+        t0 = time.perf_counter()
+        batches = [inputs.next_train() for _ in range(t.accum_steps)]
+        result = train_step(train_model, optimizer, batches, lr(step), t.clip_grad, device, t.precision,
+                            scaler, poison=step in debug_nan)
+        step += 1
+        train_time += time.perf_counter() - t0
+        images_done += t.batch_size
+        if result.finite:
+            consecutive_bad, last_loss = 0, result.loss
+        else:
+            consecutive_bad += 1
+            skipped_total += 1
+            writer.log(step, "train", "skipped_step", 1)
+            if consecutive_bad >= t.max_nonfinite:
+                raise TrainingError(f"{consecutive_bad} consecutive non-finite losses at step {step}; "
+                                    f"lower train.base_lr or use fp32 (last good checkpoint is kept)")
+        if every(step, t.log_every) or step == steps:
+            writer.log_many(step, "train", {"loss": result.loss, "lr": lr(step - 1), "grad_norm": result.grad_norm,
+                                            "images_per_s": images_done / max(train_time, 1e-9),
+                                            "flops_per_s": flops * images_done / max(train_time, 1e-9)})
+        progress.update(step, result.loss, images_done / max(train_time, 1e-9))
+        if step in evals:
+            history[step] = _evaluate(model, inputs, writer, step, device, t.precision, run_dir, cfg)
+        if (step in ckpts or stop.signum) and consecutive_bad == 0:
+            _checkpoint(run_dir, step, model, optimizer, scaler, inputs, history, cfg,
+                        {"skipped_steps": skipped_total, "train_time_s": train_time, "images_done": images_done})
+        if stop.signum:
+            progress.close()
+            writer.close()
+            raise Interrupted(stop.signum, step)
     progress.close()
     writer.close()
     summary = _summary(cfg, model, inputs, history, steps, last_loss, skipped_total, flops, run_dir,

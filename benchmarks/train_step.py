@@ -1,0 +1,130 @@
+"""SimMIM train-step throughput: mimscale's SwinV2 vs transformers' Swinv2ForMaskedImageModeling.
+
+Both models get the identical configuration and weights (ours is built from theirs), the same SimMIM
+head (Conv1x1 -> PixelShuffle decoder, L1 loss on masked pixels), AdamW, fp32, in one process.
+After a warmup, timed rounds alternate ours / theirs so that machine noise (thermal, other processes)
+hits both equally; the table reports the median images/s over rounds.
+
+    .venv/bin/python benchmarks/train_step.py --configs cpu,small --threads 2
+    .venv/bin/python benchmarks/train_step.py --configs swinv2-s --iters 3 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mimscale.masking import MaskGenerator, upsample_mask
+from mimscale.models.swinv2 import from_transformers_swinv2
+
+# name -> (Swinv2Config keywords, batch size, SimMIM mask unit in pixels)
+CONFIGS = {
+    # the swinv2-cpu-m preset
+    "cpu": (dict(image_size=32, patch_size=2, embed_dim=32, depths=[2, 2, 4], num_heads=[1, 2, 4],
+                 window_size=4), 64, 8),
+    "small": (dict(image_size=192, patch_size=4, embed_dim=48, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+                   window_size=12), 8, 32),
+    "swinv2-s": (dict(image_size=192, patch_size=4, embed_dim=96, depths=[2, 2, 18, 2],
+                      num_heads=[3, 6, 12, 24], window_size=12), 8, 32),
+}
+
+
+class OursSimMIM(nn.Module):
+    """Our encoder with the same decoder and loss as transformers' Swinv2ForMaskedImageModeling."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def forward(self, img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        pred = self.decoder(self.encoder.forward_features(img, mask))
+        m = upsample_mask(mask, self.encoder.patch_size).to(pred.dtype)
+        return (F.l1_loss(img, pred, reduction="none") * m).sum() / (m.sum() + 1e-5) / img.shape[1]
+
+
+def build_pair(kwargs: dict, drop_path_rate: float):
+    from transformers import Swinv2Config, Swinv2ForMaskedImageModeling
+
+    stride = kwargs["patch_size"] * 2 ** (len(kwargs["depths"]) - 1)
+    cfg = Swinv2Config(**kwargs, encoder_stride=stride, drop_path_rate=drop_path_rate)
+    theirs = Swinv2ForMaskedImageModeling(cfg)
+    # Same decoder weights on both sides, so both start from the identical network.
+    ours = OursSimMIM(from_transformers_swinv2(theirs), copy.deepcopy(theirs.decoder))
+    return ours, theirs
+
+
+def make_step(model: nn.Module, is_hf: bool):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+
+    def step(img: torch.Tensor, mask: torch.Tensor) -> float:
+        if is_hf:
+            loss = model(pixel_values=img, bool_masked_pos=mask.flatten(1).bool()).loss
+        else:
+            loss = model(img, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def bench(name: str, iters: int, rounds: int, warmup: int, drop_path_rate: float, seed: int = 0) -> dict:
+    kwargs, batch, unit = CONFIGS[name]
+    torch.manual_seed(seed)
+    ours, theirs = build_pair(kwargs, drop_path_rate)
+    ours.train()
+    theirs.train()
+    img = torch.randn(batch, 3, kwargs["image_size"], kwargs["image_size"])
+    gen = MaskGenerator(kwargs["image_size"], unit, kwargs["patch_size"], 0.6)
+    rng = np.random.default_rng(seed)
+    mask = torch.from_numpy(np.stack([gen(rng) for _ in range(batch)])).float()
+    steps = {"ours": make_step(ours, False), "transformers": make_step(theirs, True)}
+    for step in steps.values():
+        for _ in range(warmup):
+            step(img, mask)
+    rates = {k: [] for k in steps}
+    for _ in range(rounds):
+        for key, step in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                step(img, mask)
+            rates[key].append(iters * batch / (time.perf_counter() - t0))
+    n_params = sum(p.numel() for p in ours.encoder.parameters())
+    return {"config": name, "batch": batch, "params_M": n_params / 1e6,
+            **{k: statistics.median(v) for k, v in rates.items()}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", default="cpu,small", help=f"comma-separated subset of {', '.join(CONFIGS)}")
+    ap.add_argument("--iters", type=int, default=5, help="train steps per timed round")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating ours/theirs rounds (median reported)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per model before timing")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate, both models")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CONFIGS]
+    if unknown:
+        ap.error(f"unknown config(s) {unknown}; valid: {', '.join(CONFIGS)}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, fp32, AdamW, "
+          f"{args.rounds} rounds x {args.iters} iters")
+    print(f"{'config':<10} {'batch':>5} {'params':>8} {'ours img/s':>11} {'HF img/s':>10} {'ours/HF':>8}")
+    for name in names:
+        r = bench(name, args.iters, args.rounds, args.warmup, args.drop_path)
+        print(f"{r['config']:<10} {r['batch']:>5} {r['params_M']:>7.2f}M {r['ours']:>11.1f} "
+              f"{r['transformers']:>10.1f} {r['ours'] / r['transformers']:>8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""The results table: one row per pre-training run, from a study directory or a CSV.
+
+This module only reads files (run directories, CSVs); it never imports model or training code, so
+the study runner can call `results_table(study_dir)` to write `results.csv` and published grids can
+be analysed from a plain CSV the same way.
+
+Columns of the results table (CSV input must have the first five):
+
+    model, params, data_size, iters, val_loss          required
+    data_fraction, run, seed, status, global_batch,    optional
+    epochs_equivalent, best_val_loss, best_val_step,
+    train_probe_loss
+    eval_<name>                                        any number of downstream metrics; higher is
+                                                       better unless the name ends in "loss"
+
+Study directories map onto it as follows (`STUDY_DIR/runs/<run_id>/`):
+
+    summary.json final_val_loss          -> val_loss
+    summary.json final_train_probe_loss  -> train_probe_loss
+    summary.json model, params, data_size, data_fraction, iters, global_batch, epochs_equivalent,
+                 best_val_loss, best_val_step, status   -> same names
+    config.yaml  model.name, data.fraction, train.iters, train.batch_size, seed -> fallbacks / seed
+    eval/<name>.json {"metrics": {"top1": v, ...}}      -> eval_<name>_top1, ...
+    eval/<name>.json {"name": ..., "value": v}          -> eval_<name>  (<name> = the file's stem)
+
+A run without `summary.json` gets status "incomplete" and no val_loss. The analysis keeps rows whose
+status is "done" or "partial" (pre-training finished, an evaluation missing) or empty, and skips
+the rest (failed, pending, running, incomplete) with a message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REQUIRED = ("model", "params", "data_size", "iters", "val_loss")
+NUMERIC_OPTIONAL = (
+    "data_fraction", "seed", "global_batch", "epochs_equivalent", "best_val_loss", "best_val_step",
+    "train_probe_loss",
+)
+# Summary keys copied as they are; renamed ones are in _SUMMARY_RENAME.
+_SUMMARY_KEYS = (
+    "status", "model", "params", "data_size", "data_fraction", "iters", "global_batch",
+    "epochs_equivalent", "best_val_loss", "best_val_step", "images_per_s", "wall_time_s",
+)
+_SUMMARY_RENAME = {"final_val_loss": "val_loss", "final_train_probe_loss": "train_probe_loss",
+                   "final_train_loss": "train_loss"}
+CURVE_COLUMNS = ("run", "step", "split", "name", "value")
+USABLE_STATUS = ("done", "partial")
+
+
+class ResultsError(ValueError):
+    """The input cannot be turned into a results table at all (nothing can be analysed)."""
+
+
+def is_study_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "runs").is_dir()
+
+
+def eval_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if str(c).startswith("eval_")]
+
+
+def higher_is_better(metric: str) -> bool:
+    return not metric.endswith("loss")
+
+
+def _clean_name(name: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", str(name)).strip("_").lower()
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _get(d: dict, dotted: str):
+    for key in dotted.split("."):
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def _number(v):
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def read_eval(run_dir: Path) -> dict[str, float]:
+    """Downstream metrics of one run as `eval_*` columns (see the module docstring for the mapping)."""
+    out: dict[str, float] = {}
+    eval_dir = run_dir / "eval"
+    if not eval_dir.is_dir():
+        return out
+    for path in sorted(eval_dir.glob("*.json")):
+        data = _read_json(path)
+        if data is None:
+            continue
+        stem = _clean_name(path.stem)
+        metrics = data.get("metrics")
+        if isinstance(metrics, dict):
+            for key, value in metrics.items():
+                if _number(value) is not None:
+                    out[f"eval_{stem}_{_clean_name(key)}"] = _number(value)
+        elif "value" in data and _number(data["value"]) is not None:
+            out[f"eval_{stem}"] = _number(data["value"])
+    return out
+
+
+def read_run(run_dir: Path) -> dict:
+    """One results row from a run directory; missing files give missing fields, never an error."""
+    row: dict = {"run": run_dir.name}
+    cfg = {}
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        pass
+    cfg = cfg if isinstance(cfg, dict) else {}
+    for col, key in (("model", "model.name"), ("data_fraction", "data.fraction"),
+                     ("iters", "train.iters"), ("global_batch", "train.batch_size"), ("seed", "seed")):
+        if _get(cfg, key) is not None:
+            row[col] = _get(cfg, key)
+    summary = _read_json(run_dir / "summary.json")
+    if summary is None:
+        row["status"] = "incomplete"
+    else:
+        for key in _SUMMARY_KEYS:
+            if summary.get(key) is not None:
+                row[key] = summary[key]
+        for key, col in _SUMMARY_RENAME.items():
+            if summary.get(key) is not None:
+                row[col] = summary[key]
+        row.setdefault("status", "done")
+    row.update(read_eval(run_dir))
+    return row
+
+
+def run_dirs(study_dir: Path) -> list[Path]:
+    return sorted(p for p in (Path(study_dir) / "runs").iterdir() if p.is_dir())
+
+
+def results_table(study_dir) -> pd.DataFrame:
+    """One row per run directory under `study_dir/runs` (pure: reads files, writes nothing)."""
+    study_dir = Path(study_dir)
+    if not is_study_dir(study_dir):
+        raise ResultsError(f"{study_dir} is not a study directory (no runs/ folder)")
+    rows = [read_run(p) for p in run_dirs(study_dir)]
+    if not rows:
+        return pd.DataFrame(columns=["run", *REQUIRED])
+    df = pd.DataFrame(rows)
+    first = ["run", "status", *REQUIRED, "data_fraction", "train_probe_loss"]
+    ordered = [c for c in first if c in df.columns]
+    rest = [c for c in df.columns if c not in ordered and not c.startswith("eval_")]
+    return df[ordered + rest + sorted(eval_columns(df))]
+
+
+def read_curves(run_dir: Path) -> pd.DataFrame:
+    """metrics.jsonl of one run in long format; malformed lines (a run still writing) are skipped."""
+    rows = []
+    path = run_dir / "metrics.jsonl"
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+            rows.append((run_dir.name, int(rec["step"]), str(rec["split"]), str(rec["name"]),
+                         float(rec["value"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+
+
+def curves_table(study_dir) -> pd.DataFrame:
+    frames = [read_curves(p) for p in run_dirs(Path(study_dir))]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=list(CURVE_COLUMNS))
+    return pd.concat(frames, ignore_index=True)
+
+
+def latest_recon(run_dir: Path) -> Path | None:
+    """The run's last reconstruction picture (step numbers are zero-padded, so names sort)."""
+    pics = sorted((Path(run_dir) / "recon").glob("step_*.png"))
+    return pics[-1] if pics else None
+
+
+def load_results(input_path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs_df, curves_df) from a study directory or a results CSV; curves_df is empty for a CSV.
+
+    runs_df is *raw*: use `clean_runs` before analysing it. Raises ResultsError on unreadable input.
+    """
+    path = Path(input_path)
+    if is_study_dir(path):
+        return results_table(path), curves_table(path)
+    if path.is_dir() and (path / "results.csv").is_file():
+        path = path / "results.csv"
+    if not path.is_file():
+        raise ResultsError(f"{input_path}: not a study directory (with runs/) or a CSV file")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ResultsError(f"{input_path}: cannot read as CSV ({err})") from err
+    df.columns = [str(c).strip() for c in df.columns]
+    if "final_train_probe_loss" in df.columns and "train_probe_loss" not in df.columns:
+        df = df.rename(columns={"final_train_probe_loss": "train_probe_loss"})
+    return df, pd.DataFrame(columns=list(CURVE_COLUMNS))
+
+
+def _run_labels(df: pd.DataFrame) -> pd.Series:
+    base = df["model"].astype(str) + "|D" + df["data_size"].map(lambda v: f"{v:g}") + "|" + \
+        df["iters"].map(lambda v: f"{v:g}") + "it"
+    dup = base.groupby(base).cumcount()
+    return base.where(dup == 0, base + "#" + dup.astype(str))
+
+
+def clean_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Validate a raw results table: (usable rows, messages about what was dropped or coerced).
+
+    Raises ResultsError when a required column is missing or no row is usable.
+    """
+    messages: list[str] = []
+    df = df.copy()
+    if "status" in df.columns:
+        # "partial" (the study runner's word for pre-training finished, an evaluation still missing)
+        # has a valid val_loss; its missing eval_* values are simply empty.
+        bad = df["status"].notna() & ~df["status"].astype(str).isin(USABLE_STATUS)
+        if bad.any():
+            counts = df.loc[bad, "status"].astype(str).value_counts().to_dict()
+            messages.append(f"skipped {int(bad.sum())} run(s) without a finished pre-training: {counts}")
+        df = df[~bad]
+        if df.empty:
+            raise ResultsError("no usable runs: " + "; ".join(messages))
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ResultsError(f"missing required column(s): {', '.join(missing)} "
+                           f"(need {', '.join(REQUIRED)}; have {', '.join(map(str, df.columns))})")
+    df["model"] = df["model"].astype(str).str.strip()
+    for col in [*REQUIRED[1:], *[c for c in NUMERIC_OPTIONAL if c in df.columns], *eval_columns(df)]:
+        raw = df[col]
+        num = pd.to_numeric(raw, errors="coerce")
+        num = num.where(num.abs() != math.inf)
+        bad = num.isna() & raw.notna()
+        if bad.any():
+            examples = ", ".join(repr(v) for v in raw[bad].astype(str).unique()[:3])
+            messages.append(f"column {col}: {int(bad.sum())} non-numeric value(s) ({examples}) "
+                            f"treated as missing")
+        df[col] = num.astype(float)
+    incomplete = df[list(REQUIRED)].isna().any(axis=1) | (df["model"] == "") | (df["model"] == "nan")
+    if incomplete.any():
+        if "run" in df.columns and df.loc[incomplete, "run"].notna().all():
+            where = "run(s) " + ", ".join(df.loc[incomplete, "run"].astype(str)[:10])
+        else:  # a CSV row i is on line i + 2 (header line, 1-based)
+            where = "CSV line(s) " + ", ".join(str(i + 2) for i in df.index[incomplete][:10])
+        messages.append(f"dropped {int(incomplete.sum())} run(s) with a missing or non-numeric required "
+                        f"value ({where})")
+    df = df[~incomplete]
+    for col in ("params", "data_size", "iters"):
+        nonpos = df[col] <= 0
+        if nonpos.any():
+            messages.append(f"dropped {int(nonpos.sum())} run(s) with {col} <= 0")
+            df = df[~nonpos]
+    if df.empty:
+        raise ResultsError("no usable runs: " + ("; ".join(messages) or "the table is empty"))
+    if "run" not in df.columns or df["run"].isna().any():
+        df["run"] = _run_labels(df)
+    df["run"] = df["run"].astype(str)
+    return df.reset_index(drop=True), messages
+
+
+def settings_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting (model, data_size, iters): seeds of a setting are averaged, n_runs counts them."""
+    agg = {"params": ("params", "median"), "val_loss": ("val_loss", "mean"), "n_runs": ("run", "size"),
+           "runs": ("run", lambda s: list(s))}
+    for col in ("train_probe_loss", "data_fraction", "epochs_equivalent", *eval_columns(runs)):
+        if col in runs.columns:
+            agg[col] = (col, "mean")
+    out = runs.groupby(["model", "data_size", "iters"], as_index=False).agg(**agg)
+    return out.sort_values(["params", "model", "iters", "data_size"]).reset_index(drop=True)

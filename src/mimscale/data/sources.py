@@ -1,0 +1,315 @@
+"""Image sources behind one interface, and ``build_source(spec)``.
+
+A map-style source has:
+- ``len(source)``, ``ids`` (stable string ids, unique), ``labels()`` (int64 array or None),
+  ``label(i)``, ``num_classes`` (0 when unlabelled);
+- ``load(i) -> PIL.Image`` (may be lazy: a file source returns the opened, not yet decoded file, so
+  a transform can use the JPEG draft mode; decoding errors surface then); in-memory sources also
+  have ``load_array(i) -> uint8 (H, W, 3)``, the fast path;
+- ``describe() -> dict``: JSON-able; ``build_source(source.describe())`` rebuilds the same source;
+- ``validation()``: the source's own held-out split (a Source), or None when it has none.
+
+Specs: ``"shapes"``, ``"shapes:size=32,pool=1000,seed=0"``, ``{"kind": "shapes", "size": 32}``,
+``"folder:/path"`` or a plain existing directory, ``"shards:/path/train-{000..009}.tar"`` or a path
+ending in ``.tar``, ``"digits"``, ``"digits:size=32"``, ``"sample_images"``, ``"sample_images:tile=64"``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from .errors import DataError
+from .shapes import NUM_CLASSES, shapes_array, split_seed
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+@runtime_checkable
+class Source(Protocol):
+    ids: list[str]
+    num_classes: int
+
+    def __len__(self) -> int: ...
+    def load(self, i: int) -> Image.Image: ...
+    def label(self, i: int) -> int | None: ...
+    def labels(self) -> np.ndarray | None: ...
+    def describe(self) -> dict: ...
+    def validation(self) -> Source | None: ...
+
+
+class ArraySource:
+    """Images held in memory as one uint8 array (N, H, W, 3); the base of the built-in sources."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None, ids: list[str], description: dict):
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise DataError(f"in-memory images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+        if len(images) == 0:
+            raise DataError(f"data source {description.get('kind')} is empty")
+        self.images = images
+        self._labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.ids = list(ids)
+        self.num_classes = 0 if labels is None else int(self._labels.max()) + 1
+        self._description = dict(description)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load_array(self, i: int) -> np.ndarray:
+        return self.images[i]
+
+    def load(self, i: int) -> Image.Image:
+        return Image.fromarray(self.images[i])
+
+    def label(self, i: int) -> int | None:
+        return None if self._labels is None else int(self._labels[i])
+
+    def labels(self) -> np.ndarray | None:
+        return self._labels
+
+    def describe(self) -> dict:
+        return dict(self._description)
+
+    def validation(self) -> Source | None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._description}, n={len(self)})"
+
+
+class ShapesSource(ArraySource):
+    """The procedural ``shapes`` dataset (see ``mimscale.data.shapes``), generated at construction.
+
+    ``pool`` images of generator seed ``split_seed(seed, split)``; ``validation()`` is the "val" split
+    of the same seed with ``val_pool`` images (disjoint ids by construction).
+    """
+
+    def __init__(self, size=32, pool=1000, seed=0, val_pool=1000, noise=0.02, occluder=0.15,
+                 background="plain", split="train"):  # fmt: skip
+        if int(pool) < 1:
+            raise DataError(f"shapes pool must be >= 1, got {pool}")
+        try:
+            gen_seed = split_seed(int(seed), split)
+            images, labels, seg = shapes_array(gen_seed, int(pool), int(size), noise=float(noise),
+                                               occluder=float(occluder), background=background)  # fmt: skip
+        except ValueError as e:
+            raise DataError(str(e)) from None
+        desc = dict(kind="shapes", size=int(size), pool=int(pool), seed=int(seed), val_pool=int(val_pool),
+                    noise=float(noise), occluder=float(occluder), background=background, split=split)  # fmt: skip
+        super().__init__(images, labels, [f"shapes:{gen_seed}:{i}" for i in range(int(pool))], desc)
+        self.num_classes = NUM_CLASSES
+        self.seg = seg
+
+    def segmentation(self, i: int) -> np.ndarray:
+        """(H, W) uint8: 0 background, label + 1 for the shape, 11 for the occluder."""
+        return self.seg[i]
+
+    def validation(self) -> Source | None:
+        if self._description["split"] != "train":
+            return None
+        d = self.describe()
+        d.update(pool=d["val_pool"], split="val")
+        d.pop("kind")
+        return ShapesSource(**d)
+
+
+def digits_source(size: int = 32) -> ArraySource:
+    """scikit-learn's bundled handwritten digits: 1,797 8x8 grey images (UCI optdigits test set, 0-16
+    intensities), labels 0-9, upscaled bilinearly to ``size`` px and replicated to RGB. No val split."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    small = (d.images * (255.0 / 16.0)).round().astype(np.uint8)
+    big = np.stack([np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR)) for a in small])
+    images = np.repeat(big[..., None], 3, axis=-1)
+    ids = [f"digits:{i}" for i in range(len(images))]
+    return ArraySource(images, d.target.astype(np.int64), ids, {"kind": "digits", "size": int(size)})
+
+
+def sample_images_source(tile: int = 0) -> ArraySource:
+    """scikit-learn's two bundled photos (``china.jpg``, ``flower.jpg``; 427x640 RGB, CC-licensed).
+
+    ``tile=0``: the two whole photos (label = photo). ``tile=T``: non-overlapping T x T tiles of both
+    photos in row-major order (label = photo), e.g. 120 tiles at T=64. Good for smoke tests of the
+    real-photo path, far too small to pre-train on. No val split.
+    """
+    from sklearn.datasets import load_sample_images
+
+    bunch = load_sample_images()
+    names = [os.path.basename(f) for f in bunch.filenames]
+    images, labels, ids = [], [], []
+    for k, (name, photo) in enumerate(zip(names, bunch.images)):
+        if tile <= 0:
+            images.append(photo)
+            labels.append(k)
+            ids.append(f"sample_images:{name}")
+            continue
+        for r in range(photo.shape[0] // tile):
+            for c in range(photo.shape[1] // tile):
+                images.append(photo[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile])
+                labels.append(k)
+                ids.append(f"sample_images:{name}@{r},{c}")
+    if not images:
+        raise DataError(f"sample_images tile={tile} is larger than the photos (427x640)")
+    return ArraySource(np.stack(images).astype(np.uint8), np.array(labels), ids,
+                       {"kind": "sample_images", "tile": int(tile)})  # fmt: skip
+
+
+class FolderSource:
+    """An image folder: ImageNet layout ``root/<class>/<image>`` (label = sorted class index) or a
+    flat folder of images (no labels). A root holding ``train/`` (and ``val/``) sub-folders is read
+    as ``root/train``, with ``root/val`` as its validation split. Ids are relative POSIX paths.
+    Files are listed by extension (``IMAGE_EXTENSIONS``) and only decoded when loaded, so unreadable
+    files are found (and skipped, counted) by the data loader, not here.
+    """
+
+    def __init__(self, path: str | os.PathLike, split: str = "auto"):
+        root = Path(path).expanduser()
+        if not root.exists():
+            raise DataError(f"data path not found: {root}")
+        if not root.is_dir():
+            raise DataError(f"data path is not a directory: {root}")
+        self.top = root.resolve()
+        self.split = split
+        if split == "auto" and _is_split_layout(root):
+            self.split = "train"
+        self.root = self.top / self.split if self.split in ("train", "val") else self.top
+        if not self.root.is_dir():
+            raise DataError(f"data path not found: {self.root}")
+        classes = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith("."))
+        classes = [c for c in classes if _has_images(self.root / c)]
+        files, labels = [], []
+        if classes:
+            for k, c in enumerate(classes):
+                for rel in _list_images(self.root / c, prefix=c + "/"):
+                    files.append(rel)
+                    labels.append(k)
+        else:
+            files = _list_images(self.root)
+        if not files:
+            raise DataError(f"no images found in {self.root}")
+        self.classes = classes
+        self.ids = files
+        self._labels = np.asarray(labels, dtype=np.int64) if classes else None
+        self.num_classes = len(classes)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def path(self, i: int) -> Path:
+        return self.root / self.ids[i]
+
+    def load(self, i: int) -> Image.Image:
+        return Image.open(self.path(i))
+
+    def label(self, i: int) -> int | None:
+        return None if self._labels is None else int(self._labels[i])
+
+    def labels(self) -> np.ndarray | None:
+        return self._labels
+
+    def describe(self) -> dict:
+        return {"kind": "folder", "path": str(self.top), "split": self.split}
+
+    def validation(self) -> Source | None:
+        if self.split == "train" and (self.top / "val").is_dir():
+            return FolderSource(self.top, split="val")
+        return None
+
+    def __repr__(self) -> str:
+        return f"FolderSource({self.root}, n={len(self)}, classes={self.num_classes})"
+
+
+def _list_images(folder: Path, prefix: str = "") -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = os.path.relpath(dirpath, folder)
+        base = prefix if rel == "." else prefix + Path(rel).as_posix() + "/"
+        out.extend(
+            base + f for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+        )
+    return sorted(out)
+
+
+def _is_split_layout(root: Path) -> bool:
+    """root/train (+ root/val, root/test) and nothing else that looks like data."""
+    entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
+    dirs = {e.name for e in entries if e.is_dir()}
+    direct = any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in entries)
+    return "train" in dirs and dirs <= {"train", "val", "test"} and not direct
+
+
+def _has_images(folder: Path) -> bool:
+    for _dirpath, _dirs, filenames in os.walk(folder):
+        if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in filenames):
+            return True
+    return False
+
+
+# --- spec parsing ---------------------------------------------------------------------------------
+_BUILDERS = {
+    "shapes": ShapesSource,
+    "digits": digits_source,
+    "sample_images": sample_images_source,
+    "folder": FolderSource,
+}
+KINDS = ("shapes", "digits", "sample_images", "folder", "shards")
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_spec(spec: str | dict | os.PathLike) -> dict:
+    """Normalise a source spec to a dict with a ``kind`` key (see the module docstring)."""
+    if isinstance(spec, dict):
+        if "kind" not in spec:
+            raise DataError(f"data source spec needs a 'kind' (one of {', '.join(KINDS)}): {spec}")
+        return dict(spec)
+    text = os.fspath(spec).strip()
+    if not text:
+        raise DataError("empty data source spec")
+    kind, _, rest = text.partition(":")
+    if kind in ("folder", "shards"):
+        return {"kind": kind, "path": rest}
+    if kind in _BUILDERS:
+        out: dict[str, Any] = {"kind": kind}
+        for item in filter(None, (s.strip() for s in rest.split(","))):
+            key, eq, val = item.partition("=")
+            if not eq:
+                raise DataError(f"bad data source option {item!r} in {text!r} (expected key=value)")
+            out[key.strip()] = _value(val.strip())
+        return out
+    if ".tar" in text or "{" in text:
+        return {"kind": "shards", "path": text}
+    if os.path.exists(os.path.expanduser(text)):
+        return {"kind": "folder", "path": text}
+    raise DataError(f"data source not found: {text} (not a path, and not one of {', '.join(KINDS)})")
+
+
+def build_source(spec: str | dict | os.PathLike):
+    """Build a source from a spec string, a dict (e.g. ``source.describe()``) or a path."""
+    d = parse_spec(spec)
+    kind = d.pop("kind")
+    if kind == "shards":
+        from .shards import ShardSource
+
+        builder = ShardSource
+    elif kind in _BUILDERS:
+        builder = _BUILDERS[kind]
+    else:
+        raise DataError(f"unknown data source kind {kind!r}; choose from {', '.join(KINDS)}")
+    try:
+        return builder(**d)
+    except TypeError as e:
+        raise DataError(f"bad options for data source {kind!r}: {e}") from None

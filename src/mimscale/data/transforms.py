@@ -1,0 +1,184 @@
+"""Image transforms without torchvision (SPEC section 2 augmentation, section 5 evaluation).
+
+Inputs: a PIL image (possibly a lazily opened file), or a uint8 array / tensor (H, W, 3).
+Outputs: float32 tensors (3, size, size), normalised with ImageNet mean/std.
+
+Speed: resizing runs on uint8 tensors with ``torch.nn.functional.interpolate(mode="bilinear",
+antialias=True)`` (PIL's BILINEAR filter, within 1-3 grey levels, several times faster), flip and
+normalisation are fused into one pass, and JPEG files are decoded at 1/2, 1/4 or 1/8 scale (PIL
+``draft``, DCT-domain scaling) whenever the crop still has at least ``size`` pixels per side at that
+scale, i.e. when this never upsamples more than a full decode would.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def rrc_params(
+    height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float], rng: np.random.Generator
+) -> tuple[int, int, int, int]:
+    """RandomResizedCrop box ``(top, left, h, w)`` (torchvision's algorithm, numpy RNG).
+
+    Up to 10 tries of area ~ U(scale) * H * W and log-aspect ~ U(log ratio), then a uniform
+    position; if no try fits, the largest centred box whose aspect is clamped to ``ratio``.
+    """
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    tries = rng.random((10, 2))  # one call: scalar draws dominate the cost at small image sizes
+    for u_area, u_ratio in tries.tolist():
+        target = area * (scale[0] + (scale[1] - scale[0]) * u_area)
+        aspect = math.exp(log_lo + (log_hi - log_lo) * u_ratio)
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            u_top, u_left = rng.random(2).tolist()
+            return int(u_top * (height - h + 1)), int(u_left * (width - w + 1)), h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def _draft_factor(h: int, w: int, size_h: int, size_w: int) -> int:
+    """Largest JPEG DCT reduction (1, 2, 4, 8) that keeps the box >= the output size."""
+    for s in (8, 4, 2):
+        if h // s >= size_h and w // s >= size_w:
+            return s
+    return 1
+
+
+def _decode(img, box: tuple[int, int, int, int] | None, out_hw: tuple[int, int], draft: bool):
+    """Decode to a uint8 HWC tensor; returns (tensor, box scaled to the decoded resolution)."""
+    if isinstance(img, torch.Tensor):
+        return img, box
+    if isinstance(img, np.ndarray):
+        return torch.from_numpy(img if img.flags.writeable else img.copy()), box
+    full_w, full_h = img.size
+    if draft and img.format == "JPEG" and getattr(img, "tile", None):
+        bh, bw = (box[2], box[3]) if box is not None else (full_h, full_w)
+        s = _draft_factor(bh, bw, out_hw[0], out_hw[1])
+        if s > 1:
+            img.draft("RGB", (max(1, full_w // s), max(1, full_h // s)))
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    arr = np.asarray(img)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise OSError(f"decoded image has shape {arr.shape}, expected (H, W, 3)")
+    with warnings.catch_warnings():  # np.asarray(PIL image) is read-only; the tensor is only read
+        warnings.simplefilter("ignore", UserWarning)
+        x = torch.from_numpy(arr)
+    dh, dw = arr.shape[0], arr.shape[1]
+    if box is not None and (dh, dw) != (full_h, full_w):
+        sy, sx = dh / full_h, dw / full_w
+        top, left = int(box[0] * sy), int(box[1] * sx)
+        h = min(dh - top, max(1, round(box[2] * sy)))
+        w = min(dw - left, max(1, round(box[3] * sx)))
+        box = (top, left, h, w)
+    return x, box
+
+
+def _resize_hwc(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """uint8 (H, W, 3) -> uint8 (3, h, w), bilinear with antialiasing (PIL BILINEAR semantics)."""
+    chw = x.permute(2, 0, 1)
+    if tuple(chw.shape[1:]) == tuple(hw):
+        return chw
+    return F.interpolate(chw.unsqueeze(0), size=hw, mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+class Normalize:
+    """uint8 (..., 3, H, W) -> float32, ``(x / 255 - mean) / std`` in one fused pass."""
+
+    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        std = torch.tensor(std, dtype=torch.float32)
+        self.scale = (1.0 / (255.0 * std)).view(3, 1, 1)
+        self.shift = (-torch.tensor(mean, dtype=torch.float32) / std).view(3, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, x.to(torch.float32), self.scale)
+
+    def invert(self, x: torch.Tensor) -> torch.Tensor:
+        """float normalised -> float in [0, 1] (for figures)."""
+        s, b = self.scale.to(x.device), self.shift.to(x.device)
+        return ((x - b) / s / 255.0).clamp(0, 1)
+
+
+class TrainTransform:
+    """RandomResizedCrop(size, scale, ratio, bilinear) -> horizontal flip (p=0.5) -> normalise.
+
+    ``transform(img, rng)``: every random choice comes from ``rng`` (a numpy Generator), in the order
+    crop box, then flip, so a sample is reproducible from the generator's seed.
+    """
+
+    def __init__(self, size: int, scale=(0.67, 1.0), ratio=(3 / 4, 4 / 3), hflip: bool = True,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, draft: bool = True):  # fmt: skip
+        if not (0 < scale[0] <= scale[1] <= 1.0) or not (0 < ratio[0] <= ratio[1]):
+            raise ValueError(f"bad RandomResizedCrop bounds scale={scale} ratio={ratio}")
+        self.size = int(size)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.ratio = (float(ratio[0]), float(ratio[1]))
+        self.hflip = hflip
+        self.draft = draft
+        self.normalize = Normalize(mean, std)
+
+    def crop_resize(self, img, rng: np.random.Generator) -> torch.Tensor:
+        """The augmented image as uint8 (3, size, size), before normalisation."""
+        if isinstance(img, (np.ndarray, torch.Tensor)):
+            height, width = img.shape[0], img.shape[1]
+        else:
+            width, height = img.size
+        box = rrc_params(height, width, self.scale, self.ratio, rng)
+        flip = self.hflip and rng.random() < 0.5
+        x, (top, left, h, w) = _decode(img, box, (self.size, self.size), self.draft)
+        out = _resize_hwc(x[top : top + h, left : left + w], (self.size, self.size))
+        return out.flip(-1) if flip else out
+
+    def __call__(self, img, rng: np.random.Generator) -> torch.Tensor:
+        return self.normalize(self.crop_resize(img, rng))
+
+
+class EvalTransform:
+    """Resize the shorter side to ``resize`` (default ``size``; bilinear, antialiased), center-crop
+    ``size``, normalise. Deterministic. For built-in images already at ``size`` it is the identity
+    (plus normalisation); the ImageNet convention is ``resize = size / 0.875``.
+    """
+
+    def __init__(self, size: int, resize: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 draft: bool = True):  # fmt: skip
+        self.size = int(size)
+        self.resize = int(resize) if resize else self.size
+        if self.resize < self.size:
+            raise ValueError(f"EvalTransform resize ({self.resize}) must be >= size ({self.size})")
+        self.draft = draft
+        self.normalize = Normalize(mean, std)
+
+    def _target(self, height: int, width: int) -> tuple[int, int]:
+        if height <= width:
+            return self.resize, max(self.resize, int(self.resize * width / height))
+        return max(self.resize, int(self.resize * height / width)), self.resize
+
+    def crop_resize(self, img, rng: np.random.Generator | None = None) -> torch.Tensor:
+        if isinstance(img, (np.ndarray, torch.Tensor)):
+            height, width = img.shape[0], img.shape[1]
+        else:
+            width, height = img.size
+        th, tw = self._target(height, width)
+        x, _ = _decode(img, None, (th, tw), self.draft)
+        out = _resize_hwc(x, (th, tw))
+        top, left = (th - self.size) // 2, (tw - self.size) // 2
+        return out[:, top : top + self.size, left : left + self.size]
+
+    def __call__(self, img, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return self.normalize(self.crop_resize(img))

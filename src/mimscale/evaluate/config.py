@@ -1,0 +1,165 @@
+"""The evaluation config: one flat, typed dataclass for every task (defaults < YAML < ``key=value``).
+
+Defaults are the paper's fine-tuning recipe (SPEC section 7, SwinV2-B on ImageNet) and the probe
+settings of the demo study; ``configs/finetune/*.yaml`` hold the shipped variants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mimscale.config import ConfigError, _merge  # the project's one-line merge errors
+
+TASKS = ("finetune", "linear", "knn", "segment")
+
+
+@dataclass
+class EvalConfig:
+    task: str = "linear"  # finetune | linear | knn | segment
+    name: str = ""  # result file RUN_DIR/eval/<name>.json; empty: the task name
+
+    # --- what is evaluated -------------------------------------------------------------------
+    init: str = "pretrained"  # pretrained | random (the same encoder untrained: the baseline)
+    checkpoint: str = ""  # a checkpoint file; empty: the run's latest
+    model: str = ""  # build this model name instead of the run's (the checkpoint must fit it)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {window_size: 14}
+    img_size: int = 0  # 0: the run's pre-training size
+
+    # --- data (see mimscale.data.build_source; segfolder:/path for image/mask pairs) ------------
+    # Empty: the built-in shapes probe pool (2,000 labelled images) and test pool (1,000), generated
+    # from seeds disjoint from the pre-training pool, at img_size.
+    train_source: str = ""
+    test_source: str = ""  # empty with a train_source: that source's own validation split
+    num_classes: int = 0  # 0: from the data; >0 is checked against it
+    batch_size: int = 64  # per step (fine-tuning) / per forward (feature extraction)
+    num_workers: int = 0
+
+    # --- frozen-feature probes ---------------------------------------------------------------
+    features: str = "multiblock"  # multiblock (every block, normalised, pooled, concatenated) | last
+    probe: str = "sgd"  # sgd: BN + linear, an LR sweep in one pass | logistic: scikit-learn L-BFGS
+    linear_lrs: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0])  # per 256
+    linear_epochs: int = 100
+    linear_batch_size: int = 256
+    linear_weight_decay: float = 0.0
+    linear_holdout: float = 0.1  # fraction of the training features that picks the LR
+    logistic_c: float = 1.0
+    knn_k: int = 20
+    knn_t: float = 0.07
+
+    # --- fine-tuning (finetune and segment) ---------------------------------------------------
+    epochs: int = 100
+    warmup_epochs: float = 20.0
+    base_lr: float = 1.25e-3  # per 512 images; lr = base_lr * batch_size / 512
+    warmup_lr: float = 2.5e-7  # per 512
+    min_lr: float = 2.5e-7  # per 512
+    weight_decay: float = 0.05
+    layer_decay: float = 0.75
+    drop_path: float = 0.1
+    clip_grad: float = 5.0  # 0 = off
+    label_smoothing: float = 0.1
+    mixup: float = 0.8  # Beta alpha; 0 = off
+    cutmix: float = 1.0  # Beta alpha; 0 = off
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    randaug_n: int = 2  # 0 = no RandAugment
+    randaug_m: float = 9.0
+    randaug_mstd: float = 0.5
+    reprob: float = 0.25  # random erasing
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    hflip: bool = True
+    eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+
+    # --- segmentation -------------------------------------------------------------------------
+    seg_width: int = 64  # channels of the FPN head
+    freeze_backbone: bool = False
+    ignore_index: int = 255
+
+    # --- where and how fast (not part of the result's identity) ----------------------------------
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # torch intra-op threads; 0: torch's default
+
+
+# Keys that change speed or placement, not results: a finished evaluation is reused across them.
+NON_IDENTITY_KEYS = ("device", "threads", "num_workers", "name")
+
+
+def load_eval_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                     base: EvalConfig | None = None) -> DictConfig:
+    """Defaults (or ``base``) < YAML file < dotted ``key=value`` overrides -> a frozen DictConfig."""
+    cfg = OmegaConf.structured(base or EvalConfig())
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = OmegaConf.load(path)
+        except Exception as e:
+            raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
+        cfg = _merge(cfg, loaded, str(path))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not key=value")
+        try:
+            dotlist = OmegaConf.from_dotlist([item])
+        except Exception as e:
+            raise ConfigError(f"cannot parse override '{item}': {str(e).splitlines()[0]}") from None
+        cfg = _merge(cfg, dotlist, f"override '{item.split('=', 1)[0]}'")
+    validate(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def as_eval_config(cfg: Any) -> DictConfig:
+    """Accept an EvalConfig, a dict, a DictConfig or None (defaults) wherever a config is taken."""
+    if isinstance(cfg, DictConfig):
+        merged = _merge(OmegaConf.structured(EvalConfig()), cfg, "config")
+    elif isinstance(cfg, EvalConfig):
+        merged = OmegaConf.structured(cfg)
+    else:
+        merged = _merge(OmegaConf.structured(EvalConfig()), OmegaConf.create(cfg or {}), "config")
+    validate(merged)
+    OmegaConf.set_readonly(merged, True)
+    return merged
+
+
+def validate(cfg: DictConfig) -> None:
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got '{cfg.task}'")
+    if cfg.features not in ("multiblock", "last"):
+        raise ConfigError(f"features must be 'multiblock' or 'last', got '{cfg.features}'")
+    if cfg.probe not in ("sgd", "logistic"):
+        raise ConfigError(f"probe must be 'sgd' or 'logistic', got '{cfg.probe}'")
+    if cfg.init not in ("pretrained", "random"):
+        raise ConfigError(f"init must be 'pretrained' or 'random', got '{cfg.init}'")
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision must be fp32 or bf16, got '{cfg.precision}'")
+    if cfg.batch_size <= 0 or cfg.epochs <= 0 or cfg.knn_k <= 0 or cfg.linear_epochs <= 0:
+        raise ConfigError("batch_size, epochs, knn_k and linear_epochs must be positive")
+    if not cfg.linear_lrs or min(cfg.linear_lrs) <= 0:
+        raise ConfigError("linear_lrs must be a non-empty list of positive learning rates")
+    if not 0.0 <= cfg.linear_holdout < 1.0:
+        raise ConfigError(f"linear_holdout must be in [0, 1), got {cfg.linear_holdout}")
+    if not 0.0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1.0:
+        raise ConfigError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {list(cfg.crop_scale)}")
+    if cfg.img_size < 0 or cfg.num_classes < 0:
+        raise ConfigError("img_size and num_classes must be >= 0")
+
+
+def result_name(cfg: DictConfig) -> str:
+    name = cfg.name or cfg.task
+    if "/" in name or name.startswith("."):
+        raise ConfigError(f"name must be a plain file name, got '{name}'")
+    return name
+
+
+def identity(cfg: DictConfig) -> dict:
+    d = OmegaConf.to_container(cfg, resolve=True)
+    for key in NON_IDENTITY_KEYS:
+        d.pop(key, None)
+    return d

@@ -1,0 +1,212 @@
+"""Downstream datasets: labelled sources for classification, image/mask pairs for segmentation.
+
+Any ``mimscale.data`` source with labels works (the built-in ``shapes`` and ``digits``, an ImageNet-
+style folder ``root/<class>/<image>``); segmentation takes the built-in ``shapes`` masks or
+``segfolder:/path``, a folder of image / mask pairs (see ``SegFolderSource``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mimscale.data.errors import DataError
+from mimscale.data.sources import IMAGE_EXTENSIONS, build_source
+from mimscale.data.transforms import EvalTransform, Normalize, TrainTransform
+from mimscale.evaluate.augment import rand_augment
+from mimscale.evaluate.loading import EvalError
+
+# The built-in downstream data: labelled pools generated from seeds disjoint from pre-training's.
+DEFAULT_TRAIN = "shapes:size={size},pool=2000,seed=0,split=probe"
+DEFAULT_TEST = "shapes:size={size},pool=1000,seed=0,split=test"
+
+
+def _build(spec: str):
+    if spec.startswith("segfolder:"):
+        return SegFolderSource(spec.split(":", 1)[1])
+    return build_source(spec)
+
+
+def build_sources(train_spec: str, test_spec: str, size: int):
+    """(train, test) sources; an empty test spec takes the train source's own validation split."""
+    train = _build(train_spec or DEFAULT_TRAIN.format(size=size))
+    if test_spec:
+        test = _build(test_spec)
+    elif not train_spec:
+        test = _build(DEFAULT_TEST.format(size=size))
+    else:
+        test = train.validation()
+        if test is None:
+            raise EvalError(f"{train_spec} has no validation split: give test_source=...")
+    return train, test
+
+
+def check_labels(train, test, num_classes: int, task: str) -> int:
+    """The class count both splits agree on; one-line errors for unlabelled data or a mismatch."""
+    for what, src in (("train_source", train), ("test_source", test)):
+        if src.labels() is None:
+            raise EvalError(f"{what} {src.describe()} has no labels; task '{task}' needs labelled images "
+                            f"(a folder root/<class>/<image>, or a built-in labelled source)")
+    n = max(train.num_classes, int(train.labels().max()) + 1)
+    n_test = int(test.labels().max()) + 1
+    if n_test > n:
+        raise EvalError(f"test_source has labels up to {n_test - 1} but train_source has {n} classes")
+    if num_classes and num_classes != n:
+        raise EvalError(f"num_classes={num_classes} but the data has {n} classes")
+    return n
+
+
+def _load(source, i: int):
+    return source.load_array(i) if hasattr(source, "load_array") else source.load(i)
+
+
+class ClassificationData(torch.utils.data.Dataset):
+    """(normalised image, label). Training: RandomResizedCrop + flip (+ RandAugment), every draw from
+    a generator seeded by (seed, epoch, index), so augmentation does not depend on worker scheduling."""
+
+    def __init__(self, source, size: int, train: bool = False, seed: int = 0, crop_scale=(0.08, 1.0),
+                 hflip: bool = True, randaug: tuple[int, float, float] = (0, 0.0, 0.0)):
+        self.source, self.train, self.seed, self.epoch = source, train, seed, 0
+        self.labels = source.labels()
+        self.randaug = randaug
+        self.eval_tf = EvalTransform(size)
+        self.train_tf = TrainTransform(size, scale=tuple(crop_scale), hflip=hflip)
+        self.normalize = Normalize()
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i: int):
+        img = _load(self.source, i)
+        label = int(self.labels[i]) if self.labels is not None else -1
+        if not self.train:
+            return self.eval_tf(img), label
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        x = self.train_tf.crop_resize(img, rng)
+        if self.randaug[0] > 0:
+            x = rand_augment(x.float() / 255, *self.randaug, rng=rng) * 255
+        return self.normalize(x), label
+
+
+class SegFolderSource:
+    """Image / mask pairs: ``root/images/**/<stem>.<ext>`` with ``root/masks/**/<stem>.png`` (or
+    ``annotations/``, the ADE20K layout), matched by relative path without extension. Masks hold class
+    indices (one channel); 255 is ignored. With ``images/train`` and ``images/val`` (or ``training`` /
+    ``validation``) sub-folders the source reads the training split, ``validation()`` the other."""
+
+    def __init__(self, path: str, split: str = "auto"):
+        top = Path(path).expanduser()
+        img_dir = top / "images"
+        mask_dir = next((top / d for d in ("masks", "annotations") if (top / d).is_dir()), None)
+        if not img_dir.is_dir() or mask_dir is None:
+            raise DataError(f"segmentation folder {top} needs images/ and masks/ (or annotations/) sub-folders")
+        splits = [s for s in ("train", "training", "val", "validation") if (img_dir / s).is_dir()]
+        if split == "auto":
+            split = splits[0] if splits else ""
+        self.top, self.split = top, split
+        self.img_root, self.mask_root = img_dir / split, mask_dir / split
+        masks = {}
+        for dirpath, _, files in os.walk(self.mask_root):
+            for f in files:
+                if f.lower().endswith(".png"):
+                    rel = Path(dirpath, f).relative_to(self.mask_root)
+                    masks[rel.with_suffix("").as_posix()] = rel
+        self.ids, self._masks = [], []
+        for dirpath, dirs, files in os.walk(self.img_root):
+            dirs.sort()
+            for f in sorted(files):
+                rel = Path(dirpath, f).relative_to(self.img_root)
+                key = rel.with_suffix("").as_posix()
+                if f.lower().endswith(IMAGE_EXTENSIONS) and key in masks:
+                    self.ids.append(rel.as_posix())
+                    self._masks.append(masks[key])
+        if not self.ids:
+            raise DataError(f"no image/mask pairs found under {self.img_root} and {self.mask_root}")
+        self.num_classes = 0  # counted by segmentation_classes() when needed
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load(self, i: int) -> Image.Image:
+        return Image.open(self.img_root / self.ids[i]).convert("RGB")
+
+    def segmentation(self, i: int) -> np.ndarray:
+        m = np.asarray(Image.open(self.mask_root / self._masks[i]))
+        if m.ndim != 2:
+            raise DataError(f"mask {self._masks[i]} has shape {m.shape}; masks must be one-channel class maps")
+        return m
+
+    def labels(self):
+        return None
+
+    def describe(self) -> dict:
+        return {"kind": "segfolder", "path": str(self.top), "split": self.split}
+
+    def validation(self):
+        other = {"train": "val", "training": "validation"}.get(self.split)
+        if other and (self.top / "images" / other).is_dir():
+            return SegFolderSource(str(self.top), split=other)
+        return None
+
+
+def segmentation_classes(source, ignore_index: int) -> int:
+    """Number of classes: the built-in count, or 1 + the largest mask value (ignore_index excluded)."""
+    from mimscale.data.shapes import SEG_NUM_CLASSES
+
+    if getattr(source, "describe", dict)().get("kind") == "shapes":
+        return SEG_NUM_CLASSES
+    top = 0
+    for i in range(len(source)):
+        m = source.segmentation(i)
+        valid = m[m != ignore_index]
+        top = max(top, int(valid.max()) + 1 if valid.size else 0)
+    return top
+
+
+class SegmentationData(torch.utils.data.Dataset):
+    """(normalised image (3, S, S), mask (S, S) int64): shorter side resized to S and center-cropped,
+    bilinear for the image and nearest for the mask; training adds a seeded horizontal flip."""
+
+    def __init__(self, source, size: int, train: bool = False, seed: int = 0, hflip: bool = True):
+        if not hasattr(source, "segmentation"):
+            raise EvalError(f"data source {source.describe()} has no segmentation masks; use the built-in "
+                            f"shapes source or segfolder:/path")
+        self.source, self.train, self.seed, self.hflip, self.epoch = source, train, seed, hflip, 0
+        self.tf = EvalTransform(size)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i: int):
+        img = _load(self.source, i)
+        mask = torch.from_numpy(np.asarray(self.source.segmentation(i)).astype(np.int64))
+        hw = tuple(img.shape[:2]) if isinstance(img, np.ndarray) else (img.size[1], img.size[0])
+        if tuple(mask.shape) != hw:
+            raise EvalError(f"mask of image {i} is {tuple(mask.shape)} but the image is {hw}")
+        x = self.tf(img)
+        th, tw = self.tf._target(*hw)
+        mask = F.interpolate(mask[None, None].float(), size=(th, tw), mode="nearest")[0, 0].long()
+        top, left = (th - self.size) // 2, (tw - self.size) // 2
+        mask = mask[top:top + self.size, left:left + self.size]
+        if self.train and self.hflip and np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5:
+            x, mask = x.flip(-1), mask.flip(-1)
+        return x, mask
+
+
+def loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int, epoch: int = 0):
+    gen = torch.Generator().manual_seed(seed * 1000 + epoch)  # the shuffle order is part of the result
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen,
+                                       num_workers=num_workers, drop_last=False,
+                                       persistent_workers=False)

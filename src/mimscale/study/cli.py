@@ -1,0 +1,189 @@
+"""``mimscale study plan | run | status | results``: argument parsing and dispatch only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mimscale.study import store
+from mimscale.study.spec import Study, StudyError, load_study
+
+PROG = "mimscale study"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own usage errors: one line, exit 2, like ours
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Run a grid of SimMIM pre-trainings (model x data x length) and "
+                                       "their evaluations, resumably, on this machine or Slurm.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    q = sub.add_parser("plan", help="print the runs of a study file and their estimated cost")
+    q.add_argument("study", help="study file (YAML)")
+    q.add_argument("--out", help="study directory (default: the file's 'out', else runs/<name>)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.add_argument("--no-flops", action="store_true", help="skip the FLOP count (it builds each model on meta)")
+
+    r = sub.add_parser("run", help="run every unfinished run of a study (rerun to resume)")
+    r.add_argument("study", help="study file (YAML)")
+    r.add_argument("--out", help="study directory (default: the file's 'out', else runs/<name>)")
+    r.add_argument("--executor", choices=("local", "slurm"), default="local")
+    r.add_argument("--workers", type=int, default=1, help="local: runs at once (default 1)")
+    r.add_argument("--threads", type=int, default=0,
+                   help="local: torch threads per worker (default: this machine's CPUs / workers)")
+    r.add_argument("--skip-failed", action="store_true", help="do not retry runs that failed before")
+    r.add_argument("--no-wait", action="store_true",
+                   help="local: return when nothing is left to start here, without waiting for runs that "
+                        "another process has claimed")
+    s = r.add_argument_group("slurm (--executor slurm)")
+    s.add_argument("--partition", help="Slurm partition")
+    s.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per run; >1 runs torchrun DDP on one node")
+    s.add_argument("--cpus-per-run", type=int, default=8)
+    s.add_argument("--mem-gb", type=float, default=None)
+    s.add_argument("--timeout-min", type=int, default=60 * 24 * 3, help="per task; it requeues and resumes after")
+    s.add_argument("--array-parallelism", type=int, default=32, help="tasks of the array running at once")
+    s.add_argument("--wait", action="store_true", help="block until every task ends")
+    s.add_argument("--slurm-cluster", default=None, choices=("slurm", "local", "debug"),
+                   help="submitit backend (default: Slurm if present); local/debug run without Slurm")
+    r.add_argument("--run-fn", default=None, help=argparse.SUPPRESS)  # tests: 'module:function'
+
+    t = sub.add_parser("status", help="table of runs: status, step/total, val loss, images/s, ETA")
+    t.add_argument("study_dir", help="study directory (or the study file)")
+    t.add_argument("--json", action="store_true", help="machine-readable output")
+
+    u = sub.add_parser("results", help="write the results table (one row per run) and the curve table")
+    u.add_argument("study_dir", help="study directory (or the study file)")
+    u.add_argument("--out", help="results CSV (default STUDY_DIR/results.csv)")
+    u.add_argument("--curves", help="long-format curves CSV (default: curves.csv beside --out)")
+    return p
+
+
+def _study_dir(study: Study, out: str | None) -> Path:
+    return Path(out) if out else study.default_dir()
+
+
+def _open_dir(arg: str) -> tuple[Study, Path]:
+    """A study directory, or a study file standing for its directory."""
+    path = Path(arg)
+    if path.is_file():
+        study = load_study(path)
+        path = study.default_dir()
+    return store.load_study_dir(path), path
+
+
+def cmd_plan(args) -> int:
+    from mimscale.study.cost import human, run_cost
+
+    study = load_study(args.study)
+    costs = [run_cost(r, flops=not args.no_flops) for r in study.runs]
+    images = [c["images"] for c in costs]
+    flops = [c["flops"] for c in costs]
+    tot_images = sum(images) if None not in images else None
+    tot_flops = sum(flops) if None not in flops and not args.no_flops else None
+    out_dir = _study_dir(study, args.out)
+    if args.json:
+        doc = {"study": study.name, "study_dir": str(out_dir), "evals": study.evals,
+               "runs": [{"run": r.id, "axes": r.axes, **c} for r, c in zip(study.runs, costs)],
+               "total": {"runs": len(study.runs), "images": tot_images, "flops": tot_flops}}
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    from mimscale.study.spec import axis_text
+    from mimscale.study.status import format_table
+
+    axes = study.axis_keys()
+    rows = [[r.id, *(axis_text(r.axes[k]) for k in axes), human(c["params"]), str(r.cfg.train.batch_size),
+             human(c["images"]), human(c["flops"])] for r, c in zip(study.runs, costs)]
+    shape = " x ".join(f"{k} ({len(v)})" for k, v in study.axes.items())
+    shape += "".join(f" x zip[{', '.join(g)}] ({len(next(iter(g.values())))})" for g in study.zip)
+    evals = ", ".join(f"{e['name']} ({e['task']})" for e in study.evals) or "none"
+    print(f"study {study.name}: {len(study.runs)} runs = {shape or 'the base config'}; evals: {evals}")
+    print(f"study directory: {out_dir}\n")
+    print(format_table(["run", *axes, "params", "batch", "images", "FLOPs"], rows))
+    print(f"\ntotal: {len(study.runs)} runs, {human(tot_images)} images, {human(tot_flops)} FLOPs "
+          f"(training = forward + backward, counted per model; evals not included)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    study = load_study(args.study)
+    study_dir = _study_dir(study, args.out)
+    store.init_study_dir(study, study_dir)
+    if args.executor == "slurm":
+        from mimscale.study.slurm import run_slurm
+
+        results = run_slurm(study, study_dir, cluster=args.slurm_cluster, partition=args.partition,
+                            gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                            timeout_min=args.timeout_min, array_parallelism=args.array_parallelism,
+                            mem_gb=args.mem_gb, run_fn=args.run_fn, wait=args.wait,
+                            retry_failed=not args.skip_failed)
+        if args.wait:
+            bad = [r for r in results if r.get("status") not in ("done", "running")]
+            for r in bad:
+                print(f"run {r['run']}: {r.get('status')} {r.get('error', '')}".rstrip(), file=sys.stderr)
+            return 1 if bad else 0
+        return 0
+    from mimscale.study.local import run_local, threads_per_worker
+
+    if args.workers < 1:
+        raise StudyError("--workers must be at least 1")
+    threads = threads_per_worker(args.workers, args.threads)
+    print(f"study {study.name}: {len(study.runs)} runs in {study_dir}, {args.workers} worker(s) x {threads} "
+          f"thread(s); worker output goes to runs/<id>/worker.log", file=sys.stderr, flush=True)
+    report = run_local(study, study_dir, workers=args.workers, threads=threads, run_fn=args.run_fn,
+                       retry_failed=not args.skip_failed, wait_for_others=not args.no_wait)
+    names = [e["name"] for e in study.evals]
+    left = [r.id for r in study.runs if store.run_state(study_dir, r.id, names) != "done"]
+    if report.stopped:
+        print(f"{PROG}: interrupted: {len(study.runs) - len(left)} of {len(study.runs)} runs done; run the same "
+              f"command again to continue", file=sys.stderr)
+    elif report.failed:
+        print(f"{PROG}: {len(report.failed)} run(s) failed: {', '.join(report.failed)}; see "
+              f"{study_dir}/runs/<id>/error.txt; rerun to retry them", file=sys.stderr)
+    else:
+        print(f"study {study.name}: {len(study.runs) - len(left)} of {len(study.runs)} runs done"
+              + (f" ({len(left)} not done: {', '.join(left)})" if left else ""), file=sys.stderr)
+    return report.exit_code()
+
+
+def cmd_status(args) -> int:
+    from mimscale.study.status import render_status, status_json, status_rows
+
+    study, study_dir = _open_dir(args.study_dir)
+    rows = status_rows(study, study_dir)
+    if args.json:
+        print(json.dumps(status_json(study, study_dir, rows), indent=2, default=str))
+    else:
+        print(render_status(study, study_dir, rows))
+    return 0
+
+
+def cmd_results(args) -> int:
+    from mimscale.study.results import write_results
+
+    study, study_dir = _open_dir(args.study_dir)
+    out, curves, runs = write_results(study, study_dir, args.out, args.curves)
+    done = int((runs["status"] == "done").sum()) if "status" in runs else 0
+    print(f"wrote {out} ({len(runs)} runs, {done} done) and {curves}")
+    return 0
+
+
+COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "results": cmd_results}
+
+
+def study_main(argv: list[str] | None = None) -> int:
+    """``mimscale study ...``; returns the exit code (2: bad input, with a one-line reason on stderr)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2): a code to return, not an exit
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        return COMMANDS[args.command](args)
+    except (StudyError, OSError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2

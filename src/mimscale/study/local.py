@@ -1,0 +1,198 @@
+"""Local executor: N worker processes on this machine, CPU threads divided between them.
+
+Each run gets its own spawned process (a crash or OOM kill takes down one run, not the study, and every
+run starts with fresh torch state). The parent only schedules: it picks runnable runs (longest first,
+so the last runs to finish are short ones), starts a worker, and reaps it. The worker claims the run
+(store.try_claim), so several ``study run`` processes may share one directory; runs claimed elsewhere
+are waited for, and picked up if their claim goes stale.
+
+SIGINT/SIGTERM to the parent: no new runs start; the signal is forwarded once to every worker, whose
+pretrain checkpoints and exits; the parent then returns "interrupted". A second signal kills the workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from mimscale.study import store
+from mimscale.study.spec import Study, StudyRun, images_of
+from mimscale.study.worker import (
+    EXIT_CLAIMED,
+    EXIT_DONE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    child_main,
+    with_runtime,
+)
+
+
+@dataclass
+class RunReport:
+    done: list[str] = field(default_factory=list)  # finished by this call
+    failed: list[str] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already finished before this call
+    stopped: bool = False  # a signal stopped the study
+
+    def exit_code(self) -> int:
+        return 130 if self.stopped else (1 if self.failed else 0)
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int, threads: int | None = None) -> int:
+    return int(threads) if threads else max(1, available_cpus() // max(1, workers))
+
+
+def _schedule_order(runs: list[StudyRun]) -> list[StudyRun]:
+    # Longest-first packing: with N workers the study ends soonest when long runs start early.
+    return sorted(runs, key=lambda r: (-(images_of(r.cfg) or 0), r.index))
+
+
+class _Signals:
+    """Parent-side SIGINT/SIGTERM: first one stops scheduling and is forwarded, a second kills workers."""
+
+    def __init__(self, children: Callable[[], list]):
+        self.children = children
+        self.count = 0
+        self.previous: dict = {}
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread: the caller handles signals
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.count += 1
+        for proc in self.children():
+            try:
+                os.kill(proc.pid, signum if self.count == 1 else signal.SIGKILL)
+            except (ProcessLookupError, TypeError):
+                pass
+
+    def __exit__(self, *exc):
+        for s, h in self.previous.items():
+            signal.signal(s, h)
+
+
+def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | None = None, run_fn=None,
+              retry_failed: bool = True, wait_for_others: bool = True, poll_s: float = 1.0,
+              log: Callable[[str], None] | None = None) -> RunReport:
+    """Run every unfinished run of ``study`` in ``study_dir`` (already initialised) with ``workers`` processes."""
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    study_dir = Path(study_dir).resolve()
+    workers = max(1, int(workers))
+    nthreads = threads_per_worker(workers, threads)
+    names = [e["name"] for e in study.evals]
+    report = RunReport()
+    total = len(study.runs)
+    order = _schedule_order(study.runs)
+    for r in order:
+        if store.run_state(study_dir, r.id, names) not in (*store.RUNNABLE, "running"):
+            report.skipped.append(r.id)
+    if report.skipped:
+        log(f"{len(report.skipped)} of {total} runs already finished; skipping them")
+    ctx = mp.get_context("spawn")
+    active: dict[str, tuple] = {}  # run id -> (process, run, start time)
+    attempted: set[str] = set()  # runs this call already ran (a failure is retried by the next call only)
+
+    def finished_count() -> int:
+        return len(report.skipped) + len(report.done) + len(report.failed)
+
+    def start(run: StudyRun) -> None:
+        cfg = with_runtime(run.cfg, store.run_dir(study_dir, run.id), nthreads)
+        proc = ctx.Process(target=child_main, name=f"mimscale-study-{run.id}",
+                           args=(str(study_dir), run.id, cfg, study.evals, run_fn, nthreads, os.getpid()))
+        proc.start()
+        active[run.id] = (proc, run, time.time())
+        attempted.add(run.id)
+
+    def reap(run_id: str) -> None:
+        proc, run, t0 = active.pop(run_id)
+        proc.join()
+        code, secs = proc.exitcode, time.time() - t0
+        if code == EXIT_CLAIMED:  # another process claimed it first: it is theirs now
+            attempted.discard(run_id)
+        elif code == EXIT_DONE:
+            report.done.append(run_id)
+            log(f"[{finished_count()}/{total}] done    {run_id} {run.label()} ({secs:.0f}s)")
+        elif sig.count or code in (EXIT_INTERRUPTED, -signal.SIGINT, -signal.SIGTERM):
+            report.interrupted.append(run_id)
+            _drop_dead_claim(study_dir, run_id, proc.pid)
+        else:
+            if code != EXIT_FAILED:  # killed (OOM killer, segfault) before it could record anything
+                why = f"worker process died with {_exit_text(code)}"
+                store.record_failure(study_dir, run_id, why, why + "\n" + _tail(study_dir, run_id))
+                _drop_dead_claim(study_dir, run_id, proc.pid)
+            report.failed.append(run_id)
+            err = store.run_dir(study_dir, run_id) / "error.txt"
+            log(f"[{finished_count()}/{total}] FAILED  {run_id} {run.label()}: "
+                f"{store.failure_line(study_dir, run_id)} (see {err})")
+
+    with _Signals(lambda: [p for p, _, _ in active.values()]) as sig:
+        while True:
+            if not sig.count:
+                for run in order:
+                    if len(active) >= workers:
+                        break
+                    if run.id in active or run.id in attempted or run.id in report.skipped:
+                        continue
+                    state = store.run_state(study_dir, run.id, names)
+                    if state in store.RUNNABLE and (retry_failed or state != "failed"):
+                        log(f"start   {run.id} {run.label()}" + (f" ({state})" if state != "pending" else ""))
+                        start(run)
+            if not active:
+                if sig.count:
+                    break
+                elsewhere = [r.id for r in order if r.id not in attempted and r.id not in report.skipped
+                             and store.run_state(study_dir, r.id, names) == "running"]
+                if not (elsewhere and wait_for_others):
+                    break
+                time.sleep(poll_s)  # runs claimed by another process: wait, and take over if it dies
+                continue
+            ready = wait([p.sentinel for p, _, _ in active.values()], timeout=poll_s)
+            for run_id in [rid for rid, (p, _, _) in active.items() if p.sentinel in ready]:
+                reap(run_id)
+        report.stopped = sig.count > 0
+    return report
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def _tail(study_dir: Path, run_id: str, lines: int = 30) -> str:
+    try:
+        text = (store.run_dir(study_dir, run_id) / "worker.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _drop_dead_claim(study_dir: Path, run_id: str, pid: int | None) -> None:
+    """A worker killed by a signal cannot release its claim; the parent knows it is dead, so removes it."""
+    path = store.lock_path(study_dir, run_id)
+    info = store.read_lock(path)
+    if info is not None and info.get("pid") == pid and not store.lock_is_live(path, info):
+        path.unlink(missing_ok=True)

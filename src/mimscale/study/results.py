@@ -1,0 +1,62 @@
+"""``study results``: the study's results table (one row per run) and its long-format curve table.
+
+The columns come from :mod:`mimscale.analysis.results` (the one definition of the results table that
+the analysis and report also read); this module restricts them to the study's runs, adds the axis
+values and the runner's status, and writes both tables as CSV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from mimscale.analysis.results import CURVE_COLUMNS, curves_table, results_table
+from mimscale.study import store
+from mimscale.study.spec import Study
+
+
+def _axis_value(v):
+    # Lists and dicts (e.g. an axis over model.kwargs) go into one CSV cell as text.
+    return str(v) if isinstance(v, (list, dict)) else v
+
+
+def study_results(study: Study, study_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, curves): every run of the study in grid order, pending ones included with their status."""
+    study_dir = Path(study_dir)
+    names = [e["name"] for e in study.evals]
+    table = results_table(study_dir)
+    by_id = {str(r["run"]): r for r in table.to_dict("records")} if not table.empty else {}
+    rows = []
+    for run in study.runs:
+        row = dict(by_id.get(run.id, {"run": run.id}))
+        row["status"] = store.run_state(study_dir, run.id, names)
+        for k, v in run.axes.items():
+            row[k] = _axis_value(v)
+        rows.append(row)
+    axes = study.axis_keys()
+    runs = pd.DataFrame(rows)
+    lead = ["run", *axes, "status"]
+    rest = [c for c in table.columns if c not in lead] if not table.empty else []
+    rest += [c for c in runs.columns if c not in lead and c not in rest]
+    runs = runs[lead + rest]
+    curves = curves_table(study_dir)
+    ids = {r.id for r in study.runs}
+    curves = curves[curves["run"].isin(ids)].reset_index(drop=True) if not curves.empty else curves
+    return runs, curves.reindex(columns=list(CURVE_COLUMNS))
+
+
+def curves_path_for(out: Path) -> Path:
+    """results.csv -> curves.csv beside it; anything else -> <stem>_curves.csv."""
+    out = Path(out)
+    return out.with_name("curves.csv") if out.name == "results.csv" else out.with_name(f"{out.stem}_curves.csv")
+
+
+def write_results(study: Study, study_dir: Path, out: Path | None = None,
+                  curves_out: Path | None = None) -> tuple[Path, Path, pd.DataFrame]:
+    out = Path(out) if out else Path(study_dir) / "results.csv"
+    curves_out = Path(curves_out) if curves_out else curves_path_for(out)
+    runs, curves = study_results(study, study_dir)
+    store.atomic_write_text(out, runs.to_csv(index=False))
+    store.atomic_write_text(curves_out, curves.to_csv(index=False))
+    return out, curves_out, runs

@@ -1,0 +1,151 @@
+"""``study status``: where every run of a study stands, from its files alone (safe while runs write).
+
+Per run: status, step/total, latest held-out loss, images/s and ETA. Progress comes from the tail of
+``metrics.jsonl`` (the freshest record) and checkpoint names; a finished run's from ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from mimscale.study import store
+from mimscale.study.spec import Study, axis_text, total_steps_of
+
+_TAIL_START = 64 * 1024  # bytes of metrics.jsonl read first; doubled until a val record shows up
+_TAIL_MAX = 64 * 1024 * 1024
+
+
+def _tail_records(path: Path, want_val: bool = True) -> list[dict]:
+    """Parsed JSON lines from the end of ``path``; reads more only if no val loss is in the tail yet."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return []
+    n = _TAIL_START
+    while True:
+        with open(path, "rb") as f:
+            f.seek(max(0, size - n))
+            chunk = f.read(n).decode(errors="replace")
+        lines = chunk.splitlines()
+        if size > n:
+            lines = lines[1:]  # the first line is probably cut
+        records = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if isinstance(rec, dict):
+                records.append(rec)
+        has_val = any(r.get("split") == "val" and r.get("name") == "loss" for r in records)
+        if has_val or not want_val or n >= size or n >= _TAIL_MAX:
+            return records
+        n *= 4
+
+
+def progress(run_dir: Path) -> dict:
+    """step, val_loss, images_per_s and the time of the newest metric record of a run (None if unknown)."""
+    out = {"step": None, "val_loss": None, "images_per_s": None, "time": None}
+    ckpts = [int(p.stem.split("_")[1]) for p in (run_dir / "checkpoints").glob("step_*.pt")
+             if p.stem.split("_")[1].isdigit()]
+    if ckpts:
+        out["step"] = max(ckpts)
+    for rec in _tail_records(run_dir / "metrics.jsonl"):
+        step = rec.get("step")
+        if isinstance(step, int) and (out["step"] is None or step > out["step"]):
+            out["step"] = step
+        if rec.get("split") == "val" and rec.get("name") == "loss":
+            out["val_loss"] = rec.get("value")
+        if rec.get("split") == "train" and rec.get("name") == "images_per_s":
+            out["images_per_s"] = rec.get("value")
+        out["time"] = rec.get("time", out["time"])
+    return out
+
+
+def status_rows(study: Study, study_dir: Path) -> list[dict]:
+    """One dict per run: run, <axis keys>, status, step, total, val_loss, images_per_s, eta_s, error."""
+    study_dir = Path(study_dir)
+    names = [e["name"] for e in study.evals]
+    rows = []
+    for run in study.runs:
+        d = store.run_dir(study_dir, run.id)
+        state = store.run_state(study_dir, run.id, names)
+        summary = store.read_json(d / "summary.json")
+        p = progress(d) if d.is_dir() else {"step": None, "val_loss": None, "images_per_s": None}
+        total = total_steps_of(run.cfg)
+        if summary is not None:
+            total = summary.get("iters", total)
+            p["step"] = total
+            p["val_loss"] = summary.get("final_val_loss", p["val_loss"])
+            p["images_per_s"] = summary.get("images_per_s", p["images_per_s"])
+        eta = None
+        ips = p["images_per_s"]
+        if state == "running" and total and p["step"] is not None and ips and ips > 0:
+            eta = (total - p["step"]) * int(run.cfg.train.batch_size) / ips
+        rows.append({"run": run.id, **run.axes, "status": state, "step": p["step"], "total": total,
+                     "val_loss": p["val_loss"], "images_per_s": ips, "eta_s": eta,
+                     "error": store.failure_line(study_dir, run.id) if state == "failed" else None})
+    return rows
+
+
+def counts(rows: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r["status"]] = out.get(r["status"], 0) + 1
+    return out
+
+
+def _fmt_duration(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "-"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:.0f}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned text columns (no dependency: this also runs on a login node over ssh)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def render_status(study: Study, study_dir: Path, rows: list[dict]) -> str:
+    axes = study.axis_keys()
+    header = ["run", *axes, "status", "step/total", "val_loss", "img/s", "eta"]
+    table = []
+    for r in rows:
+        step = f"{_fmt(r['step'])}/{_fmt(r['total'])}" if r["step"] is not None else f"-/{_fmt(r['total'])}"
+        ips = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.0f}"
+        table.append([r["run"], *(axis_text(r[k]) for k in axes), r["status"], step, _fmt(r["val_loss"]), ips,
+                      _fmt_duration(r["eta_s"])])
+    c = counts(rows)
+    order = ["done", "running", "partial", "pending", "failed"]
+    parts = [f"{c[k]} {k}" for k in order if k in c] + [f"{v} {k}" for k, v in c.items() if k not in order]
+    lines = [f"study {study.name} in {study_dir}: {len(rows)} runs, " + ", ".join(parts), "",
+             format_table(header, table)]
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        lines.append("")
+        for r in failed:
+            lines.append(f"failed {r['run']}: {r['error'] or '?'} "
+                         f"(see {store.run_dir(study_dir, r['run']) / 'error.txt'})")
+    return "\n".join(lines)
+
+
+def status_json(study: Study, study_dir: Path, rows: list[dict]) -> dict:
+    return {"study": study.name, "study_dir": str(study_dir), "time": time.time(), "counts": counts(rows),
+            "axes": study.axis_keys(), "runs": rows}

@@ -1,0 +1,316 @@
+"""The study directory on disk: ``study.yaml``, run claims (lock files) and each run's state.
+
+::
+
+    STUDY_DIR/study.yaml        normalised definition + run list; written once, never overwritten
+    STUDY_DIR/runs/<run_id>/    the run directory (pretrain's cfg.run_dir) + status.json, error.txt,
+                                worker.log written by the study runner
+    STUDY_DIR/locks/<id>.lock   a live claim: JSON {pid, host, start, owner, time}
+
+Claims are ``os.open(O_CREAT | O_EXCL)`` files, atomic on local and NFS filesystems, so two
+``study run`` processes (or two hosts sharing the directory) never run one run twice. A claim is
+stale when its process is gone (same host) or its heartbeat (mtime) is older than STALE_AFTER_S
+(another host, where pids mean nothing).
+
+This module imports neither torch nor the training code: ``study status`` and worker start-up stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+
+from mimscale.study.spec import Study, StudyError, parse_study
+
+HEARTBEAT_S = 30.0  # a claim's mtime is refreshed this often while its run goes on
+STALE_AFTER_S = 600.0  # a claim from another host without a heartbeat this long is abandoned
+UNREADABLE_GRACE_S = 60.0  # a claim still empty after this long was left by a crash mid-creation
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once at import (umask can only be read by setting it)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    # Same temp-file + fsync + rename as mimscale.train.checkpoint, kept here so that this module (and the
+    # worker processes that only claim and record) do not import torch.
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; collaborators on a shared filesystem must read
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_dir(study_dir: Path, run_id: str) -> Path:
+    return Path(study_dir).resolve() / "runs" / run_id
+
+
+# ---------------------------------------------------------------------------------------------- study.yaml
+
+
+def _study_doc(study: Study) -> dict:
+    return {**study.definition(), "runs": [{"id": r.id, "axes": r.axes} for r in study.runs]}
+
+
+def init_study_dir(study: Study, study_dir: Path) -> None:
+    """Write study.yaml, or check that the one there defines the same study (else StudyError, nothing written).
+
+    Creation is a hard link of a finished temp file, which fails if the name exists: two processes
+    starting the same directory at once cannot both "create" it with different definitions.
+    """
+    study_dir = Path(study_dir)
+    path = study_dir / "study.yaml"
+    if study_dir.exists() and not study_dir.is_dir():
+        raise StudyError(f"{study_dir} exists and is not a directory")
+    if not path.exists():
+        if study_dir.is_dir() and (study_dir / "runs").is_dir() and any((study_dir / "runs").iterdir()):
+            raise StudyError(f"{study_dir} holds runs but no study.yaml; point the study at another --out")
+        study_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=study_dir, prefix=".study.yaml.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "w") as f:
+            f.write(yaml.safe_dump(_study_doc(study), sort_keys=False))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # someone else created it first: compare below
+        finally:
+            os.unlink(tmp)
+    existing = load_study_dir(study_dir)
+    if existing.definition() != study.definition():
+        what = next(k for k, v in study.definition().items() if existing.definition()[k] != v)
+        raise StudyError(f"{study_dir} holds study '{existing.name}' with a different definition "
+                         f"(differs in '{what}'); use another --out or the original study file")
+    (study_dir / "runs").mkdir(exist_ok=True)
+    (study_dir / "locks").mkdir(exist_ok=True)
+
+
+def load_study_dir(study_dir: Path) -> Study:
+    """The study defined by ``STUDY_DIR/study.yaml`` (re-expanded: configs are not stored twice)."""
+    path = Path(study_dir) / "study.yaml"
+    if not path.is_file():
+        raise StudyError(f"{study_dir} is not a study directory (no study.yaml)")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise StudyError(f"cannot parse {path}: {' '.join(str(e).split())[:200]}") from None
+    if isinstance(doc, dict):
+        doc.pop("runs", None)
+    study = parse_study(doc, str(path))
+    study.out = str(study_dir)
+    return study
+
+
+# ---------------------------------------------------------------------------------------------- claims
+
+
+def _proc_start(pid: int) -> str | None:
+    """Start time of a process in clock ticks since boot (Linux), which tells a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return None if fields[0] == "Z" else fields[19]  # a zombie has exited: it holds nothing
+
+
+def _pid_alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if Path("/proc").is_dir():
+        now = _proc_start(pid)
+        return now is not None and (start is None or now == start)
+    return True
+
+
+def owner_tag() -> str:
+    """Who holds a claim: a Slurm array task keeps its tag across requeues, so it can take its claim back."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if job:
+        return f"slurm:{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    job = os.environ.get("SLURM_JOB_ID")
+    return f"slurm:{job}" if job else f"pid:{os.getpid()}"
+
+
+def lock_path(study_dir: Path, run_id: str) -> Path:
+    return Path(study_dir) / "locks" / f"{run_id}.lock"
+
+
+def read_lock(path: Path) -> dict | None:
+    return read_json(path)
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def lock_is_live(path: Path, info: dict | None = None) -> bool:
+    if not path.exists():
+        return False
+    info = read_lock(path) if info is None else info
+    if info is None:  # being written right now, or left empty by a crash
+        return _age(path) < UNREADABLE_GRACE_S
+    if info.get("host") == socket.gethostname():
+        return _pid_alive(int(info.get("pid", -1)), info.get("start"))
+    return _age(path) < STALE_AFTER_S
+
+
+def _break_stale(path: Path, mine: str) -> bool:
+    """Remove ``path`` if it is stale (or our own from an earlier attempt); True if the caller may retry."""
+    info = read_lock(path)
+    own = info is not None and info.get("owner") == mine and not mine.startswith("pid:")
+    if not own and lock_is_live(path, info):
+        return False
+    breaker = path.with_name(path.name + ".break")
+    try:
+        fd = os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        if _age(breaker) > UNREADABLE_GRACE_S:  # a breaker that died mid-way
+            breaker.unlink(missing_ok=True)
+        return False
+    try:
+        # Under the breaker, re-read: only the very claim we judged stale is removed, never a fresh one
+        # that another process created after breaking it first.
+        if read_lock(path) == info:
+            path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
+        breaker.unlink(missing_ok=True)
+
+
+class Claim:
+    """A held lock file; a daemon thread refreshes its mtime so other hosts see it is alive."""
+
+    def __init__(self, path: Path, info: dict):
+        self.path, self.info = path, info
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        if read_lock(self.path) == self.info:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def try_claim(study_dir: Path, run_id: str) -> Claim | None:
+    """Claim a run for this process, or None if a live claim exists."""
+    path = lock_path(study_dir, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "start": _proc_start(os.getpid()),
+            "owner": owner_tag(), "time": time.time(), "token": uuid.uuid4().hex}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _break_stale(path, info["owner"]):
+                continue
+            return None
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(info))
+            f.flush()
+            os.fsync(f.fileno())
+        return Claim(path, info)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- run state
+
+RUNNABLE = ("pending", "partial", "failed")
+
+
+def run_state(study_dir: Path, run_id: str, eval_names: list[str], held: bool = False) -> str:
+    """pending | partial | running | done | failed | <summary status> (a finished run that is not "done").
+
+    A live claim wins (the files may be mid-update); then summary.json (finished), then the runner's
+    status.json (failed), then checkpoints (partial: a rerun resumes). ``held``: the caller holds the claim
+    and asks what is left to do.
+    """
+    if not held and lock_is_live(lock_path(study_dir, run_id)):
+        return "running"
+    d = run_dir(study_dir, run_id)
+    summary = read_json(d / "summary.json")
+    if summary is not None:
+        status = str(summary.get("status", "done"))
+        if status != "done":
+            return status
+        missing = [n for n in eval_names if not (d / "eval" / f"{n}.json").exists()]
+        if not missing:
+            return "done"
+    record = read_json(d / "status.json")
+    if record is not None and record.get("status") == "failed":
+        return "failed"
+    if summary is not None or any((d / "checkpoints").glob("step_*.pt")):
+        return "partial"
+    return "pending"
+
+
+def record_attempt(study_dir: Path, run_id: str, status: str, **extra) -> None:
+    """status.json: the last attempt's outcome (done | failed | interrupted), with attempt count and host."""
+    d = run_dir(study_dir, run_id)
+    previous = read_json(d / "status.json") or {}
+    atomic_write_json(d / "status.json", {"status": status, "attempts": int(previous.get("attempts", 0)) + 1,
+                                          "host": socket.gethostname(), "pid": os.getpid(),
+                                          "time": time.time(), **extra})
+    if status == "done":
+        (d / "error.txt").unlink(missing_ok=True)
+
+
+def record_failure(study_dir: Path, run_id: str, error_line: str, tail: str) -> None:
+    d = run_dir(study_dir, run_id)
+    atomic_write_text(d / "error.txt", tail if tail.endswith("\n") else tail + "\n")
+    record_attempt(study_dir, run_id, "failed", error=error_line)
+
+
+def failure_line(study_dir: Path, run_id: str) -> str:
+    record = read_json(run_dir(study_dir, run_id) / "status.json") or {}
+    return str(record.get("error", ""))

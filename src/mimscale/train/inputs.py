@@ -1,0 +1,96 @@
+"""The data side of a pre-training run: training stream, held-out and training-probe sets, pictures.
+
+Wraps the data layer into the few calls the loop needs, and writes the run's subset manifests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from mimscale import data as D
+from mimscale.masking import MaskGenerator
+
+# Evaluation batches are larger than training ones: no activations are kept for backward.
+EVAL_BATCH = 256
+
+
+class RunInputs:
+    def __init__(self, cfg: DictConfig, micro_batch: int, rank: int, world: int, run_dir: Path,
+                 patch_size: int):
+        d = cfg.data
+        try:
+            masks = MaskGenerator(d.img_size, d.mask_patch_size, patch_size, d.mask_ratio)
+        except ValueError as e:  # a user's size choice: report it as a config problem, one line
+            from mimscale.config import ConfigError
+
+            raise ConfigError(f"data: {e}") from None
+        plan = D.plan_data(d.source, fraction=d.fraction, seed=d.subset_seed)
+        val_source, val_idx = plan.val_source, plan.val_indices
+        if d.val_source:
+            val_source = D.build_source(d.val_source)
+            val_idx = np.arange(len(val_source.ids), dtype=np.int64)
+        if d.val_size > 0:
+            val_idx = val_idx[: d.val_size]  # held-out order is stable, so a prefix is a fixed set
+        if len(plan.train_indices) == 0:
+            raise D.DataError(f"training subset of {d.source} at fraction {d.fraction} is empty")
+        if len(val_idx) == 0:
+            raise D.DataError("the held-out set is empty")
+        self.plan = plan
+        self.data_size = len(plan.train_indices)
+        if rank == 0:
+            D.write_manifest(run_dir / "subset.json", plan.manifest)
+            D.write_manifest(run_dir / "heldout.json", plan.val_manifest)
+        eval_tf = D.EvalTransform(d.img_size)
+        train_tf = D.TrainTransform(d.img_size, tuple(d.crop_scale), tuple(d.crop_ratio), d.hflip)
+        train_ds = D.SimMIMDataset(plan.source, plan.train_indices, train_tf, masks, seed=cfg.seed)
+        sampler = D.ResumableSampler(len(train_ds), seed=cfg.seed, batch_size=micro_batch, rank=rank,
+                                     world_size=world)
+        self.loader = D.build_pretrain_loader(train_ds, sampler, num_workers=d.num_workers)
+        # The same deterministic transform and fixed masks for the held-out set and the training probe,
+        # so the two losses differ only in which images they see (the train/val gap).
+        self.val_ds = D.SimMIMValDataset(val_source, val_idx, eval_tf, masks, mask_seed=d.val_mask_seed)
+        probe_idx = D.probe_indices(plan.train_indices, d.probe_size, seed=d.subset_seed)
+        self.probe_ds = D.SimMIMValDataset(plan.source, probe_idx, eval_tf, masks, mask_seed=d.val_mask_seed)
+        self.val_loader = D.build_val_loader(self.val_ds, EVAL_BATCH, 0, rank, world)
+        self.probe_loader = D.build_val_loader(self.probe_ds, EVAL_BATCH, 0, rank, world)
+        self._eval_skipped = 0
+
+    def next_train(self) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = next(self.loader)
+        return batch["img"], batch["mask"]
+
+    def state_dict(self) -> dict:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loader.load_state_dict(state)
+
+    def _batches(self, loader):
+        for batch in loader:
+            yield batch["img"], batch["mask"]
+
+    def val_batches(self):
+        return self._batches(self.val_loader)
+
+    def probe_batches(self):
+        return self._batches(self.probe_loader)
+
+    def recon_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` held-out images with their fixed masks: the same pictures in every run."""
+        samples = [self.val_ds[k] for k in range(min(n, len(self.val_ds)))]
+        return torch.stack([s["img"] for s in samples]), torch.stack([s["mask"] for s in samples])
+
+    def example_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.recon_batch(1)
+
+    def skipped_files(self) -> int:
+        return int(self.loader.skipped)
+
+
+def build_inputs(cfg: DictConfig, micro_batch: int, rank: int, world: int, run_dir: Path,
+                 patch_size: int) -> RunInputs:
+    return RunInputs(cfg, micro_batch, rank, world, run_dir, patch_size)

@@ -1,0 +1,119 @@
+"""The study directory: one definition per directory, and claims that exactly one process wins."""
+
+import json
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from study_helpers import race_for_claim, write_study
+
+from mimscale.study import StudyError, init_study_dir, load_study, load_study_dir, run_state, study_main, try_claim
+from mimscale.study import store
+
+DOC = {"name": "s", "base": {"train.iters": 5}, "axes": {"data.fraction": [0.5, 1.0]},
+       "evals": [{"name": "knn", "task": "knn"}]}
+
+
+def test_study_yaml_is_written_once_and_a_different_study_is_refused(tmp_path, capsys):
+    study = load_study(write_study(tmp_path / "a.yaml", DOC))
+    out = tmp_path / "out"
+    init_study_dir(study, out)
+    original = (out / "study.yaml").read_bytes()
+    assert load_study_dir(out).definition() == study.definition()
+    assert [r.id for r in load_study_dir(out).runs] == [r.id for r in study.runs]
+    init_study_dir(load_study(write_study(tmp_path / "a2.yaml", DOC)), out)  # same definition: fine
+    (out / "runs" / study.runs[0].id).mkdir()
+    other = write_study(tmp_path / "b.yaml", {**DOC, "axes": {"data.fraction": [0.5, 0.25]}})
+    with pytest.raises(StudyError, match="different definition .*'axes'"):
+        init_study_dir(load_study(other), out)
+    assert study_main(["run", str(other), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds study 's' with a different definition" in err
+    assert (out / "study.yaml").read_bytes() == original
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [study.runs[0].id]  # nothing new written
+
+
+def test_runs_without_study_yaml_are_not_adopted(tmp_path):
+    (tmp_path / "out" / "runs" / "abc").mkdir(parents=True)
+    with pytest.raises(StudyError, match="holds runs but no study.yaml"):
+        init_study_dir(load_study(write_study(tmp_path / "a.yaml", DOC)), tmp_path / "out")
+
+
+def test_claim_is_exclusive_and_released(tmp_path):
+    a = try_claim(tmp_path, "r1")
+    assert a is not None and try_claim(tmp_path, "r1") is None
+    info = json.loads(store.lock_path(tmp_path, "r1").read_text())
+    assert info["pid"] == os.getpid() and info["host"] == socket.gethostname()
+    assert store.lock_is_live(store.lock_path(tmp_path, "r1"))
+    a.release()
+    assert not store.lock_path(tmp_path, "r1").exists()
+    b = try_claim(tmp_path, "r1")
+    assert b is not None
+    a.release()  # releasing a claim that is no longer ours leaves the new holder's file alone
+    assert store.lock_path(tmp_path, "r1").exists()
+    b.release()
+
+
+def _write_lock(path, **info):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info))
+
+
+def test_stale_claims_are_broken(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = store.lock_path(tmp_path, "r")
+    _write_lock(path, pid=dead.pid, host=socket.gethostname(), owner=f"pid:{dead.pid}")
+    assert not store.lock_is_live(path)
+    claim = try_claim(tmp_path, "r")
+    assert claim is not None and claim.info["pid"] == os.getpid()
+    claim.release()
+    # our own pid but another process start time: the pid was reused, the claim is stale
+    _write_lock(path, pid=os.getpid(), host=socket.gethostname(), start="1")
+    assert not store.lock_is_live(path)
+    # another host: alive while its heartbeat (mtime) is fresh, stale after STALE_AFTER_S
+    _write_lock(path, pid=1, host="elsewhere.example")
+    assert store.lock_is_live(path) and try_claim(tmp_path, "r") is None
+    old = time.time() - store.STALE_AFTER_S - 5
+    os.utime(path, (old, old))
+    assert not store.lock_is_live(path)
+    assert try_claim(tmp_path, "r") is not None
+
+
+def test_concurrent_claims_have_exactly_one_winner(tmp_path):
+    ctx = mp.get_context("spawn")
+    n = 6
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    # a stale claim to break first makes the race harder: everyone sees it stale at once
+    _write_lock(store.lock_path(tmp_path, "contested"), pid=2**22 + 7, host=socket.gethostname())
+    procs = [ctx.Process(target=race_for_claim, args=(str(tmp_path), barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    wins = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join()
+    assert sum(wins) == 1
+
+
+def test_run_state_from_files(tmp_path):
+    d = store.run_dir(tmp_path, "r")
+    assert run_state(tmp_path, "r", ["knn"]) == "pending"
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "checkpoints" / "step_0000010.pt").write_text("x")
+    assert run_state(tmp_path, "r", ["knn"]) == "partial"
+    store.record_failure(tmp_path, "r", "ValueError: x", "Traceback ...\nValueError: x")
+    assert run_state(tmp_path, "r", ["knn"]) == "failed"
+    (d / "summary.json").write_text(json.dumps({"status": "done"}))
+    assert run_state(tmp_path, "r", ["knn"]) == "failed"  # the eval is what failed: still failed
+    (d / "eval").mkdir()
+    (d / "eval" / "knn.json").write_text("{}")
+    assert run_state(tmp_path, "r", ["knn"]) == "done"
+    claim = try_claim(tmp_path, "r")
+    assert run_state(tmp_path, "r", ["knn"]) == "running"
+    claim.release()
+    store.record_attempt(tmp_path, "r", "done")
+    assert not (d / "error.txt").exists() and json.loads((d / "status.json").read_text())["attempts"] == 2
