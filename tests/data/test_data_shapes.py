@@ -85,3 +85,16 @@ def test_bad_options_are_data_errors():
         build_source("shapes:pool=0")
     with pytest.raises(DataError, match="bad options"):
         build_source("shapes:colour=red")
+
+
+def test_large_pools_are_generated_per_access(monkeypatch):
+    from mimscale.data import ShapesSource
+
+    eager = build_source("shapes:size=16,pool=30")
+    monkeypatch.setattr(ShapesSource, "CACHE_BYTES", 1000)
+    lazy = build_source("shapes:size=16,pool=30")
+    assert lazy.images is None and len(lazy) == 30 and lazy.ids == eager.ids
+    np.testing.assert_array_equal(lazy.labels(), eager.labels())
+    for i in (0, 17, 29):
+        np.testing.assert_array_equal(lazy.load_array(i), eager.load_array(i))
+        np.testing.assert_array_equal(lazy.segmentation(i), eager.segmentation(i))

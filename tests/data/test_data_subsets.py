@@ -234,3 +234,24 @@ def test_plan_data_holdout_for_sources_without_val():
     assert abs(len(plan.val_indices) - 0.2 * 1797) <= 10
     other = plan_data("digits:size=8", fraction=0.1, seed=5, holdout=0.2, holdout_seed=7)
     np.testing.assert_array_equal(other.val_indices, plan.val_indices)  # independent of subset seed
+
+
+def test_cli_subset_and_verify(tmp_path, capsys):
+    from mimscale.cli import main
+
+    out = tmp_path / "subs"
+    assert main(["data", "subset", "shapes:size=8,pool=100", "--fractions", "0.1,0.5,1", "--seed", "3",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["subset_0.1.json", "subset_0.5.json", "subset_1.json"]
+    assert main(["data", "verify", str(out)]) == 0
+    assert "3 manifests verified" in capsys.readouterr().out
+    assert (
+        main(["data", "subset", "digits:size=8", "--fractions", "0,0.5", "--out", str(tmp_path / "x")]) == 2
+    )
+    assert capsys.readouterr().err.strip() == "mimscale data: error: fraction must be in (0, 1], got 0"
+    d = json.loads((out / "subset_0.5.json").read_text())
+    d["ids"] = d["ids"][1:]
+    (out / "subset_0.5.json").write_text(json.dumps(d))
+    assert main(["data", "verify", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "sha256 mismatch" in err and len(err.splitlines()) == 1

@@ -150,3 +150,18 @@ def test_grey_and_rgba_inputs_become_rgb():
     for mode in ("L", "RGBA", "P"):
         img = _photo().convert(mode)
         assert t(img, np.random.default_rng(0)).shape == (3, 16, 16)
+
+
+def test_zero_copy_pixel_view_matches_the_copying_path(monkeypatch):
+    from mimscale.data import transforms as T
+
+    img = _photo(200, 150)
+    view, keep = T._rgbx_view(img)
+    assert view is not None and keep is not None  # Pillow with Arrow export
+    np.testing.assert_array_equal(view[..., :3], np.asarray(img))
+    fast = [TrainTransform(48)(img, np.random.default_rng(s)) for s in range(4)]
+    fast_eval = EvalTransform(48, resize=56)(img)
+    monkeypatch.setattr(T, "_rgbx_view", lambda im: (None, None))
+    for s in range(4):
+        assert torch.equal(TrainTransform(48)(img, np.random.default_rng(s)), fast[s])
+    assert torch.equal(EvalTransform(48, resize=56)(img), fast_eval)

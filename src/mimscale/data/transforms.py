@@ -3,15 +3,19 @@
 Inputs: a PIL image (possibly a lazily opened file), or a uint8 array / tensor (H, W, 3).
 Outputs: float32 tensors (3, size, size), normalised with ImageNet mean/std.
 
-Speed: resizing runs on uint8 tensors with ``torch.nn.functional.interpolate(mode="bilinear",
-antialias=True)`` (PIL's BILINEAR filter, within 1-3 grey levels, several times faster), flip and
-normalisation are fused into one pass, and JPEG files are decoded at 1/2, 1/4 or 1/8 scale (PIL
-``draft``, DCT-domain scaling) whenever the crop still has at least ``size`` pixels per side at that
-scale, i.e. when this never upsamples more than a full decode would.
+Speed (see benchmarks/loader.py): the decoded image is read in place (PIL keeps RGB as RGBX; its
+Arrow export gives a zero-copy view, no ``np.asarray`` packing copy); the crop is a view; resizing
+runs on uint8 with ``torch.nn.functional.interpolate(mode="bilinear", antialias=True)`` (PIL's
+BILINEAR filter within 1-3 grey levels, about 3x faster); the flip is on the small uint8 result;
+normalisation is one fused ``addcmul`` (the datasets run it once per batch). JPEG files are decoded
+at 1/2, 1/4 or 1/8 scale (PIL ``draft``, DCT-domain scaling) whenever the crop keeps at least
+``size`` pixels per side at that scale, so it never upsamples more than a full decode would (for
+500x375 photos and 192 px crops with scale >= 0.67 that is never: the gain there is the rest).
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import warnings
 
@@ -60,25 +64,80 @@ def _draft_factor(h: int, w: int, size_h: int, size_w: int) -> int:
     return 1
 
 
+class _ArrowSchema(ctypes.Structure):
+    pass
+
+
+class _ArrowArray(ctypes.Structure):
+    pass
+
+
+# The Arrow C data interface (a stable C ABI), enough to find the pixel buffer of a PIL image.
+_ArrowSchema._fields_ = [
+    ("format", ctypes.c_char_p), ("name", ctypes.c_char_p), ("metadata", ctypes.c_char_p),
+    ("flags", ctypes.c_int64), ("n_children", ctypes.c_int64),
+    ("children", ctypes.POINTER(ctypes.POINTER(_ArrowSchema))), ("dictionary", ctypes.c_void_p),
+    ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p),
+]  # fmt: skip
+_ArrowArray._fields_ = [
+    ("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
+    ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64), ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+    ("children", ctypes.POINTER(ctypes.POINTER(_ArrowArray))), ("dictionary", ctypes.c_void_p),
+    ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p),
+]  # fmt: skip
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+def _rgbx_view(img):
+    """Zero-copy (H, W, 4) uint8 view of a loaded RGB PIL image (PIL stores RGB as RGBX), through
+    Pillow's Arrow export; None when unavailable. Saves the pixel-packing copy of ``np.asarray``.
+    The second value keeps the exported buffer alive: hold it while the view is in use."""
+    export = getattr(img, "__arrow_c_array__", None)
+    if export is None or img.mode != "RGB":
+        return None, None
+    try:
+        caps = export()
+        schema = _ArrowSchema.from_address(_capsule_pointer(caps[0], b"arrow_schema"))
+        array = _ArrowArray.from_address(_capsule_pointer(caps[1], b"arrow_array"))
+        n = img.width * img.height * 4
+        if schema.format != b"+w:4" or schema.n_children != 1 or schema.children[0].contents.format != b"C":
+            return None, None
+        child = array.children[0].contents
+        if array.offset or child.offset or child.n_buffers != 2 or child.length != n:
+            return None, None
+        buf = (ctypes.c_uint8 * n).from_address(child.buffers[1])
+        return np.frombuffer(buf, dtype=np.uint8).reshape(img.height, img.width, 4), (caps, img)
+    except Exception:  # noqa: BLE001  any surprise: use the copying path
+        return None, None
+
+
 def _decode(img, box: tuple[int, int, int, int] | None, out_hw: tuple[int, int], draft: bool):
-    """Decode to a uint8 HWC tensor; returns (tensor, box scaled to the decoded resolution)."""
+    """Decode to a uint8 (H, W, 3 or 4) tensor, the box scaled to the decoded resolution, and a
+    keep-alive (not None when the tensor borrows PIL's memory: copy before keeping it)."""
     if isinstance(img, torch.Tensor):
-        return img, box
+        return img, box, None
     if isinstance(img, np.ndarray):
-        return torch.from_numpy(img if img.flags.writeable else img.copy()), box
+        return torch.from_numpy(img if img.flags.writeable else img.copy()), box, None
     full_w, full_h = img.size
     if draft and img.format == "JPEG" and getattr(img, "tile", None):
         bh, bw = (box[2], box[3]) if box is not None else (full_h, full_w)
         s = _draft_factor(bh, bw, out_hw[0], out_hw[1])
         if s > 1:
             img.draft("RGB", (max(1, full_w // s), max(1, full_h // s)))
+    img.load()
     if img.mode != "RGB":
         img = img.convert("RGB")
-    arr = np.asarray(img)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise OSError(f"decoded image has shape {arr.shape}, expected (H, W, 3)")
-    with warnings.catch_warnings():  # np.asarray(PIL image) is read-only; the tensor is only read
-        warnings.simplefilter("ignore", UserWarning)
+    arr, keep = _rgbx_view(img)
+    if arr is None:
+        arr = np.asarray(img)
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise OSError(f"decoded image has shape {arr.shape}, expected (H, W, 3)")
+        with warnings.catch_warnings():  # np.asarray(PIL image) is read-only; the tensor is only read
+            warnings.simplefilter("ignore", UserWarning)
+            x = torch.from_numpy(arr)
+    else:
         x = torch.from_numpy(arr)
     dh, dw = arr.shape[0], arr.shape[1]
     if box is not None and (dh, dw) != (full_h, full_w):
@@ -87,15 +146,18 @@ def _decode(img, box: tuple[int, int, int, int] | None, out_hw: tuple[int, int],
         h = min(dh - top, max(1, round(box[2] * sy)))
         w = min(dw - left, max(1, round(box[3] * sx)))
         box = (top, left, h, w)
-    return x, box
+    return x, box, keep
 
 
-def _resize_hwc(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """uint8 (H, W, 3) -> uint8 (3, h, w), bilinear with antialiasing (PIL BILINEAR semantics)."""
+def _resize_hwc(x: torch.Tensor, hw: tuple[int, int], borrowed: bool = False) -> torch.Tensor:
+    """uint8 (H, W, 3 or 4) -> uint8 (3, h, w), bilinear with antialiasing (PIL BILINEAR semantics).
+    4 channels (RGBX) are resized as they are (torch's fast uint8 path handles them), X dropped."""
     chw = x.permute(2, 0, 1)
     if tuple(chw.shape[1:]) == tuple(hw):
-        return chw
-    return F.interpolate(chw.unsqueeze(0), size=hw, mode="bilinear", antialias=True, align_corners=False)[0]
+        return chw[:3].clone() if borrowed else chw[:3]
+    return F.interpolate(chw.unsqueeze(0), size=hw, mode="bilinear", antialias=True, align_corners=False)[
+        0, :3
+    ]
 
 
 class Normalize:
@@ -141,8 +203,9 @@ class TrainTransform:
             width, height = img.size
         box = rrc_params(height, width, self.scale, self.ratio, rng)
         flip = self.hflip and rng.random() < 0.5
-        x, (top, left, h, w) = _decode(img, box, (self.size, self.size), self.draft)
-        out = _resize_hwc(x[top : top + h, left : left + w], (self.size, self.size))
+        x, (top, left, h, w), keep = _decode(img, box, (self.size, self.size), self.draft)
+        out = _resize_hwc(x[top : top + h, left : left + w], (self.size, self.size), keep is not None)
+        del keep
         return out.flip(-1) if flip else out
 
     def __call__(self, img, rng: np.random.Generator) -> torch.Tensor:
@@ -175,8 +238,9 @@ class EvalTransform:
         else:
             width, height = img.size
         th, tw = self._target(height, width)
-        x, _ = _decode(img, None, (th, tw), self.draft)
-        out = _resize_hwc(x, (th, tw))
+        x, _, keep = _decode(img, None, (th, tw), self.draft)
+        out = _resize_hwc(x, (th, tw), keep is not None)
+        del keep
         top, left = (th - self.size) // 2, (tw - self.size) // 2
         return out[:, top : top + self.size, left : left + self.size]
 

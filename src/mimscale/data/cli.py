@@ -1,0 +1,66 @@
+"""``mimscale data subset | verify``: nested subset manifests from the command line.
+
+Errors are ``DataError`` (one line); ``mimscale.cli`` prints them and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .plan import subset_command, verify_command
+
+
+def _holdout(text: str):
+    """'auto' | 'none' | a fraction in (0, 1) | an image count."""
+    t = text.strip().lower()
+    if t in ("auto", "none"):
+        return None if t == "none" else "auto"
+    try:
+        v = float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, none, a fraction or a count, got {text!r}"
+        ) from None
+    return int(v) if v >= 1 else v
+
+
+def data_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mimscale data",
+        description="Nested, seeded, class-stratified subset manifests (JSON: ids + sha256).",
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    s = sub.add_parser(
+        "subset",
+        help="write subset manifests for a source",
+        description="Write one manifest per fraction (nested: 10%% inside 20%% inside ...) and, for sources "
+        "without their own validation split, a held-out manifest disjoint from every subset.",
+        epilog="example: mimscale data subset shapes:size=32,pool=1000 --fractions 0.1,0.2,0.5,1 --seed 0 "
+        "--out subsets/",
+    )
+    s.add_argument("source", help="source spec: shapes[:k=v,...], digits, sample_images, a folder, shards")
+    s.add_argument("--fractions", default="0.1,0.2,0.5,1", help="comma-separated, each in (0, 1]")
+    s.add_argument("--seed", type=int, default=0, help="subset seed")
+    s.add_argument("--out", required=True, help="output directory")
+    s.add_argument(
+        "--holdout",
+        type=_holdout,
+        default="auto",
+        help="held-out split for sources without one: auto (10%%, at most 10,000), none, a fraction or a count",
+    )
+    s.add_argument("--holdout-seed", type=int, default=0, help="seed of the held-out split")
+    v = sub.add_parser(
+        "verify",
+        help="re-derive and check the manifests of a directory",
+        description="Check every manifest's sha256, re-derive its ids from the source description and seed, "
+        "and check nesting and disjointness from the held-out set.",
+    )
+    v.add_argument("directory")
+    args = parser.parse_args(argv)
+    if args.action == "subset":
+        print(
+            subset_command(args.source, args.fractions, args.seed, args.out, args.holdout, args.holdout_seed)
+        )
+    else:
+        print(verify_command(args.directory))
+    return 0
