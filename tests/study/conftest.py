@@ -14,6 +14,7 @@ if HERE not in sys.path:
 @pytest.fixture
 def helper_env(monkeypatch):
     """Environment in which spawned workers, submitit jobs and CLI subprocesses can import study_helpers."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    path = os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    monkeypatch.setenv("PYTHONPATH", path)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     return monkeypatch

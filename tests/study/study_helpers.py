@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -94,11 +96,8 @@ def write_study(path: Path, doc: dict) -> Path:
     return path
 
 
-def study_cli(args: list[str], **env) -> "subprocess.Popen":
+def study_cli(args: list[str], **env) -> subprocess.Popen:
     """`python -m mimscale.study ARGS` as a real process (what a user's terminal runs)."""
-    import subprocess
-    import sys
-
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **{k: str(v) for k, v in env.items()}}
     return subprocess.Popen([sys.executable, "-m", "mimscale.study", *args], env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

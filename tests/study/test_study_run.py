@@ -1,4 +1,4 @@
-"""The local executor through real processes: failures, shared directories, SIGKILL and Ctrl-C, status, results."""
+"""The local executor through real processes: failures, shared directories, SIGKILL, Ctrl-C, tables."""
 
 import json
 import os
@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 from study_helpers import study_cli, toy_log, write_study
 
-from mimscale.study import load_study, run_state, study_main
-from mimscale.study import store
+from mimscale.study import load_study, run_state, store, study_main
 
 TOY = "study_helpers:toy_pretrain"
 
@@ -126,8 +125,9 @@ def test_sigkilled_study_resumes_only_what_remained_and_matches_an_uninterrupted
 
     def some_done_and_some_partial():
         states = [run_state(out, r.id, ["knn"]) for r in study.runs]
-        return "done" in states and any((out / "runs" / r.id / "checkpoints").glob("*.pt") and
-                                        not (out / "runs" / r.id / "summary.json").exists() for r in study.runs)
+        partial = [r for r in study.runs if any((out / "runs" / r.id / "checkpoints").glob("*.pt"))
+                   and not (out / "runs" / r.id / "summary.json").exists()]
+        return "done" in states and bool(partial)
 
     _wait(some_done_and_some_partial, proc)
     _kill_all(proc, out)
@@ -138,8 +138,7 @@ def test_sigkilled_study_resumes_only_what_remained_and_matches_an_uninterrupted
     assert done_before and partial and len(done_before) < len(study.runs)
     summaries = {rid: (out / "runs" / rid / "summary.json").read_bytes() for rid in done_before}
 
-    rerun = study_cli(["run", str(out / ".." / "s.yaml"), "--out", str(out), "--workers", "2", "--run-fn", TOY],
-                      TOY_LOG=log)
+    rerun = study_cli(["run", str(path), "--out", str(out), "--workers", "2", "--run-fn", TOY], TOY_LOG=log)
     stdout, stderr = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, stderr
     assert f"{len(done_before)} of {len(study.runs)} runs already finished" in stderr
@@ -155,7 +154,8 @@ def test_sigkilled_study_resumes_only_what_remained_and_matches_an_uninterrupted
     ref = tmp_path / "ref"
     assert study_main(["run", str(path), "--out", str(ref), "--workers", "2", "--run-fn", TOY]) == 0
     a, b = _results(out), _results(ref)
-    cols = ["model.name", "data.fraction", "seed", "train.iters", "status", "val_loss", "best_val_loss", "eval_knn_top1"]
+    cols = ["model.name", "data.fraction", "seed", "train.iters", "status", "val_loss", "best_val_loss",
+            "eval_knn_top1"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
     assert (a["status"] == "done").all() and len(a) == 3
 
@@ -163,10 +163,10 @@ def test_sigkilled_study_resumes_only_what_remained_and_matches_an_uninterrupted
 def test_ctrl_c_stops_cleanly_and_a_rerun_continues(tmp_path, helper_env):
     path = write_study(tmp_path / "s.yaml", _doc(iters=30, fractions=(0.5,)))
     out = tmp_path / "out"
-    proc = study_cli(["run", str(path), "--out", str(out), "--workers", "2", "--run-fn", TOY], TOY_STEP_S="0.1")
+    proc = study_cli(["run", str(path), "--out", str(out), "--workers", "2", "--run-fn", TOY],
+                     TOY_STEP_S="0.1")
     study = load_study(path)
-    _wait(lambda: all(list((out / "runs" / r.id / "checkpoints").glob("*.pt")) if (out / "runs" / r.id).exists()
-                      else False for r in study.runs), proc)
+    _wait(lambda: all(any((out / "runs" / r.id / "checkpoints").glob("*.pt")) for r in study.runs), proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -211,6 +211,7 @@ def test_status_and_results_tables(tmp_path, helper_env, capsys):
     assert list(runs["status"]) == ["partial", "done", "done", "done"]
     done = runs[runs["status"] == "done"].iloc[0]
     assert done["iters"] == 5 and done["params"] == 1000 and done["data_size"] == 1000 * done["data.fraction"]
-    assert done["eval_knn_top1"] == round(1 - done["val_loss"], 6) and done["best_val_loss"] == done["val_loss"]
+    assert done["eval_knn_top1"] == round(1 - done["val_loss"], 6)
+    assert done["best_val_loss"] == done["val_loss"]
     assert list(curves.columns) == ["run", "step", "split", "name", "value"]
     assert len(curves) == 3 * 5 + 2 and set(curves["run"]) == {r.id for r in study.runs}

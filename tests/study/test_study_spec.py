@@ -19,7 +19,7 @@ DOC = {
     "base": {"train": {"iters": 20, "batch_size": 8}, "data.val_size": 32},
     "axes": {"model.name": ["swinv2-cpu-t", "swinv2-cpu-s"], "data.fraction": [0.1, 0.5, 1.0]},
     "zip": [{"train.iters": [10, 40], "train.warmup_iters": [1, 4]}],
-    "evals": [{"name": "knn", "task": "knn", "k": 5}, {"task": "linear"}],
+    "evals": [{"name": "knn", "task": "knn", "knn_k": 5}, {"task": "linear"}],
 }
 
 
@@ -34,21 +34,23 @@ def test_expansion_is_the_ordered_product_with_values_resolved(tmp_path):
                          "train.warmup_iters": 4}
     # base (nested and dotted), axes and zip all land in the resolved config; defaults fill the rest
     cfg = study.runs[3].cfg
-    assert (cfg.model.name, cfg.data.fraction, cfg.train.iters, cfg.train.warmup_iters) == ("swinv2-cpu-t", 0.5,
-                                                                                           40, 4)
+    got = (cfg.model.name, cfg.data.fraction, cfg.train.iters, cfg.train.warmup_iters)
+    assert got == ("swinv2-cpu-t", 0.5, 40, 4)
     assert (cfg.train.batch_size, cfg.data.val_size, cfg.train.base_lr) == (8, 32, C.TrainConfig.base_lr)
     assert [r.id for r in study.runs] == [C.run_id(r.cfg) for r in study.runs]
     assert len({r.id for r in study.runs}) == 12
-    assert study.evals == [{"name": "knn", "task": "knn", "k": 5}, {"name": "linear", "task": "linear"}]
+    assert study.evals == [{"name": "knn", "task": "knn", "knn_k": 5}, {"name": "linear", "task": "linear"}]
 
 
 def test_base_config_file_is_inlined_and_inline_base_wins(tmp_path):
-    (tmp_path / "pre.yaml").write_text("train:\n  iters: 7\n  batch_size: 4\nseed: 3\n")
-    study = load_study(write_study(tmp_path / "s.yaml", {"base_config": "pre.yaml", "base": {"train.iters": 9},
-                                                         "axes": {"seed": [3, 4]}}))
+    pre = "train:\n  iters: 7\n  batch_size: 4\nseed: 3\nout: elsewhere\nthreads: 8\n"
+    (tmp_path / "pre.yaml").write_text(pre)  # out/threads: where a single run goes, dropped in a study
+    doc = {"base_config": "pre.yaml", "base": {"train.iters": 9}, "axes": {"seed": [3, 4]}}
+    study = load_study(write_study(tmp_path / "s.yaml", doc))
     assert study.name == "s"
     assert study.base == {"train.iters": 9, "train.batch_size": 4, "seed": 3}
-    assert [(r.cfg.train.iters, r.cfg.train.batch_size, r.cfg.seed) for r in study.runs] == [(9, 4, 3), (9, 4, 4)]
+    got = [(r.cfg.train.iters, r.cfg.train.batch_size, r.cfg.seed) for r in study.runs]
+    assert got == [(9, 4, 3), (9, 4, 4)]
 
 
 def test_string_values_keep_their_type_and_characters(tmp_path):
@@ -69,8 +71,8 @@ def test_run_ids_are_stable_across_processes_and_hash_seeds(tmp_path):
     path = write_study(tmp_path / "s.yaml", DOC)
     here = [r.id for r in load_study(path).runs]
     for seed in ("0", "12345"):
-        out = subprocess.run([sys.executable, "-c", _IDS, str(path)], capture_output=True, text=True, check=True,
-                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout.split()
+        out = subprocess.run([sys.executable, "-c", _IDS, str(path)], capture_output=True, text=True,
+                             check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout.split()
         assert out == here
     # the id is sha256 of the sorted-key JSON of the identity config: nothing depends on the interpreter
     cfg = load_study(path).runs[0].cfg
@@ -132,8 +134,10 @@ def test_run_id_changes_when_any_resolved_value_changes():
     ({"axes": {"train.iters": ["many"]}}, "could not be converted to Integer"),
     ({"axes": {"data.fraction": [0.1, 0.1]}, "base": {"train.iters": 5}}, "resolve to the same config"),
     ({"axes": {"run_dir": ["a", "b"]}, "base": {"train.iters": 5}}, "'run_dir', which the study runner sets"),
-    ({"axes": {"seed": [1]}, "zip": [{"train.iters": [1, 2], "train.warmup_iters": [1]}]}, "different lengths"),
-    ({"axes": {"seed": [1]}, "base": {"train.iters": 5}, "evals": [{"name": "a"}]}, "must be a mapping with a 'task'"),
+    ({"axes": {"seed": [1]}, "zip": [{"train.iters": [1, 2], "train.warmup_iters": [1]}]},
+     "different lengths"),
+    ({"axes": {"seed": [1]}, "base": {"train.iters": 5}, "evals": [{"name": "a"}]},
+     "must be a mapping with a 'task'"),
     ({"axis": {"seed": [1]}}, "unknown study key 'axis'"),
     ({"axes": {"seed": [1, 2]}}, "give exactly one training length"),
 ])
@@ -145,6 +149,20 @@ def test_bad_study_files_give_one_line_errors_and_exit_2(tmp_path, capsys, doc, 
         assert study_main([cmd, str(path), "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("mimscale study: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_entries_are_checked_before_anything_runs_and_config_files_inlined(tmp_path, capsys):
+    (tmp_path / "knn.yaml").write_text("task: knn\nknn_k: 7\n")
+    doc = {"base": {"train.iters": 5}, "axes": {"seed": [0]},
+           "evals": [{"config": "knn.yaml", "knn_t": 0.1}, {"name": "lin", "task": "linear", "k": 3}]}
+    path = write_study(tmp_path / "s.yaml", doc)
+    study = load_study(path)
+    assert study.evals[0] == {"name": "knn", "task": "knn", "knn_k": 7, "knn_t": 0.1}
+    assert study_main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mimscale study: error: eval 'lin': unknown config key 'k'")
+    assert err.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 

@@ -11,8 +11,16 @@ import time
 import pytest
 from study_helpers import race_for_claim, write_study
 
-from mimscale.study import StudyError, init_study_dir, load_study, load_study_dir, run_state, study_main, try_claim
-from mimscale.study import store
+from mimscale.study import (
+    StudyError,
+    init_study_dir,
+    load_study,
+    load_study_dir,
+    run_state,
+    store,
+    study_main,
+    try_claim,
+)
 
 DOC = {"name": "s", "base": {"train.iters": 5}, "axes": {"data.fraction": [0.5, 1.0]},
        "evals": [{"name": "knn", "task": "knn"}]}
@@ -86,7 +94,7 @@ def test_stale_claims_are_broken(tmp_path):
 
 def test_concurrent_claims_have_exactly_one_winner(tmp_path):
     ctx = mp.get_context("spawn")
-    n = 6
+    n = 4
     barrier, results = ctx.Barrier(n), ctx.Queue()
     # a stale claim to break first makes the race harder: everyone sees it stale at once
     _write_lock(store.lock_path(tmp_path, "contested"), pid=2**22 + 7, host=socket.gethostname())
@@ -117,3 +125,18 @@ def test_run_state_from_files(tmp_path):
     claim.release()
     store.record_attempt(tmp_path, "r", "done")
     assert not (d / "error.txt").exists() and json.loads((d / "status.json").read_text())["attempts"] == 2
+
+
+def test_study_yaml_can_be_rerun_in_place_and_guards_against_changed_run_ids(tmp_path, capsys):
+    study = load_study(write_study(tmp_path / "a.yaml", DOC))
+    out = tmp_path / "out"
+    init_study_dir(study, out)
+    again = load_study(out / "study.yaml")  # the stored definition, run where it lies
+    assert again.default_dir() == out and again.definition() == study.definition()
+    init_study_dir(load_study(write_study(tmp_path / "b.yaml", {**DOC, "description": "notes"})), out)
+    text = (out / "study.yaml").read_text()
+    (out / "study.yaml").write_text(text.replace(study.runs[0].id, "0123456789"))
+    with pytest.raises(StudyError, match="lists other run ids than this mimscale version computes"):
+        load_study_dir(out)
+    assert study_main(["status", str(out)]) == 2
+    assert "config schema changed" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mimscale.study import store
 from mimscale.study.spec import Study, StudyError, load_study
+from mimscale.study.worker import check_evals
 
 PROG = "mimscale study"
 
@@ -28,9 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("study", help="study file (YAML)")
     q.add_argument("--out", help="study directory (default: the file's 'out', else runs/<name>)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
-    q.add_argument("--no-flops", action="store_true", help="skip the FLOP count (it builds each model on meta)")
+    q.add_argument("--no-flops", action="store_true", help="skip the FLOP count (builds each model on meta)")
 
-    r = sub.add_parser("run", help="run every unfinished run of a study (rerun to resume)")
+    r = sub.add_parser(
+        "run", help="run every unfinished run of a study (rerun to resume)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run every run of the study that is not finished: done runs are skipped, partial ones "
+                    "resume from their\nlast checkpoint, failed ones are retried. Ctrl-C stops cleanly; the "
+                    "same command continues.\nSeveral `study run` processes (or hosts) may share one study "
+                    "directory: each run is claimed by one.",
+        epilog="examples:\n"
+               "  mimscale study run configs/studies/cpu-small.yaml --workers 2\n"
+               "  mimscale study run configs/studies/paper.yaml --executor slurm --partition gpu "
+               "--gpus-per-run 8 --cpus-per-run 64\n"
+               "  mimscale study run runs/cpu-small/study.yaml      # continue a study from its directory")
     r.add_argument("study", help="study file (YAML)")
     r.add_argument("--out", help="study directory (default: the file's 'out', else runs/<name>)")
     r.add_argument("--executor", choices=("local", "slurm"), default="local")
@@ -43,10 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "another process has claimed")
     s = r.add_argument_group("slurm (--executor slurm)")
     s.add_argument("--partition", help="Slurm partition")
-    s.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per run; >1 runs torchrun DDP on one node")
+    s.add_argument("--gpus-per-run", type=int, default=1,
+                   help="GPUs per run; >1 runs torchrun DDP on one node")
     s.add_argument("--cpus-per-run", type=int, default=8)
     s.add_argument("--mem-gb", type=float, default=None)
-    s.add_argument("--timeout-min", type=int, default=60 * 24 * 3, help="per task; it requeues and resumes after")
+    s.add_argument("--timeout-min", type=int, default=60 * 24 * 3,
+                   help="per task; it requeues and resumes after")
     s.add_argument("--array-parallelism", type=int, default=32, help="tasks of the array running at once")
     s.add_argument("--wait", action="store_true", help="block until every task ends")
     s.add_argument("--slurm-cluster", default=None, choices=("slurm", "local", "debug"),
@@ -81,6 +95,7 @@ def cmd_plan(args) -> int:
     from mimscale.study.cost import human, run_cost
 
     study = load_study(args.study)
+    check_evals(study.evals)
     costs = [run_cost(r, flops=not args.no_flops) for r in study.runs]
     images = [c["images"] for c in costs]
     flops = [c["flops"] for c in costs]
@@ -112,6 +127,8 @@ def cmd_plan(args) -> int:
 
 def cmd_run(args) -> int:
     study = load_study(args.study)
+    if args.run_fn is None:  # an injected run function decides itself what evals mean
+        check_evals(study.evals)
     study_dir = _study_dir(study, args.out)
     store.init_study_dir(study, study_dir)
     if args.executor == "slurm":
@@ -140,8 +157,8 @@ def cmd_run(args) -> int:
     names = [e["name"] for e in study.evals]
     left = [r.id for r in study.runs if store.run_state(study_dir, r.id, names) != "done"]
     if report.stopped:
-        print(f"{PROG}: interrupted: {len(study.runs) - len(left)} of {len(study.runs)} runs done; run the same "
-              f"command again to continue", file=sys.stderr)
+        print(f"{PROG}: interrupted: {len(study.runs) - len(left)} of {len(study.runs)} runs done; "
+              f"run the same command again to continue", file=sys.stderr)
     elif report.failed:
         print(f"{PROG}: {len(report.failed)} run(s) failed: {', '.join(report.failed)}; see "
               f"{study_dir}/runs/<id>/error.txt; rerun to retry them", file=sys.stderr)
@@ -182,8 +199,14 @@ def study_main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2): a code to return, not an exit
         return e.code if isinstance(e.code, int) else 2
+    from mimscale.analysis.results import ResultsError
+    from mimscale.config import ConfigError
+
     try:
         return COMMANDS[args.command](args)
-    except (StudyError, OSError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+    except (StudyError, ConfigError, ResultsError, OSError) as e:
+        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before or after the runner's own signal handling (parsing, writing tables)
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

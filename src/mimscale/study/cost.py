@@ -3,8 +3,9 @@
 FLOPs per image are counted by torch's flop counter on one forward of the SimMIM model built on the meta
 device (shapes only: a 1B-parameter model costs no memory and about a second), so they follow the model
 code instead of a formula; training = 3 x forward (the backward of a matmul or conv costs twice its
-forward), within 1% of counting the backward too and three times faster to plan. Anything that fails (a model family that cannot run on meta, an
-import that is not there yet) degrades to None, shown as "n/a": the plan is still useful without it.
+forward), within 1% of counting the backward too and three times faster to plan. Anything that fails
+(a model family that cannot run on meta, an import that is not there yet) degrades to None, shown as
+"n/a": the plan is still useful without it.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _model_cost(key: str) -> tuple[float | None, int | None]:
 
 
 def model_cost(cfg: DictConfig) -> tuple[float | None, int | None]:
-    """(training FLOPs per image = forward + backward, backbone parameters) for a run's model; None if unknown."""
+    """(training FLOPs per image, backbone parameters) of a run's model; None where unknown."""
     # Only what shapes the model enters the cache key, so a grid over data and length builds each model once.
     values = {"model": {"name": cfg.model.name, "drop_path_rate": cfg.model.drop_path_rate,
                         "kwargs": dict(cfg.model.kwargs)},

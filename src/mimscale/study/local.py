@@ -43,7 +43,8 @@ class RunReport:
     stopped: bool = False  # a signal stopped the study
 
     def exit_code(self) -> int:
-        return 130 if self.stopped else (1 if self.failed else 0)
+        # A run interrupted without the study being stopped (e.g. its worker got SIGTERM) is unfinished too.
+        return 130 if self.stopped else (1 if self.failed or self.interrupted else 0)
 
 
 def available_cpus() -> int:
@@ -94,7 +95,7 @@ class _Signals:
 def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | None = None, run_fn=None,
               retry_failed: bool = True, wait_for_others: bool = True, poll_s: float = 1.0,
               log: Callable[[str], None] | None = None) -> RunReport:
-    """Run every unfinished run of ``study`` in ``study_dir`` (already initialised) with ``workers`` processes."""
+    """Run every unfinished run of ``study`` in ``study_dir`` (initialised) with ``workers`` processes."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     study_dir = Path(study_dir).resolve()
     workers = max(1, int(workers))

@@ -37,9 +37,9 @@ def study_results(study: Study, study_dir: Path) -> tuple[pd.DataFrame, pd.DataF
     axes = study.axis_keys()
     runs = pd.DataFrame(rows)
     lead = ["run", *axes, "status"]
-    rest = [c for c in table.columns if c not in lead] if not table.empty else []
+    rest = [c for c in table.columns if c not in lead]  # the analysis' columns, even with no run done yet
     rest += [c for c in runs.columns if c not in lead and c not in rest]
-    runs = runs[lead + rest]
+    runs = runs.reindex(columns=lead + rest)
     curves = curves_table(study_dir)
     ids = {r.id for r in study.runs}
     curves = curves[curves["run"].isin(ids)].reset_index(drop=True) if not curves.empty else curves
@@ -49,7 +49,9 @@ def study_results(study: Study, study_dir: Path) -> tuple[pd.DataFrame, pd.DataF
 def curves_path_for(out: Path) -> Path:
     """results.csv -> curves.csv beside it; anything else -> <stem>_curves.csv."""
     out = Path(out)
-    return out.with_name("curves.csv") if out.name == "results.csv" else out.with_name(f"{out.stem}_curves.csv")
+    if out.name == "results.csv":
+        return out.with_name("curves.csv")
+    return out.with_name(f"{out.stem}_curves.csv")
 
 
 def write_results(study: Study, study_dir: Path, out: Path | None = None,

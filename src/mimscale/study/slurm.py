@@ -54,7 +54,7 @@ def torchrun_pretrain(cfg: DictConfig, evals: list[dict], gpus: int) -> dict:
     if summary is None:
         raise RuntimeError(f"torchrun finished but wrote no {run_dir / 'summary.json'}")
     if summary.get("status", "done") == "done":
-        run_evals(run_dir, evals)
+        run_evals(run_dir, evals, int(cfg.threads) * gpus)
     return summary
 
 
@@ -92,10 +92,11 @@ def run_slurm(study: Study, study_dir: Path, *, cluster: str | None = None, part
     if not todo:
         log(f"nothing to submit: every run of {study.name} is finished or running")
         return []
-    executor = submitit.AutoExecutor(folder=study_dir / "slurm" / "%j", cluster=cluster)
+    executor = submitit.AutoExecutor(folder=study_dir / "slurm", cluster=cluster)
     threads = max(1, cpus_per_run // max(1, gpus_per_run))  # per rank under torchrun
     params = dict(name=f"mimscale-{study.name}", timeout_min=timeout_min, nodes=1, tasks_per_node=1,
-                  cpus_per_task=cpus_per_run, gpus_per_node=gpus_per_run, slurm_array_parallelism=array_parallelism)
+                  cpus_per_task=cpus_per_run, gpus_per_node=gpus_per_run,
+                  slurm_array_parallelism=array_parallelism)
     if partition:
         params["slurm_partition"] = partition
     if mem_gb:

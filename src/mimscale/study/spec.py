@@ -32,7 +32,9 @@ from omegaconf import DictConfig
 
 from mimscale import config as C
 
-TOP_KEYS = ("name", "description", "base_config", "base", "axes", "zip", "evals", "out")
+# "runs" is the expansion the runner writes into STUDY_DIR/study.yaml; it is ignored on input, so that
+# file can itself be edited and run again.
+TOP_KEYS = ("name", "description", "base_config", "base", "axes", "zip", "evals", "out", "runs")
 # The study decides where each run goes and how many threads it gets; a study file setting them would
 # either be ignored or put two runs in one directory.
 RESERVED_KEYS = ("run_dir", "out", "name", "threads")
@@ -66,9 +68,9 @@ class Study:
     runs: list[StudyRun] = field(default_factory=list)
 
     def definition(self) -> dict:
-        """The normalised definition: what study.yaml stores and what a shared directory must match."""
-        return {"name": self.name, "description": self.description, "base": dict(sorted(self.base.items())),
-                "axes": self.axes, "zip": self.zip, "evals": self.evals}
+        """The normalised definition: what a shared directory must match (the description is free text)."""
+        return {"name": self.name, "base": dict(sorted(self.base.items())), "axes": self.axes,
+                "zip": self.zip, "evals": self.evals}
 
     def axis_keys(self) -> list[str]:
         return list(self.axes) + [k for group in self.zip for k in group]
@@ -136,16 +138,27 @@ def _axis_list(key: str, values: Any, where: str) -> list:
     return values
 
 
-def _parse_evals(raw: Any) -> list[dict]:
+def _parse_evals(raw: Any, base_dir: Path | None) -> list[dict]:
+    """Each entry: mimscale.evaluate config keys (task, name, knn_k, ...), optionally ``config: file.yaml``
+    whose values are inlined (entry keys win) so the definition does not depend on where files are."""
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise StudyError("'evals' must be a list of {name, task, ...} mappings")
     evals, names = [], set()
     for i, e in enumerate(raw):
-        if not isinstance(e, dict) or not isinstance(e.get("task"), str):
+        if not isinstance(e, dict):
             raise StudyError(f"evals[{i}] must be a mapping with a 'task' (e.g. {{name: knn, task: knn}})")
-        e = {"name": str(e.get("name", e["task"])), **{k: v for k, v in e.items() if k != "name"}}
+        if e.get("config") is not None:
+            path = Path(str(e["config"]))
+            path = path if path.is_absolute() or base_dir is None else base_dir / path
+            loaded = _read_yaml(path, f"evals[{i}] config")
+            if not isinstance(loaded, dict):
+                raise StudyError(f"evals[{i}] config {path} is not a mapping of evaluation settings")
+            e = {**loaded, **{k: v for k, v in e.items() if k != "config"}}
+        if not isinstance(e.get("task"), str):
+            raise StudyError(f"evals[{i}] must be a mapping with a 'task' (e.g. {{name: knn, task: knn}})")
+        e = {"name": str(e.get("name") or e["task"]), **{k: v for k, v in e.items() if k != "name"}}
         if not _EVAL_NAME.match(e["name"]):
             raise StudyError(f"evals[{i}] name '{e['name']}' must use only letters, digits, '_', '.', '-'")
         if e["name"] in names:
@@ -169,7 +182,9 @@ def parse_study(doc: Any, source: str, base_dir: Path | None = None) -> Study:
         loaded = _read_yaml(path, "base_config")
         if not isinstance(loaded, dict):
             raise StudyError(f"base_config {path} is not a mapping of config values")
-        base.update(flatten(loaded))
+        # A pre-training config may say where a single run goes (out, run_dir, threads); in a study the
+        # runner decides that, so those keys of a shared file are dropped rather than refused.
+        base.update({k: v for k, v in flatten(loaded).items() if k not in RESERVED_KEYS})
     inline = doc.get("base") or {}
     if not isinstance(inline, dict):
         raise StudyError(f"{source}: 'base' must be a mapping of config values")
@@ -201,7 +216,7 @@ def parse_study(doc: Any, source: str, base_dir: Path | None = None) -> Study:
     name = doc.get("name") or Path(source).stem
     if not isinstance(name, str) or not _EVAL_NAME.match(name):
         raise StudyError(f"{source}: study name '{name}' must use only letters, digits, '_', '.', '-'")
-    study = Study(name=name, base=base, axes=axes, zip=zips, evals=_parse_evals(doc.get("evals")),
+    study = Study(name=name, base=base, axes=axes, zip=zips, evals=_parse_evals(doc.get("evals"), base_dir),
                   description=str(doc.get("description") or ""),
                   out=str(doc["out"]) if doc.get("out") else None)
     study.runs = expand(study)
@@ -211,7 +226,10 @@ def parse_study(doc: Any, source: str, base_dir: Path | None = None) -> Study:
 def load_study(path: str | Path) -> Study:
     """Read and expand a study file; every problem is a one-line StudyError."""
     path = Path(path)
-    return parse_study(_read_yaml(path, "study file"), str(path), base_dir=path.parent)
+    study = parse_study(_read_yaml(path, "study file"), str(path), base_dir=path.parent)
+    if study.out is None and path.name == "study.yaml" and (path.parent / "runs").is_dir():
+        study.out = str(path.parent)  # a study directory's own definition runs in that directory
+    return study
 
 
 def _resolve(values: dict[str, Any]) -> DictConfig:

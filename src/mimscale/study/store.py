@@ -75,11 +75,12 @@ def run_dir(study_dir: Path, run_id: str) -> Path:
 
 
 def _study_doc(study: Study) -> dict:
-    return {**study.definition(), "runs": [{"id": r.id, "axes": r.axes} for r in study.runs]}
+    return {"name": study.name, "description": study.description, **study.definition(),
+            "runs": [{"id": r.id, "axes": r.axes} for r in study.runs]}
 
 
 def init_study_dir(study: Study, study_dir: Path) -> None:
-    """Write study.yaml, or check that the one there defines the same study (else StudyError, nothing written).
+    """Write study.yaml, or check that the one there defines the same study (else StudyError, no writes).
 
     Creation is a hard link of a finished temp file, which fails if the name exists: two processes
     starting the same directory at once cannot both "create" it with different definitions.
@@ -122,10 +123,15 @@ def load_study_dir(study_dir: Path) -> Study:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise StudyError(f"cannot parse {path}: {' '.join(str(e).split())[:200]}") from None
-    if isinstance(doc, dict):
-        doc.pop("runs", None)
     study = parse_study(doc, str(path))
     study.out = str(study_dir)
+    stored = [r.get("id") for r in doc.get("runs") or [] if isinstance(r, dict)]
+    if stored and stored != [r.id for r in study.runs]:
+        # Same definition, other ids: this mimscale resolves configs differently (a config key was added or
+        # a default changed), so the finished runs would silently count as pending and be redone.
+        raise StudyError(f"{path} lists other run ids than this mimscale version computes from the same "
+                         f"definition (the config schema changed?); finish it with the version that "
+                         f"started it or start a new study directory")
     return study
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mimscale.study import store
+from mimscale.study.spec import StudyError
 
 EXIT_DONE, EXIT_FAILED, EXIT_CLAIMED, EXIT_INTERRUPTED = 0, 1, 75, 130
 ERROR_TAIL_CHARS = 6000  # of the traceback (plus the log's last lines) kept in error.txt
@@ -49,24 +51,36 @@ def with_runtime(cfg: DictConfig, run_dir: Path, threads: int) -> DictConfig:
     return cfg
 
 
-def run_evals(run_dir: Path, evals: list[dict]) -> None:
-    """Each eval not yet written to ``run_dir/eval/<name>.json``, through mimscale.evaluate."""
+def eval_config(spec: dict, threads: int = 0):
+    """An eval entry of the study -> mimscale.evaluate's config (its keys pass through unchanged)."""
+    from mimscale.evaluate import load_eval_config
+
+    overrides = [f"{k}={json.dumps(v, default=str)}" for k, v in spec.items()]  # JSON is YAML: types survive
+    return load_eval_config(None, overrides + ([f"threads={threads}"] if threads > 0 else []))
+
+
+def check_evals(evals: list[dict]) -> None:
+    """Fail before any run starts, not after hours of pre-training, if an eval entry is invalid."""
+    if not evals:
+        return
+    from mimscale.config import ConfigError
+
+    for spec in evals:
+        try:
+            eval_config(spec)
+        except ConfigError as e:
+            raise StudyError(f"eval '{spec['name']}': {e}") from None
+
+
+def run_evals(run_dir: Path, evals: list[dict], threads: int = 0) -> None:
+    """Each eval not yet written to ``run_dir/eval/<name>.json``, through mimscale.evaluate.run."""
     todo = [e for e in evals if not (Path(run_dir) / "eval" / f"{e['name']}.json").exists()]
     if not todo:
         return
-    import mimscale.evaluate as ev
+    from mimscale.evaluate import run
 
-    runner = getattr(ev, "run", None)
-    if runner is None:
-        raise RuntimeError("mimscale.evaluate.run is not available; remove 'evals' from the study or update")
     for spec in todo:
-        runner(Path(run_dir), _eval_config(ev, spec))
-
-
-def _eval_config(ev, spec: dict):
-    # The study passes each eval entry through unchanged; the evaluation package decides what it means.
-    build = getattr(ev, "load_eval_config", None)
-    return build(spec) if build is not None else dict(spec)
+        run(Path(run_dir), eval_config(spec, threads))
 
 
 def pretrain_and_evaluate(cfg: DictConfig, evals: list[dict]) -> dict:
@@ -75,7 +89,7 @@ def pretrain_and_evaluate(cfg: DictConfig, evals: list[dict]) -> dict:
 
     summary = pretrain(cfg)
     if summary.get("status", "done") == "done":
-        run_evals(Path(cfg.run_dir), evals)
+        run_evals(Path(cfg.run_dir), evals, int(cfg.threads))
     return summary
 
 
@@ -110,6 +124,7 @@ def execute_claimed(study_dir: Path, run_id: str, cfg: DictConfig, evals: list[d
             line = (f"{type(e).__name__}: {e}".splitlines() or [type(e).__name__])[0][:300]
             log = _log_tail(store.run_dir(study_dir, run_id) / "worker.log")
             tail = tb[-ERROR_TAIL_CHARS:] + (f"\n--- last lines of worker.log ---\n{log}\n" if log else "")
+            print(tb, file=sys.stderr, flush=True)  # the worker's log (or Slurm's) shows it in context too
             store.record_failure(study_dir, run_id, line, tail)
             return EXIT_FAILED
     status = str((summary or {}).get("status", "done"))
@@ -177,7 +192,8 @@ def child_main(study_dir: str, run_id: str, cfg: DictConfig, evals: list[dict], 
         log = open(d / "worker.log", "a", buffering=1)
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} worker pid {os.getpid()} threads {threads}", flush=True)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"--- {stamp} worker pid {os.getpid()} threads {threads}", flush=True)
         code = execute_claimed(Path(study_dir), run_id, cfg, evals, resolve_run_fn(run_fn))
         sys.stdout.flush()
         sys.stderr.flush()
