@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from .correlation import correlation_table, model_order, selection_table
+from .findings import paper_findings
 from .overfitting import DEFAULT_TOLERANCE, overfitting_table
 from .results import (
     ResultsError,
@@ -158,6 +159,7 @@ def analyze_frames(input_path, out_dir=None, *, tolerance: float = DEFAULT_TOLER
     if not metrics:
         messages.append("no eval_* columns: no correlation or selection analysis")
     res = jsonable(res)
+    res["paper_findings"] = jsonable(_section("paper_findings", messages, paper_findings, res, runs, curves) or [])
     res["summary"] = summarize(res)
     if write:
         out = Path(out_dir) if out_dir is not None else default_out(input_path, "analysis")

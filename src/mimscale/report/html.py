@@ -14,6 +14,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d232a;background:#fff}
 main{max-width:1280px;margin:0 auto;padding:24px 32px 64px}
 h1{font-size:1.6em;margin:0 0 4px}h2{margin-top:36px;border-bottom:2px solid #e3e6ea;padding-bottom:4px}
+.verdict-yes{color:#1a7f37;font-weight:600}.verdict-partly{color:#9a6700;font-weight:600}.verdict-no{color:#cf222e;font-weight:600}
 .meta{color:#5b6570;font-size:.9em}
 .summary{background:#f3f7fb;border-left:4px solid #2f6fae;padding:12px 20px;margin:20px 0}
 .summary li{margin:6px 0;line-height:1.45}
@@ -97,6 +98,17 @@ def gallery(rows: list[dict]) -> str:
     return f'<table class="gallery"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def paper_findings(rows: list[dict]) -> str:
+    """The paper's three findings checked on this grid: verdict and the numbers behind it."""
+    if not rows:
+        return ""
+    items = "".join(f"<tr><th class='text'>{html.escape(r['finding'])}</th><td class='verdict-{r['verdict']}'>"
+                    f"{html.escape(r['verdict'])}</td><td class='text'>{html.escape(r['text'])}</td></tr>"
+                    for r in rows)
+    return ("<section><h2>The paper's findings on this data</h2><table><thead><tr><th>finding</th>"
+            f"<th>appears?</th><th>numbers</th></tr></thead><tbody>{items}</tbody></table></section>")
+
+
 def page(res: dict, figures: list[dict], tables: dict[str, str], gallery_html: str | None) -> str:
     """The whole document. figures: {path, title, caption, section}; tables: section title -> HTML."""
     cfg = res["config"]
@@ -110,7 +122,8 @@ def page(res: dict, figures: list[dict], tables: dict[str, str], gallery_html: s
              f"<h1>Data-scaling study report: {html.escape(Path(res['input']).name)}</h1>",
              f"<p class='meta'>{html.escape(meta)}</p>",
              "<section class='summary'><h2 style='border:0;margin-top:4px'>Findings</h2><ul>",
-             *(f"<li>{html.escape(s)}</li>" for s in res["summary"]), "</ul></section>"]
+             *(f"<li>{html.escape(s)}</li>" for s in res["summary"]), "</ul></section>",
+             paper_findings(res.get("paper_findings") or [])]
     for f in figures:
         parts.append(f"<h2>{html.escape(f['section'])}</h2>" + figure(f["path"], f["title"], f["caption"]))
         if f["section"] in tables:
