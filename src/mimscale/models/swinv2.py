@@ -2,12 +2,14 @@
 
 Parameter and buffer names follow the reference implementation (microsoft/Swin-Transformer
 ``swin_transformer_v2.py``: ``patch_embed.proj``, ``layers.i.blocks.j.attn.qkv``, ``...attn.cpb_mlp``,
-``layers.i.downsample.reduction``, ``norm``, ``mask_token``) so its checkpoints' encoder weights load by name.
+``layers.i.downsample.reduction``, ``norm``, ``mask_token``) so its checkpoints' encoder weights load by name
+once the stored index/mask buffers (``relative_*``, ``attn_mask``), which we always rebuild, are dropped.
 
-Layout: activations travel between blocks as (B, H, W, C) so that window partition, the shifted-window
-roll and per-block intermediate maps are plain views. Attention is ``F.scaled_dot_product_attention``
+Layout: activations travel between blocks as (B, H, W, C): the shifted-window roll is on spatial axes,
+window partition folds into the q/k/v head split, and per-block intermediate maps are plain permuted views. Attention is ``F.scaled_dot_product_attention``
 with the cosine-normalised queries pre-multiplied by the per-head logit scale (so ``scale=1``) and the
-continuous position bias plus the shifted-window mask passed as one additive ``attn_mask``.
+continuous position bias plus the shifted-window mask passed as one additive ``attn_mask``; on CPU the same
+arithmetic is written out, which is faster there for window-sized sequences (see ``_attention``).
 """
 
 from __future__ import annotations
@@ -32,13 +34,6 @@ def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
     B, H, W, C = x.shape
     x = x.view(B, H // window, window, W // window, window, C).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(B, (H // window) * (W // window), window * window, C)
-
-
-def window_reverse(windows: torch.Tensor, window: int, H: int, W: int) -> torch.Tensor:
-    """(B, nW, window*window, C) -> (B, H, W, C); inverse of ``window_partition``."""
-    B, _, _, C = windows.shape
-    x = windows.view(B, H // window, W // window, window, window, C).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(B, H, W, C)
 
 
 def log_spaced_coords(window: int, pretrained_window: int = 0) -> torch.Tensor:
@@ -87,7 +82,7 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Te
 
 
 class WindowAttention(nn.Module):
-    """Scaled cosine attention with a log-spaced continuous position bias, over (B, nW, N, C) windows."""
+    """Scaled cosine attention with a log-spaced continuous position bias within each window of a map."""
 
     def __init__(self, dim: int, num_heads: int, window: int, qkv_bias: bool = True, pretrained_window: int = 0):
         super().__init__()
@@ -111,10 +106,11 @@ class WindowAttention(nn.Module):
 
     def position_bias(self) -> torch.Tensor:
         """(heads, N, N) = 16 * sigmoid(cpb_mlp(coords)) gathered by relative index; once per forward."""
-        table = self.cpb_mlp(self.relative_coords_table)  # ((2W-1)^2, heads)
+        # The sigmoid is elementwise, so it runs on the (2W-1)^2 table before the gather to N^2 = W^4 pairs.
+        table = 16 * torch.sigmoid(self.cpb_mlp(self.relative_coords_table))  # ((2W-1)^2, heads)
         n = self.window * self.window
-        bias = table[self.relative_position_index.view(-1)].view(n, n, self.num_heads).permute(2, 0, 1)
-        return 16 * torch.sigmoid(bias)
+        bias = table[self.relative_position_index.view(-1)].view(n, n, self.num_heads)
+        return bias.permute(2, 0, 1).contiguous()  # fused attention kernels want a unit-stride last dim
 
     def forward(self, x: torch.Tensor, shift_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, H, W, C) map (already shifted), H and W multiples of the window -> (B, H, W, C).
@@ -175,15 +171,18 @@ class SwinV2Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self._mask_cache: dict = {}
+        # The shifted-window mask for the configured resolution, built once; other input sizes (dense tasks)
+        # build theirs per forward. Non-persistent: a function of resolution and window only.
+        self.padded = tuple(r + (-r) % window for r in resolution)
+        mask = shifted_window_mask(*self.padded, window, shift) if shift else None
+        self.register_buffer("attn_mask", mask, persistent=False)
 
     def shift_mask(self, H: int, W: int, device: torch.device) -> torch.Tensor | None:
         if self.shift == 0:
             return None
-        key = (H, W, str(device))
-        if key not in self._mask_cache:  # built once per input size, not per step
-            self._mask_cache[key] = shifted_window_mask(H, W, self.window, self.shift).to(device)
-        return self._mask_cache[key]
+        if (H, W) == self.padded:
+            return self.attn_mask
+        return shifted_window_mask(H, W, self.window, self.shift).to(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
@@ -240,7 +239,14 @@ class PatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(x).permute(0, 2, 3, 1))  # (B, H/p, W/p, C)
+        """(B, C_in, H, W) -> (B, H/p, W/p, C). The conv's kernel equals its stride, so it is a matmul over
+        non-overlapping patches; written as one, it skips CPU im2col and lands channels-last directly."""
+        B, Ci, H, W = x.shape
+        p = self.proj.kernel_size[0]
+        if H % p or W % p:
+            raise ValueError(f"image size {H}x{W} is not a multiple of the patch size {p}")
+        x = x.reshape(B, Ci, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5).reshape(B, H // p, W // p, Ci * p * p)
+        return self.norm(F.linear(x, self.proj.weight.flatten(1), self.proj.bias))
 
 
 class SwinV2(nn.Module):
@@ -421,18 +427,29 @@ def from_transformers_swinv2(hf_model) -> SwinV2:
 
 
 # Size presets. The study's models (SPEC section 3): patch 4, window 12 at 192 px, head dim 32; backbone
-# parameter counts include the mask token and exclude the SimMIM decoder.
+# parameter counts include the mask token and exclude the SimMIM decoder (checked on the meta device).
 _STUDY = dict(img_size=192, patch_size=4, depths=(2, 2, 18, 2), window_size=12)
-# CPU presets: same block design at 32 px with patch 2, for laptop-sized grids. Three stages give stride 8,
-# so the demo's 8 px mask units (16 per image) align with the encoder's output grid.
+# CPU presets: the same block design at 32 px with patch 2 and window 4 (stage grids 16/8/4, the last one
+# global attention). Three stages give stride 8, so the demo's 8 px mask units (16 per image) align with the
+# encoder's output grid. Parameters grow ~3-4x per step for a model-size axis on a laptop.
+#
+# | preset       | C  | depths  | heads   | params  | SimMIM train img/s, batch 64, fp32, AdamW, 1 thread |
+# |--------------|----|---------|---------|---------|-----------------------------------------------------|
+# | swinv2-cpu-t | 16 | 1, 1, 1 | 1, 2, 4 | 0.085 M | ~1340                                               |
+# | swinv2-cpu-s | 24 | 2, 2, 2 | 1, 2, 4 | 0.335 M | ~400                                                |
+# | swinv2-cpu-m | 32 | 2, 2, 4 | 1, 2, 4 | 0.983 M | ~225 (~580 with 2 threads on an idle machine)       |
+# | swinv2-cpu-l | 48 | 2, 2, 6 | 2, 4, 8 | 3.088 M | ~100                                                |
+#
+# Measured with ``benchmarks/train_step.py --presets ... --threads 1 --stat best`` (1x1 conv + PixelShuffle
+# decoder, L1 masked loss) on a 2-core AMD EPYC VM shared with other jobs; 2 threads give ~1.6x when idle.
 _CPU = dict(img_size=32, patch_size=2, window_size=4, drop_path_rate=0.0)
 
 PRESETS: dict[str, dict] = {
-    "swinv2-s": dict(_STUDY, embed_dim=96, num_heads=(3, 6, 12, 24)),  # 49.0M
-    "swinv2-b": dict(_STUDY, embed_dim=128, num_heads=(4, 8, 16, 32)),  # 86.9M
-    "swinv2-l": dict(_STUDY, embed_dim=192, num_heads=(6, 12, 24, 48)),  # 195.2M
-    "swinv2-h": dict(_STUDY, embed_dim=352, num_heads=(11, 22, 44, 88)),  # 655.2M
-    "swinv2-g": dict(_STUDY, embed_dim=448, num_heads=(14, 28, 56, 112)),  # 1061.0M
+    "swinv2-s": dict(_STUDY, embed_dim=96, num_heads=(3, 6, 12, 24)),  # 48.96M (paper 49.0M)
+    "swinv2-b": dict(_STUDY, embed_dim=128, num_heads=(4, 8, 16, 32)),  # 86.89M (86.9M)
+    "swinv2-l": dict(_STUDY, embed_dim=192, num_heads=(6, 12, 24, 48)),  # 195.20M (195.2M)
+    "swinv2-h": dict(_STUDY, embed_dim=352, num_heads=(11, 22, 44, 88)),  # 655.21M (655.2M)
+    "swinv2-g": dict(_STUDY, embed_dim=448, num_heads=(14, 28, 56, 112)),  # 1060.98M (1061.0M)
     "swinv2-cpu-t": dict(_CPU, embed_dim=16, depths=(1, 1, 1), num_heads=(1, 2, 4)),
     "swinv2-cpu-s": dict(_CPU, embed_dim=24, depths=(2, 2, 2), num_heads=(1, 2, 4)),
     "swinv2-cpu-m": dict(_CPU, embed_dim=32, depths=(2, 2, 4), num_heads=(1, 2, 4)),
