@@ -32,7 +32,7 @@ _STAT = statistics.median
 
 # name -> (Swinv2Config keywords, batch size, SimMIM mask unit in pixels)
 CONFIGS = {
-    # the swinv2-cpu-m preset
+    # a 32 px, patch-2, three-stage Swin V2 (256 tokens at stage 1; heavier than the CPU presets)
     "cpu": (dict(image_size=32, patch_size=2, embed_dim=32, depths=[2, 2, 4], num_heads=[1, 2, 4],
                  window_size=4), 64, 8),
     "small": (dict(image_size=192, patch_size=4, embed_dim=48, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],

@@ -186,8 +186,11 @@ class MixupCutmix:
         return x, target * lam + target.flip(0) * (1 - lam)
 
 
+_ERASE_LOG_RATIO = (math.log(0.3), math.log(1 / 0.3))  # timm's aspect-ratio range of an erased box
+
+
 def random_erasing(x: torch.Tensor, prob: float, rng: np.random.Generator,
-                   area: tuple[float, float] = (0.02, 1 / 3), log_ratio=(math.log(0.3), math.log(1 / 0.3))):
+                   area: tuple[float, float] = (0.02, 1 / 3), log_ratio=_ERASE_LOG_RATIO):
     """Erase one rectangle per selected sample with N(0, 1) noise (normalised units), in place."""
     if prob <= 0:
         return x

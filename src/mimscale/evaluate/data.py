@@ -157,29 +157,49 @@ class SegFolderSource:
         return None
 
 
-def segmentation_classes(source, ignore_index: int) -> int:
-    """Number of classes: the built-in count, or 1 + the largest mask value (ignore_index excluded)."""
+def _require_masks(source) -> None:
+    if not hasattr(source, "segmentation"):
+        raise EvalError(f"data source {source.describe()} has no segmentation masks; use the built-in shapes "
+                        f"source or segfolder:/path")
+
+
+def label_lut(label_map: dict | None) -> np.ndarray | None:
+    """Mask value -> class lookup table from ``{value: class}`` (unlisted values keep their own)."""
+    if not label_map:
+        return None
+    lut = np.arange(65536, dtype=np.int64)  # masks are 8- or 16-bit PNGs
+    for k, v in label_map.items():
+        lut[int(k)] = int(v)
+    return lut
+
+
+def segmentation_classes(source, ignore_index: int, label_map: dict | None = None) -> int:
+    """Number of classes: 1 + the largest class value after ``label_map`` (ignore_index excluded); the
+    built-in shapes have all their values in every pool, a folder's masks are scanned."""
     from mimscale.data.shapes import SEG_NUM_CLASSES
 
+    _require_masks(source)
     if getattr(source, "describe", dict)().get("kind") == "shapes":
-        return SEG_NUM_CLASSES
-    top = 0
-    for i in range(len(source)):
-        m = source.segmentation(i)
-        valid = m[m != ignore_index]
-        top = max(top, int(valid.max()) + 1 if valid.size else 0)
-    return top
+        values = np.arange(SEG_NUM_CLASSES)
+    else:
+        values = np.unique(np.concatenate([np.unique(source.segmentation(i)) for i in range(len(source))]))
+    lut = label_lut(label_map)
+    if lut is not None:
+        values = lut[values]
+    values = values[values != ignore_index]
+    return int(values.max()) + 1 if values.size else 0
 
 
 class SegmentationData(torch.utils.data.Dataset):
     """(normalised image (3, S, S), mask (S, S) int64): shorter side resized to S and center-cropped,
-    bilinear for the image and nearest for the mask; training adds a seeded horizontal flip."""
+    bilinear for the image and nearest for the mask; training adds a seeded horizontal flip.
+    ``label_map`` ({mask value: class}) merges or renames classes, e.g. shapes' 10 shape classes into one."""
 
-    def __init__(self, source, size: int, train: bool = False, seed: int = 0, hflip: bool = True):
-        if not hasattr(source, "segmentation"):
-            raise EvalError(f"data source {source.describe()} has no segmentation masks; use the built-in "
-                            f"shapes source or segfolder:/path")
+    def __init__(self, source, size: int, train: bool = False, seed: int = 0, hflip: bool = True,
+                 label_map: dict | None = None):
+        _require_masks(source)
         self.source, self.train, self.seed, self.hflip, self.epoch = source, train, seed, hflip, 0
+        self.lut = label_lut(label_map)
         self.tf = EvalTransform(size)
         self.size = size
 
@@ -189,24 +209,36 @@ class SegmentationData(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def mask(self, i: int) -> torch.Tensor:
+        """Mask ``i`` at its own size, classes mapped."""
+        m = np.asarray(self.source.segmentation(i)).astype(np.int64)
+        return torch.from_numpy(self.lut[m] if self.lut is not None else m)
+
     def __getitem__(self, i: int):
         img = _load(self.source, i)
-        mask = torch.from_numpy(np.asarray(self.source.segmentation(i)).astype(np.int64))
+        mask = self.mask(i)
         hw = tuple(img.shape[:2]) if isinstance(img, np.ndarray) else (img.size[1], img.size[0])
         if tuple(mask.shape) != hw:
             raise EvalError(f"mask of image {i} is {tuple(mask.shape)} but the image is {hw}")
         x = self.tf(img)
-        th, tw = self.tf._target(*hw)
-        mask = F.interpolate(mask[None, None].float(), size=(th, tw), mode="nearest")[0, 0].long()
-        top, left = (th - self.size) // 2, (tw - self.size) // 2
-        mask = mask[top:top + self.size, left:left + self.size]
+        mask = _resize_crop_mask(mask, self.size)
         if self.train and self.hflip and np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5:
             x, mask = x.flip(-1), mask.flip(-1)
         return x, mask
+
+
+def _resize_crop_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """The mask through EvalTransform's geometry (shorter side to ``size``, center crop), nearest."""
+    h, w = mask.shape
+    th, tw = (size, max(size, int(size * w / h))) if h <= w else (max(size, int(size * h / w)), size)
+    if (th, tw) != (h, w):
+        mask = F.interpolate(mask[None, None].float(), size=(th, tw), mode="nearest")[0, 0].long()
+    top, left = (th - size) // 2, (tw - size) // 2
+    return mask[top:top + size, left:left + size]
 
 
 def loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int, epoch: int = 0):
     gen = torch.Generator().manual_seed(seed * 1000 + epoch)  # the shuffle order is part of the result
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen,
                                        num_workers=num_workers, drop_last=False,
-                                       persistent_workers=False)
+                                       pin_memory=torch.cuda.is_available())

@@ -84,8 +84,7 @@ def encoder_state(state: dict) -> dict:
     """The ``encoder.*`` entries of a SimMIM state dict, prefix stripped; the decoder is dropped."""
     if any(k.startswith("module.") for k in state):  # saved from a DDP wrapper
         state = {k.removeprefix("module."): v for k, v in state.items()}
-    enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    return enc
+    return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
 
 
 def load_encoder(run_dir: str | Path, *, model: str = "", overrides: dict | None = None, img_size: int = 0,
@@ -125,7 +124,8 @@ def load_encoder(run_dir: str | Path, *, model: str = "", overrides: dict | None
     try:
         encoder = model_cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise EvalError(f"cannot build model '{name}' with {kwargs}: {str(e).splitlines()[0]}") from None
+        raise EvalError(f"cannot build model '{name}' at img_size {kwargs.get('img_size')}: "
+                        f"{str(e).splitlines()[0]}") from None
     if init == "random":
         return LoadedEncoder(encoder, name, kwargs, None, None, run_cfg)
 

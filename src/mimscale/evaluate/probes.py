@@ -15,30 +15,32 @@ import torch.nn.functional as F
 from mimscale.train.schedule import lr_at
 
 
-def pool(encoder, x: torch.Tensor, mode: str = "multiblock") -> torch.Tensor:
+def pool(encoder, x: torch.Tensor, mode: str = "multiblock", blocks: int = 0) -> torch.Tensor:
     """(B, D) image features. ``last``: the final map (after the final norm), mean-pooled.
-    ``multiblock``: every block's output map, layer-normalised per token (no affine: the blocks'
-    scales differ by orders of magnitude), mean-pooled over space, concatenated (demo-notes: this
-    tracks pre-training quality far better than the last map alone on tiny models)."""
+    ``multiblock``: each block's output map (the last ``blocks`` blocks; 0 = all), layer-normalised per
+    token (no affine: the blocks' scales differ by orders of magnitude), mean-pooled over space and
+    concatenated (demo-notes: this tracks pre-training quality far better than the last map alone)."""
     if mode == "last":
         return encoder.forward_features(x).float().mean(dim=(2, 3))
     if mode != "multiblock":
         raise ValueError(f"feature mode must be 'multiblock' or 'last', got '{mode}'")
     out = []
-    for m in encoder.forward_intermediates(x):
+    maps = encoder.forward_intermediates(x)
+    for m in maps[-blocks:] if blocks > 0 else maps:
         m = m.float().permute(0, 2, 3, 1)  # (B, h, w, C): normalise over channels, token by token
         out.append(F.layer_norm(m, m.shape[-1:]).mean(dim=(1, 2)))
     return torch.cat(out, dim=1)
 
 
 @torch.no_grad()
-def extract_features(encoder, loader, mode: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_features(encoder, loader, mode: str, device: torch.device,
+                     blocks: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, D) float32 features and (N,) labels of everything ``loader`` yields, in order, on CPU."""
     was_training = encoder.training
     encoder.eval()
     feats, labels = [], []
     for x, y in loader:
-        feats.append(pool(encoder, x.to(device, non_blocking=True), mode).cpu())
+        feats.append(pool(encoder, x.to(device, non_blocking=True), mode, blocks).cpu())
         labels.append(y)
     encoder.train(was_training)
     return torch.cat(feats), torch.cat(labels).long()
@@ -57,24 +59,28 @@ def topk_accuracy(scores: torch.Tensor, y: torch.Tensor, ks=(1, 5)) -> dict[str,
 
 @torch.no_grad()
 def knn_classify(train_x, train_y, test_x, num_classes: int, k: int = 20, t: float = 0.07,
-                 chunk: int = 1024) -> torch.Tensor:
+                 device: torch.device | str = "cpu") -> torch.Tensor:
     """(N_test, classes) vote scores: cosine similarity on L2-normalised features, the ``k`` nearest
     training samples each vote ``exp(sim / t)`` for their class (the DINO / InstDisc weighted kNN)."""
-    train_x = F.normalize(train_x.float(), dim=1)
-    test_x = F.normalize(test_x.float(), dim=1)
+    train_x = F.normalize(train_x.to(device, torch.float32), dim=1)
+    test_x = F.normalize(test_x.to(device, torch.float32), dim=1)
+    train_y = train_y.to(device)
     k = min(k, len(train_x))
+    # Bounded memory: about 2^27 similarities (512 MB) per chunk of test rows, even for ImageNet-1K.
+    chunk = max(1, min(4096, (1 << 27) // max(1, len(train_x))))
     scores = []
-    for lo in range(0, len(test_x), chunk):  # bounded memory: chunk x N_train similarities at a time
+    for lo in range(0, len(test_x), chunk):
         sim = test_x[lo:lo + chunk] @ train_x.T
         top_sim, top_idx = sim.topk(k, dim=1)
-        votes = torch.zeros(len(sim), num_classes)
+        votes = torch.zeros(len(sim), num_classes, device=device)
         votes.scatter_add_(1, train_y[top_idx], (top_sim / t).exp())
-        scores.append(votes)
+        scores.append(votes.cpu())
     return torch.cat(scores)
 
 
-def knn_eval(train_x, train_y, test_x, test_y, num_classes: int, k: int = 20, t: float = 0.07) -> dict:
-    return topk_accuracy(knn_classify(train_x, train_y, test_x, num_classes, k, t), test_y)
+def knn_eval(train_x, train_y, test_x, test_y, num_classes: int, k: int = 20, t: float = 0.07,
+             device: torch.device | str = "cpu") -> dict:
+    return topk_accuracy(knn_classify(train_x, train_y, test_x, num_classes, k, t, device), test_y)
 
 
 def _split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

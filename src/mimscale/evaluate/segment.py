@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -56,7 +55,8 @@ class SegmentationModel(nn.Module):
             encoder.requires_grad_(False)
         with torch.no_grad():
             was = encoder.training
-            probe = encoder.eval().forward_intermediates(torch.zeros(1, 3, img_size, img_size))
+            device = next(encoder.parameters()).device
+            probe = encoder.eval().forward_intermediates(torch.zeros(1, 3, img_size, img_size, device=device))
             encoder.train(was)
         self.picks, self.scales = pyramid_plan(probe)
         chans = [probe[i].shape[1] for i in self.picks]
@@ -122,7 +122,7 @@ def majority_baseline(train_ds, test_dl, num_classes: int, ignore: int) -> dict:
     """Predict the most frequent training class at every pixel: the floor a head must beat."""
     counts = torch.zeros(num_classes, dtype=torch.long)
     for i in range(len(train_ds)):
-        m = torch.as_tensor(np.asarray(train_ds.source.segmentation(i)).astype(np.int64))
+        m = train_ds.mask(i)
         m = m[(m != ignore) & (m < num_classes)]
         counts += torch.bincount(m, minlength=num_classes)
     majority = int(counts.argmax())
@@ -134,8 +134,10 @@ def majority_baseline(train_ds, test_dl, num_classes: int, ignore: int) -> dict:
 
 def segment(encoder, train_src, test_src, num_classes: int, cfg, device, img_size: int) -> dict:
     model = SegmentationModel(encoder, num_classes, cfg.seg_width, img_size, cfg.freeze_backbone).to(device)
-    train_ds = SegmentationData(train_src, img_size, train=True, seed=cfg.seed, hflip=cfg.hflip)
-    test_dl = loader(SegmentationData(test_src, img_size), cfg.batch_size, False, cfg.num_workers, cfg.seed)
+    label_map = dict(cfg.seg_label_map)
+    train_ds = SegmentationData(train_src, img_size, train=True, seed=cfg.seed, hflip=cfg.hflip, label_map=label_map)
+    test_ds = SegmentationData(test_src, img_size, label_map=label_map)
+    test_dl = loader(test_ds, cfg.batch_size, False, cfg.num_workers, cfg.seed)
     schedule = Schedule(cfg, math.ceil(len(train_ds) / cfg.batch_size))
     optimizer = build_optimizer(model, cfg)
 

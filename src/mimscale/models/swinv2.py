@@ -429,20 +429,20 @@ def from_transformers_swinv2(hf_model) -> SwinV2:
 # Size presets. The study's models (SPEC section 3): patch 4, window 12 at 192 px, head dim 32; backbone
 # parameter counts include the mask token and exclude the SimMIM decoder (checked on the meta device).
 _STUDY = dict(img_size=192, patch_size=4, depths=(2, 2, 18, 2), window_size=12)
-# CPU presets: the same block design at 32 px with patch 2 and window 4 (stage grids 16/8/4, the last one
-# global attention). Three stages give stride 8, so the demo's 8 px mask units (16 per image) align with the
-# encoder's output grid. Parameters grow ~3-4x per step for a model-size axis on a laptop.
+# CPU presets: the same block design at 32 px with patch 4 and window 4: two stages (8x8 tokens in 2x2
+# shifted windows, then 4x4 tokens where the window is clamped and the shift is 0), stride 8, so the demo's
+# 8 px mask units (16 per image, 10 masked) align with the encoder's output grid. Patch 2 (256 tokens)
+# made a demo grid ~3x slower for no gain in what it shows; parameters grow ~4x per preset.
 #
-# | preset       | C  | depths  | heads   | params  | SimMIM train img/s, batch 64, fp32, AdamW, 1 thread |
-# |--------------|----|---------|---------|---------|-----------------------------------------------------|
-# | swinv2-cpu-t | 16 | 1, 1, 1 | 1, 2, 4 | 0.085 M | ~1340                                               |
-# | swinv2-cpu-s | 24 | 2, 2, 2 | 1, 2, 4 | 0.335 M | ~400                                                |
-# | swinv2-cpu-m | 32 | 2, 2, 4 | 1, 2, 4 | 0.983 M | ~225 (~580 with 2 threads on an idle machine)       |
-# | swinv2-cpu-l | 48 | 2, 2, 6 | 2, 4, 8 | 3.088 M | ~100                                                |
+# | preset       | C  | depths | heads | params  | SimMIM train img/s, batch 64, fp32, AdamW, 1 thread |
+# |--------------|----|--------|-------|---------|-----------------------------------------------------|
+# | swinv2-cpu-t | 16 | 1, 1   | 1, 2  | 0.024 M | ~1760                                               |
+# | swinv2-cpu-s | 16 | 2, 2   | 1, 2  | 0.044 M | ~1450                                               |
+# | swinv2-cpu-m | 32 | 2, 4   | 2, 4  | 0.255 M | ~880                                                |
+# | swinv2-cpu-l | 64 | 2, 4   | 2, 4  | 0.948 M | ~450                                                |
 #
-# Measured with ``benchmarks/train_step.py --presets ... --threads 1 --stat best`` (1x1 conv + PixelShuffle
-# decoder, L1 masked loss) on a 2-core AMD EPYC VM shared with other jobs; 2 threads give ~1.6x when idle.
-_CPU = dict(img_size=32, patch_size=2, window_size=4, drop_path_rate=0.0)
+# Measured with ``benchmarks/train_step.py --presets ... --threads 1`` on a 2-core VM shared with other jobs.
+_CPU = dict(img_size=32, patch_size=4, window_size=4, drop_path_rate=0.0)
 
 PRESETS: dict[str, dict] = {
     "swinv2-s": dict(_STUDY, embed_dim=96, num_heads=(3, 6, 12, 24)),  # 48.96M (paper 49.0M)
@@ -450,8 +450,10 @@ PRESETS: dict[str, dict] = {
     "swinv2-l": dict(_STUDY, embed_dim=192, num_heads=(6, 12, 24, 48)),  # 195.20M (195.2M)
     "swinv2-h": dict(_STUDY, embed_dim=352, num_heads=(11, 22, 44, 88)),  # 655.21M (655.2M)
     "swinv2-g": dict(_STUDY, embed_dim=448, num_heads=(14, 28, 56, 112)),  # 1060.98M (1061.0M)
-    "swinv2-cpu-t": dict(_CPU, embed_dim=16, depths=(1, 1, 1), num_heads=(1, 2, 4)),
-    "swinv2-cpu-s": dict(_CPU, embed_dim=24, depths=(2, 2, 2), num_heads=(1, 2, 4)),
-    "swinv2-cpu-m": dict(_CPU, embed_dim=32, depths=(2, 2, 4), num_heads=(1, 2, 4)),
-    "swinv2-cpu-l": dict(_CPU, embed_dim=48, depths=(2, 2, 6), num_heads=(2, 4, 8)),
+    # CPU presets for laptop-sized grids (32 px images, patch 4, window 4, two stages: 8x8 then 4x4 tokens,
+    # so stride 8 matches the demo's 8 px mask units). Same block design as the paper's presets.
+    "swinv2-cpu-t": dict(_CPU, embed_dim=16, depths=(1, 1), num_heads=(1, 2)),
+    "swinv2-cpu-s": dict(_CPU, embed_dim=16, depths=(2, 2), num_heads=(1, 2)),
+    "swinv2-cpu-m": dict(_CPU, embed_dim=32, depths=(2, 4), num_heads=(2, 4)),
+    "swinv2-cpu-l": dict(_CPU, embed_dim=64, depths=(2, 4), num_heads=(2, 4)),
 }

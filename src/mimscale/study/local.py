@@ -23,7 +23,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from mimscale.study import store
-from mimscale.study.spec import Study, StudyRun, images_of
+from mimscale.study.spec import Study, StudyRun
 from mimscale.study.worker import (
     EXIT_CLAIMED,
     EXIT_DONE,
@@ -59,8 +59,16 @@ def threads_per_worker(workers: int, threads: int | None = None) -> int:
 
 
 def _schedule_order(runs: list[StudyRun]) -> list[StudyRun]:
-    # Longest-first packing: with N workers the study ends soonest when long runs start early.
-    return sorted(runs, key=lambda r: (-(images_of(r.cfg) or 0), r.index))
+    # Longest-first packing: with N workers the study ends soonest when long runs start early. Cost is
+    # images x training FLOPs per image (a big model's short run can outlast a small model's long one);
+    # images alone when FLOPs cannot be counted.
+    from mimscale.study.cost import run_cost
+
+    def cost(r: StudyRun) -> float:
+        c = run_cost(r)
+        return c["flops"] if c["flops"] is not None else float(c["images"] or 0)
+
+    return sorted(runs, key=lambda r: (-cost(r), r.index))
 
 
 class _Signals:

@@ -1,0 +1,131 @@
+"""``run(run_dir, cfg) -> result``: one downstream evaluation of a pre-training run, written to
+``RUN_DIR/eval/<name>.json`` atomically, and not redone once finished unless ``force``.
+
+Result schema::
+
+    {"task": "finetune" | "linear" | "knn" | "segment", "name": str,
+     "metrics": {...}, "headline": "top1" | "miou",   # the metric a study table shows
+     "notes": str,                                      # what each metric is (best vs final, LR choice)
+     "config": {...},                                    # the full EvalConfig
+     "model": str, "model_kwargs": {...}, "img_size": int, "init": "pretrained" | "random",
+     "checkpoint": str | null, "step": int | null, "run_dir": str,
+     "data": {"train": {...}, "test": {...}, "num_train": int, "num_test": int, "num_classes": int},
+     "history": [...],                                   # per-epoch evaluations (finetune, segment)
+     "wall_time_s": float}
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from mimscale.evaluate import data as D
+from mimscale.evaluate.config import as_eval_config, identity, result_name
+from mimscale.evaluate.finetune import finetune, log
+from mimscale.evaluate.loading import EvalError, load_encoder
+from mimscale.evaluate.probes import extract_features, knn_eval, linear_probe, logistic_probe
+from mimscale.evaluate.segment import segment
+from mimscale.train.checkpoint import atomic_write_json, latest_checkpoint
+from mimscale.train.distributed import resolve_device
+
+FINE_TUNED = ("finetune", "segment")
+
+
+def result_path(run_dir: str | Path, cfg) -> Path:
+    return Path(run_dir) / "eval" / f"{result_name(as_eval_config(cfg))}.json"
+
+
+def _finished(path: Path, cfg, run_dir: Path) -> dict | None:
+    """The stored result if it answers this request; None when there is none or it evaluated an older
+    checkpoint than the run's latest (the run went on); an error when it holds another evaluation."""
+    if not path.is_file():
+        return None
+    try:
+        prev = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # a damaged file (writes are atomic, so only by hand): redo it
+    if prev.get("identity") != identity(cfg):
+        raise EvalError(f"{path} holds a different {prev.get('task')} evaluation; pass --force to replace it "
+                        f"or name=<other> to keep both")
+    if cfg.init == "pretrained" and not cfg.checkpoint:
+        latest = latest_checkpoint(run_dir)
+        if latest is not None and str(latest) != prev.get("checkpoint"):
+            log(f"[evaluate] {path.name} evaluated {prev.get('checkpoint')}; the run's latest is {latest}: redoing")
+            return None
+    return prev
+
+
+def _probe(encoder, train, test, num_classes: int, cfg, device, img_size: int) -> dict:
+    def feats(src):
+        dl = D.loader(D.ClassificationData(src, img_size), cfg.batch_size, False, cfg.num_workers, cfg.seed)
+        return extract_features(encoder, dl, cfg.features, device, cfg.feature_blocks)
+
+    (xa, ya), (xb, yb) = feats(train), feats(test)
+    info = {"feature_dim": xa.shape[1], "features": cfg.features, "feature_blocks": cfg.feature_blocks}
+    if cfg.task == "knn":
+        metrics = knn_eval(xa, ya, xb, yb, num_classes, cfg.knn_k, cfg.knn_t, device)
+        notes = (f"weighted kNN on frozen {cfg.features} features: cosine similarity, k={cfg.knn_k}, "
+                 f"votes exp(sim/{cfg.knn_t})")
+    elif cfg.probe == "logistic":
+        metrics = logistic_probe(xa, ya, xb, yb, num_classes, cfg.logistic_c, seed=cfg.seed)
+        notes = f"logistic regression (L-BFGS, C={cfg.logistic_c}) on standardised frozen {cfg.features} features"
+    else:
+        metrics = linear_probe(xa, ya, xb, yb, num_classes, list(cfg.linear_lrs), cfg.linear_epochs,
+                               cfg.linear_batch_size, cfg.linear_weight_decay, cfg.linear_holdout, cfg.seed, device)
+        notes = (f"BatchNorm(affine=False) + linear on frozen {cfg.features} features, SGD momentum 0.9, "
+                 f"{cfg.linear_epochs} epochs, cosine; one head per LR (per 256) trained in one pass; top1/top5 "
+                 f"are those of best_lr, chosen on a {cfg.linear_holdout:.0%} hold-out of the training "
+                 f"features (top1_per_lr lists every LR's test top-1)")
+    return {"metrics": {**metrics, **info}, "notes": notes}
+
+
+def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
+    """Evaluate the run in ``run_dir`` as ``cfg`` (an EvalConfig, dict or DictConfig) says."""
+    cfg = as_eval_config(cfg)
+    run_dir = Path(run_dir)
+    out = run_dir / "eval" / f"{result_name(cfg)}.json"
+    if not force and (prev := _finished(out, cfg, run_dir)) is not None:
+        return prev
+    t0 = time.time()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    tuned = cfg.task in FINE_TUNED
+    overrides = OmegaConf.to_container(cfg.model_kwargs, resolve=True)  # plain lists, not ListConfig
+    loaded = load_encoder(run_dir, model=cfg.model, overrides=overrides, img_size=cfg.img_size,
+                          drop_path_rate=cfg.drop_path if tuned else 0.0, checkpoint=cfg.checkpoint,
+                          init=cfg.init, seed=cfg.seed)
+    encoder = loaded.encoder.to(device)
+    img_size = int(loaded.kwargs["img_size"])
+    if img_size % encoder.patch_size:
+        raise EvalError(f"img_size {img_size} is not a multiple of the model's patch size {encoder.patch_size}")
+    train, test = D.build_sources(cfg.train_source, cfg.test_source, img_size)
+    torch.manual_seed(cfg.seed)  # head init and everything after it
+    if cfg.task == "segment":
+        num_classes = D.segmentation_classes(train, cfg.ignore_index, dict(cfg.seg_label_map))
+        if cfg.num_classes and cfg.num_classes != num_classes:
+            raise EvalError(f"num_classes={cfg.num_classes} but the masks have {num_classes} classes")
+        res = segment(encoder, train, test, num_classes, cfg, device, img_size)
+        headline = "miou"
+    else:
+        num_classes = D.check_labels(train, test, cfg.num_classes, cfg.task)
+        if cfg.task == "finetune":
+            res = finetune(encoder, train, test, num_classes, cfg, device, img_size)
+        else:
+            res = _probe(encoder, train, test, num_classes, cfg, device, img_size)
+        headline = "top1"
+    result = {
+        "task": cfg.task, "name": result_name(cfg), "metrics": res["metrics"], "headline": headline,
+        "notes": res["notes"], "config": OmegaConf.to_container(cfg, resolve=True), "identity": identity(cfg),
+        "model": loaded.model_name, "model_kwargs": loaded.kwargs, "img_size": img_size, "init": cfg.init,
+        "checkpoint": loaded.checkpoint, "step": loaded.step, "run_dir": str(run_dir),
+        "data": {"train": train.describe(), "test": test.describe(), "num_train": len(train),
+                 "num_test": len(test), "num_classes": num_classes},
+        "history": res.get("history", []), "wall_time_s": time.time() - t0,
+    }
+    atomic_write_json(out, result)
+    return result

@@ -1,0 +1,75 @@
+"""Loading a run's encoder: decoder dropped, index buffers rebuilt, other sizes / windows, clear refusals."""
+
+import pytest
+import torch
+from eval_runs import simmim_state, write_run
+
+from mimscale.evaluate import EvalError, finetune_main, load_encoder
+
+# An explicit three-stage Swin V2 (not a preset, so the test does not move when presets are retuned): patch 2
+# at 32 px gives stages of 16, 8 and 4 tokens, so window 4 is effective in every stage.
+SWIN = dict(patch_size=2, embed_dim=16, depths=[1, 1, 1], num_heads=[1, 2, 4], window_size=4)
+
+
+@pytest.fixture(scope="module")
+def swin_run(tmp_path_factory):
+    state = simmim_state("swinv2", **SWIN)
+    # A reference-style checkpoint may carry index buffers; they must be rebuilt, not loaded.
+    state["encoder.layers.0.blocks.0.attn.relative_position_index"] = torch.zeros(3, 3, dtype=torch.long)
+    kwargs = "{" + ", ".join(f"{k}: {v}" for k, v in SWIN.items()) + "}"
+    return write_run(tmp_path_factory.mktemp("swin"), "swinv2", state, step=5, overrides=[f"model.kwargs={kwargs}"])
+
+
+def test_loads_encoder_only_with_weights(swin_run):
+    loaded = load_encoder(swin_run)
+    state = torch.load(loaded.checkpoint, weights_only=False)["model"]
+    assert loaded.step == 5 and loaded.kwargs["img_size"] == 32
+    assert torch.equal(loaded.encoder.patch_embed.proj.weight, state["encoder.patch_embed.proj.weight"])
+    assert not any(k.startswith("decoder") for k in loaded.encoder.state_dict())
+
+
+def test_swin_at_other_image_and_window_size(swin_run):
+    # Pre-trained at 32 px / window 4 (patch 2: stages 16, 8, 4 -> effective windows 4, 4, 4).
+    loaded = load_encoder(swin_run, img_size=64, overrides={"window_size": 8})
+    enc = loaded.encoder
+    assert loaded.kwargs["pretrained_window_sizes"] == (4, 4, 4)
+    assert enc.layers[0].blocks[0].window == 8
+    attn = enc.layers[0].blocks[0].attn
+    assert attn.relative_position_index.shape == (64, 64)  # rebuilt for the 8x8 window
+    ref = load_encoder(swin_run).encoder
+    assert torch.equal(attn.cpb_mlp[0].weight, ref.layers[0].blocks[0].attn.cpb_mlp[0].weight)
+    with torch.no_grad():
+        out = enc.eval().forward_features(torch.randn(2, 3, 64, 64))
+        maps = enc.forward_intermediates(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, enc.num_features, 8, 8) and torch.isfinite(out).all()
+    assert all(torch.isfinite(m).all() for m in maps)
+
+
+def test_vit_at_other_image_size(tmp_path):
+    run = write_run(tmp_path / "vit", "vit-cpu-s", simmim_state("vit-cpu-s"))
+    enc = load_encoder(run, img_size=48).encoder.eval()
+    with torch.no_grad():
+        out = enc.forward_features(torch.randn(2, 3, 48, 48))
+    assert out.shape == (2, 32, 6, 6) and torch.isfinite(out).all()
+
+
+def test_checkpoint_of_another_model_is_refused(swin_run, capsys):
+    with pytest.raises(EvalError, match=r"does not fit model 'swinv2-cpu-s': .*(missing|mismatch)"):
+        load_encoder(swin_run, model="swinv2-cpu-s")
+    with pytest.raises(EvalError, match=r"does not fit model 'swinv2': \d+ shape mismatches \(e.g. mask_token: "
+                                        r"checkpoint \(1, 1, 16\) vs model \(1, 1, 8\)\)$"):
+        load_encoder(swin_run, overrides={"embed_dim": 8})
+    assert finetune_main([str(swin_run), "task=knn", "model=vit-cpu-s"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mimscale finetune: error: checkpoint") and "does not fit model 'vit-cpu-s'" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_run_without_checkpoint_is_refused(tmp_path, capsys):
+    run = write_run(tmp_path / "empty", "vit-cpu-s", None)
+    assert finetune_main([str(run), "task=knn"]) == 2
+    assert "no checkpoint found" in capsys.readouterr().err
+    assert finetune_main([str(tmp_path / "missing"), "task=knn"]) == 2
+    assert "run directory not found" in capsys.readouterr().err
+    # init=random needs no checkpoint: the baseline of every probe.
+    assert load_encoder(run, init="random").checkpoint is None
