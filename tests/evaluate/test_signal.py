@@ -46,7 +46,7 @@ def test_segmentation_beats_majority_baseline(pretrained_run):
                                    seg_width=32, seg_label_map=merge, batch_size=32, drop_path=0.0,
                                    train_source="shapes:size=32,pool=800,seed=0,split=probe",
                                    test_source="shapes:size=32,pool=300,seed=0,split=test"))
-    m = res["metrics"]
+    m = {**res["details"], **res["metrics"]}
     print(f"segment: mIoU {m['miou']:.3f} final {m['final_miou']:.3f} baseline {m['baseline_miou']:.3f}")
     assert res["headline"] == "miou" and m["num_classes"] == 3 and len(res["history"]) == 3
     assert m["final_miou"] > m["baseline_miou"] + 0.08

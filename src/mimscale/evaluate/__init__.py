@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _summary(result: dict) -> str:
-    m = result["metrics"]
+    m = {**result.get("details", {}), **result["metrics"]}
     keys = [result["headline"]] + [k for k in ("top5", "final_top1", "best_lr", "final_miou", "baseline_miou")
                                    if k in m]
     shown = ", ".join(f"{k} {m[k]:.4f}" if isinstance(m[k], float) else f"{k} {m[k]}" for k in keys)

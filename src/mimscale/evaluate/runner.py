@@ -83,6 +83,17 @@ def _probe(encoder, train, test, num_classes: int, cfg, device, img_size: int) -
     return {"metrics": {**metrics, **info}, "notes": notes}
 
 
+# What the model achieves (higher is better): these are the result's "metrics", the columns an analysis
+# correlates with validation loss. Everything else a task reports (chosen LR, feature size, per-LR curves,
+# the majority-class baseline, the best epoch) goes to "details".
+QUALITY = ("top1", "top5", "final_top1", "final_top5", "miou", "final_miou", "pixel_acc", "final_pixel_acc")
+
+
+def split_metrics(values: dict) -> tuple[dict, dict]:
+    metrics = {k: values[k] for k in QUALITY if k in values}
+    return metrics, {k: v for k, v in values.items() if k not in metrics}
+
+
 def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     """Evaluate the run in ``run_dir`` as ``cfg`` (an EvalConfig, dict or DictConfig) says."""
     cfg = as_eval_config(cfg)
@@ -118,8 +129,9 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
         else:
             res = _probe(encoder, train, test, num_classes, cfg, device, img_size)
         headline = "top1"
+    metrics, details = split_metrics(res["metrics"])
     result = {
-        "task": cfg.task, "name": result_name(cfg), "metrics": res["metrics"], "headline": headline,
+        "task": cfg.task, "name": result_name(cfg), "metrics": metrics, "details": details, "headline": headline,
         "notes": res["notes"], "config": OmegaConf.to_container(cfg, resolve=True), "identity": identity(cfg),
         "model": loaded.model_name, "model_kwargs": loaded.kwargs, "img_size": img_size, "init": cfg.init,
         "checkpoint": loaded.checkpoint, "step": loaded.step, "run_dir": str(run_dir),
