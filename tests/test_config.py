@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from omegaconf.errors import ReadonlyConfigError
 
 from mimscale.config import ConfigError, load_config, run_id
 
@@ -13,7 +14,7 @@ def test_precedence_defaults_file_overrides(tmp_path):
     cfg = load_config(f, ["train.batch_size=16"])
     assert cfg.train.iters == 100 and cfg.train.batch_size == 16 and cfg.model.name == "swinv2-b"
     assert cfg.train.base_lr == 1e-4  # default kept
-    with pytest.raises(Exception):
+    with pytest.raises(ReadonlyConfigError):
         cfg.train.iters = 5  # frozen
 
 

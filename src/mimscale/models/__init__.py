@@ -3,6 +3,8 @@
 ``patch_size``, ``num_layers`` and ``layer_id(param_name)`` for layer-wise LR decay, and
 ``no_weight_decay()`` -> set of parameter names exempt from weight decay."""
 
+from mimscale.models.hf import export_safetensors, from_transformers, load_safetensors
 from mimscale.models.registry import UnknownModelError, build_model, list_models, model_kwargs
 
-__all__ = ["build_model", "list_models", "model_kwargs", "UnknownModelError"]
+__all__ = ["build_model", "list_models", "model_kwargs", "UnknownModelError", "from_transformers",
+           "export_safetensors", "load_safetensors"]
