@@ -120,7 +120,7 @@ def test_segmentation_from_a_folder_of_image_mask_pairs(vit_run, tmp_path, capsy
     folder = _seg_folder(tmp_path / "seg")
     res = run(vit_run, dict(task="segment", name="segfolder", train_source=f"segfolder:{folder}", epochs=1,
                             batch_size=4, seg_width=16))
-    m = res["metrics"]
+    m = {**res["details"], **res["metrics"]}
     assert m["num_classes"] == 2 and res["data"]["test"]["split"] == "val" and res["data"]["num_train"] == 8
     assert 0.0 <= m["miou"] <= 1.0 and len(m["iou_per_class"]) == 2
     bad = _seg_folder(tmp_path / "bad", mask_size=30)
