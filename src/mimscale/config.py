@@ -133,10 +133,12 @@ def _merge(base: DictConfig, other: Any, what: str) -> DictConfig:
         raise ConfigError(f"bad value in {what}{f' for {key}' if key else ''}: {msg}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                base: Config | None = None) -> DictConfig:
-    """Defaults (or ``base``) < YAML file < dotted ``key=value`` overrides -> a frozen DictConfig."""
-    cfg = OmegaConf.structured(base or Config())
+def load_layered(schema: Any, path: str | Path | None, overrides, check) -> DictConfig:
+    """A structured ``schema`` < YAML file < dotted overrides, checked by ``check(cfg)``, then frozen.
+
+    Shared by every config of the project (pre-training, evaluation), so they all merge and fail alike.
+    """
+    cfg = OmegaConf.structured(schema)
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -155,9 +157,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         except Exception as e:
             raise ConfigError(f"cannot parse override '{item}': {str(e).splitlines()[0]}") from None
         cfg = _merge(cfg, dotlist, f"override '{key}'")
-    validate(cfg)
+    check(cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                base: Config | None = None) -> DictConfig:
+    """Defaults (or ``base``) < YAML file < dotted ``key=value`` overrides -> a frozen DictConfig."""
+    return load_layered(base or Config(), path, overrides, validate)
 
 
 def validate(cfg: DictConfig) -> None:

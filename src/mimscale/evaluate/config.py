@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mimscale.config import ConfigError, _merge  # the project's one-line merge errors
+from mimscale.config import ConfigError, _merge, load_layered  # the project's one-line merge errors
 
 TASKS = ("finetune", "linear", "knn", "segment")
 
@@ -100,27 +100,7 @@ NON_IDENTITY_KEYS = ("device", "threads", "num_workers", "name")
 def load_eval_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                      base: EvalConfig | None = None) -> DictConfig:
     """Defaults (or ``base``) < YAML file < dotted ``key=value`` overrides -> a frozen DictConfig."""
-    cfg = OmegaConf.structured(base or EvalConfig())
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = OmegaConf.load(path)
-        except Exception as e:
-            raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
-        cfg = _merge(cfg, loaded, str(path))
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not key=value")
-        try:
-            dotlist = OmegaConf.from_dotlist([item])
-        except Exception as e:
-            raise ConfigError(f"cannot parse override '{item}': {str(e).splitlines()[0]}") from None
-        cfg = _merge(cfg, dotlist, f"override '{item.split('=', 1)[0]}'")
-    validate(cfg)
-    OmegaConf.set_readonly(cfg, True)
-    return cfg
+    return load_layered(base or EvalConfig(), path, overrides, validate)
 
 
 def as_eval_config(cfg: Any) -> DictConfig:
