@@ -223,7 +223,12 @@ def _evaluate(model, inputs, writer, step, device, precision, run_dir, cfg) -> d
     writer.log(step, "train_probe", "loss", probe)
     if dist.is_main() and cfg.train.recon_images > 0:
         img, mask = inputs.recon_batch(cfg.train.recon_images)
-        save_reconstruction(model, img.to(device), mask.to(device), run_dir / "recon" / f"step_{step:07d}.png")
+        path = save_reconstruction(model, img.to(device), mask.to(device), run_dir / "recon" / f"step_{step:07d}.png")
+        if writer.tb is not None:
+            import numpy as np
+            from PIL import Image
+
+            writer.tb.add_image("recon", np.asarray(Image.open(path)), step, dataformats="HWC")
     return {"val": val, "train_probe": probe}
 
 
