@@ -65,7 +65,8 @@ def overfitting_finding(runs: pd.DataFrame, curves: pd.DataFrame, models: list[s
         if r is not None:
             gaps[m] = float(r["val_loss"] - r["train_probe_loss"])
     gap_full = float(r_full["val_loss"] - r_full["train_probe_loss"])
-    ratio = gaps[big] / gap_full if gap_full > 1e-9 else float("inf")
+    # A full-pool gap at or below the noise level (the tolerance) is floored there, so the ratio stays finite.
+    ratio = gaps[big] / max(gap_full, tol) if tol > 0 else gaps[big] / max(gap_full, 1e-9)
     ordered = [gaps[m] for m in models if m in gaps]
     grows = all(b > a for a, b in zip(ordered, ordered[1:]))
     full_rises = []
@@ -80,7 +81,7 @@ def overfitting_finding(runs: pd.DataFrame, curves: pd.DataFrame, models: list[s
             f"({'stops improving' if stalls else 'still improving'} at tolerance {tol:g}), while the "
             f"training-probe loss fell by {probe_tail:.4f} ({'keeps falling' if probe_falls else 'does not'}). "
             f"Its train/val gap is {gaps[big]:.4f} vs {gap_full:.4f} on {int(d_max):,} images "
-            f"({ratio:.1f}x; target >= {GAP_RATIO_TARGET:g}x). Gap on {int(d_min):,} images by model size: "
+            f"({ratio:.1f}x, the full-pool gap floored at the tolerance; target >= {GAP_RATIO_TARGET:g}x). Gap on {int(d_min):,} images by model size: "
             + ", ".join(f"{m} {g:.4f}" for m, g in gaps.items())
             + f" ({'grows' if grows else 'does not grow'} with size). On {int(d_max):,} images "
             + ("no held-out curve rises." if not full_rises else "these curves rise: " + "; ".join(full_rises)))
