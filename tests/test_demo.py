@@ -1,5 +1,6 @@
 """The main job end to end: `mimscale demo --quick` through main(argv), and (slow) the full demo."""
 
+import html
 import json
 import re
 from pathlib import Path
@@ -16,13 +17,13 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     stdout = capsys.readouterr().out
     report = out / "report" / "report.html"
     assert stdout.strip().splitlines()[-1] == f"report: {report.resolve()}"
-    html = report.read_text()
+    page = report.read_text()
     figures = sorted((out / "report" / "figures").glob("*.png"))
     assert len(figures) >= 5
     # every figure is embedded (self-contained: base64 PNGs, no links to files)
-    assert len(re.findall(r'src="data:image/png;base64,', html)) >= len(figures)
-    assert 'src="figures/' not in html
-    assert "The paper&#x27;s findings on this data" in html or "The paper's findings on this data" in html
+    assert len(re.findall(r'src="data:image/png;base64,', page)) >= len(figures)
+    assert 'src="figures/' not in page
+    assert "The paper's findings on this data" in html.unescape(page)
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 8 and results["val_loss"].notna().all()
     assert {"eval_linear_top1", "eval_knn_top1"} <= set(results.columns)
@@ -34,18 +35,23 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_full_demo_shows_the_findings_it_reports():
-    """Runs the full demo (about 20 minutes on 2 cores) or reads its output when present."""
+def test_full_demo_states_the_findings_its_numbers_show():
+    """Runs the full demo (about 15 minutes on 2 cores) or reads its output when present, then checks
+    that each finding's verdict follows from the numbers and that the report states those numbers."""
     out = Path("runs/demo")
     if not (out / "report" / "tables" / "analysis.json").exists():
         assert main(["demo", "--out", str(out)]) == 0
     res = json.loads((out / "report" / "tables" / "analysis.json").read_text())
     findings = {f["finding"]: f for f in res["paper_findings"]}
-    html = (out / "report" / "report.html").read_text()
+    page = html.unescape((out / "report" / "report.html").read_text())
     for f in findings.values():
-        assert f["verdict"] in ("yes", "partly", "no")
-        assert f["text"].split(":")[0] in html.replace("&#x27;", "'")
-    corr = findings["validation loss predicts downstream accuracy"]["numbers"]
-    assert min(corr.values()) <= -0.7
+        assert f["text"] in page and f["verdict"] in ("yes", "partly", "no")
+    corr = findings["validation loss predicts downstream accuracy"]
+    hits = [v <= -0.7 for v in corr["numbers"].values()]
+    assert corr["verdict"] == ("yes" if all(hits) else "partly" if any(hits) else "no")
     over = findings["overfitting on small data"]["numbers"]
-    assert over["gap_ratio"] >= 3 and not over["full_pool_rises"]
+    assert f"{over['gap_ratio']:.1f}x" in findings["overfitting on small data"]["text"]
+    gain = findings["more data helps larger models more"]["numbers"]["gain_by_model"]
+    ordered = [gain[m["name"]] for m in res["models"] if m["name"] in gain]
+    increasing = all(b > a for a, b in zip(ordered, ordered[1:]))
+    assert (findings["more data helps larger models more"]["verdict"] == "yes") == increasing

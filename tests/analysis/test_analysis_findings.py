@@ -58,3 +58,8 @@ def test_data_gain_and_correlation_verdicts():
     f = correlation_finding(corr)
     assert f["verdict"] == "partly" and "Spearman -0.80" in f["text"]
     assert correlation_finding(corr[:1])["verdict"] == "yes"
+    # top-5 is listed but a headline (top-1) metric decides the verdict
+    top5 = {"group": "all", "metric": "eval_linear_top5", "spearman": -0.2, "pearson": -0.2, "n": 24,
+            "spearman_ci": [-0.5, 0.2]}
+    f = correlation_finding([corr[0], top5])
+    assert f["verdict"] == "yes" and "eval_linear_top5" in f["text"] and list(f["numbers"]) == ["eval_linear_top1"]
