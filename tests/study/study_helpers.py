@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -118,3 +119,24 @@ def race_for_claim(study_dir: str, barrier, results) -> None:
     claim = try_claim(Path(study_dir), "contested")
     results.put(claim is not None)
     time.sleep(0.5)  # hold it while the others try
+
+
+def wait_until(cond, proc, timeout: float = 60.0) -> None:
+    """Poll ``cond`` while ``proc`` is alive; fail with its output if it dies or time runs out."""
+    t0 = time.time()
+    while not cond():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout, "timed out"
+        time.sleep(0.05)
+
+
+def kill_all(proc, out: Path) -> None:
+    """SIGKILL the runner and every worker at once (what losing the machine looks like)."""
+    pids = [proc.pid] + [json.loads(p.read_text())["pid"] for p in (out / "locks").glob("*.lock")
+                         if p.read_text().strip()]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()

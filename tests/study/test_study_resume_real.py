@@ -1,13 +1,9 @@
 """A real `mimscale study run` with real (tiny) pre-training, SIGKILLed mid-way and rerun."""
 
-import json
-import os
-import signal
-import time
 
 import pandas as pd
 import pytest
-from study_helpers import study_cli, write_study
+from study_helpers import kill_all, study_cli, wait_until, write_study
 
 from mimscale.study import load_study, run_state, study_main
 
@@ -28,14 +24,6 @@ DOC = {
 }
 
 
-def _wait(cond, proc, timeout=120.0):
-    t0 = time.time()
-    while not cond():
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() - t0 < timeout, "timed out"
-        time.sleep(0.05)
-
-
 @pytest.mark.skipif(pretrain is None, reason="mimscale.train.pretrain is not available yet")
 def test_sigkilled_real_study_resumes_and_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -52,16 +40,9 @@ def test_sigkilled_real_study_resumes_and_equals_an_uninterrupted_one(tmp_path, 
         short_done = any(run_state(out, r.id, []) == "done" for r in study.runs[1:])
         return short_done and ckpts.is_dir() and any(ckpts.glob("step_*.pt"))
 
-    _wait(short_done_long_mid_way, proc)
+    wait_until(short_done_long_mid_way, proc, timeout=120.0)
     # Lose the machine: the runner and every worker die at once, leaving claims behind.
-    pids = [proc.pid] + [json.loads(p.read_text())["pid"] for p in (out / "locks").glob("*.lock")
-                         if p.read_text().strip()]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait()
+    kill_all(proc, out)
     assert not (out / "runs" / long_run.id / "summary.json").exists()
     done = {r.id: (out / "runs" / r.id / "summary.json").read_bytes() for r in study.runs
             if (out / "runs" / r.id / "summary.json").exists()}

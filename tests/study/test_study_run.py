@@ -1,13 +1,11 @@
 """The local executor through real processes: failures, shared directories, SIGKILL, Ctrl-C, tables."""
 
 import json
-import os
 import signal
-import time
 from pathlib import Path
 
 import pandas as pd
-from study_helpers import study_cli, toy_log, write_study
+from study_helpers import kill_all, study_cli, toy_log, wait_until, write_study
 
 from mimscale.study import load_study, run_state, store, study_main
 
@@ -87,26 +85,6 @@ def test_two_runners_on_one_directory_lose_nothing_and_run_nothing_twice(tmp_pat
     assert not list(out.rglob("*.tmp"))
 
 
-def _kill_all(proc, out: Path) -> None:
-    """SIGKILL the runner and every worker at once (what losing the machine looks like)."""
-    pids = [proc.pid] + [json.loads(p.read_text())["pid"] for p in (out / "locks").glob("*.lock")
-                         if p.read_text().strip()]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait()
-
-
-def _wait(cond, proc, timeout=60.0):
-    t0 = time.time()
-    while not cond():
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() - t0 < timeout, "timed out"
-        time.sleep(0.05)
-
-
 def _results(out: Path) -> pd.DataFrame:
     assert study_main(["results", str(out)]) == 0
     return pd.read_csv(out / "results.csv").set_index("run").sort_index()
@@ -129,8 +107,8 @@ def test_sigkilled_study_resumes_only_what_remained_and_matches_an_uninterrupted
                    and not (out / "runs" / r.id / "summary.json").exists()]
         return "done" in states and bool(partial)
 
-    _wait(some_done_and_some_partial, proc)
-    _kill_all(proc, out)
+    wait_until(some_done_and_some_partial, proc)
+    kill_all(proc, out)
     before = toy_log(log)
     done_before = {r.id for r in study.runs if (out / "runs" / r.id / "summary.json").exists()}
     partial = {r.id: max(s for rid, s in before if rid == r.id) for r in study.runs
@@ -166,7 +144,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_continues(tmp_path, helper_env):
     proc = study_cli(["run", str(path), "--out", str(out), "--workers", "2", "--run-fn", TOY],
                      TOY_STEP_S="0.1")
     study = load_study(path)
-    _wait(lambda: all(any((out / "runs" / r.id / "checkpoints").glob("*.pt")) for r in study.runs), proc)
+    wait_until(lambda: all(any((out / "runs" / r.id / "checkpoints").glob("*.pt")) for r in study.runs), proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
