@@ -34,7 +34,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _fail(command: str, msg: str, code: int = 2) -> int:
-    print(f"mimscale {command}: error: {msg}", file=sys.stderr)
+    print(f"{' '.join(('mimscale', command)).strip()}: error: {msg}", file=sys.stderr)
     return code
 
 
