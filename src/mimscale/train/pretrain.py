@@ -41,10 +41,11 @@ class TrainingError(RuntimeError):
 
 
 class Interrupted(RuntimeError):
-    """SIGTERM / SIGINT arrived; a checkpoint was written and the run can be resumed."""
+    """SIGTERM / SIGINT arrived; the run stopped at a step boundary and can be resumed."""
 
-    def __init__(self, signum: int, step: int):
-        super().__init__(f"stopped by signal {signal.Signals(signum).name} at step {step}; checkpoint written, "
+    def __init__(self, signum: int, step: int, saved: bool = True):
+        where = "checkpoint written" if saved else "no checkpoint (the last steps were non-finite); the last good one is kept"
+        super().__init__(f"stopped by signal {signal.Signals(signum).name} at step {step}; {where}, "
                          f"rerun the same command to resume")
         self.signum = signum
 
@@ -205,7 +206,7 @@ def _pretrain(cfg: DictConfig, run_dir: Path, stop: _SignalFlag) -> dict:
         if stop.signum:
             progress.close()
             writer.close()
-            raise Interrupted(stop.signum, step)
+            raise Interrupted(stop.signum, step, saved=consecutive_bad == 0)
     progress.close()
     writer.close()
     summary = _summary(cfg, model, inputs, history, steps, last_loss, skipped_total, flops, run_dir,
