@@ -37,6 +37,13 @@ CONFIGS = {
                  window_size=4), 64, 8),
     "small": (dict(image_size=192, patch_size=4, embed_dim=48, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
                    window_size=12), 8, 32),
+    # the issue-9 configurations: C=48 / C=96, depths 2,2,6,2, window 12, 192 px, batch 8 and 32
+    "small-b32": (dict(image_size=192, patch_size=4, embed_dim=48, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+                       window_size=12), 32, 32),
+    "c96": (dict(image_size=192, patch_size=4, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+                 window_size=12), 8, 32),
+    "c96-b32": (dict(image_size=192, patch_size=4, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+                     window_size=12), 32, 32),
     "swinv2-s": (dict(image_size=192, patch_size=4, embed_dim=96, depths=[2, 2, 18, 2],
                       num_heads=[3, 6, 12, 24], window_size=12), 8, 32),
 }
