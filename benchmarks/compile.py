@@ -14,11 +14,9 @@ import copy
 import statistics
 import time
 
-import numpy as np
 import torch
+from _common import masked_batch, swin192
 
-from mimscale.masking import MaskGenerator
-from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
 from mimscale.train.optim import build_optimizer
 from mimscale.train.step import train_step
@@ -37,16 +35,12 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     torch.manual_seed(0)
-    enc = build_model("swinv2", img_size=192, patch_size=4, embed_dim=args.embed_dim, depths=(2, 2, 6, 2),
-                      num_heads=(3, 6, 12, 24), window_size=12)
+    enc = swin192(args.embed_dim)
     eager = SimMIM(enc).train()
     base = SimMIM(copy.deepcopy(enc)).train()
     base.load_state_dict(eager.state_dict())
     compiled = torch.compile(base, mode=args.mode)
-    gen = MaskGenerator(192, 32, 4, 0.6)
-    rng = np.random.default_rng(0)
-    img = torch.randn(args.batch, 3, 192, 192)
-    mask = torch.stack([torch.from_numpy(gen(rng)) for _ in range(args.batch)])
+    img, mask = masked_batch(args.batch, 192, enc.patch_size)
     runs = {"eager": (eager, build_optimizer(eager, 1e-4, 0.05, (0.9, 0.999), 1e-8)),
             "compiled": (compiled, build_optimizer(base, 1e-4, 0.05, (0.9, 0.999), 1e-8))}
 

@@ -14,12 +14,10 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
+from _common import masked_batch, swin192
 
 from mimscale.bench import matmul_peak
-from mimscale.masking import MaskGenerator
-from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
 from mimscale.train.flops import flops_per_image
 from mimscale.train.optim import build_optimizer
@@ -41,14 +39,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     torch.manual_seed(0)
-    enc = build_model("swinv2", img_size=args.img_size, patch_size=4, embed_dim=args.embed_dim,
-                      depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=12)
+    enc = swin192(args.embed_dim, args.img_size)
     model = SimMIM(enc).train()
     opt = build_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
-    gen = MaskGenerator(args.img_size, 32, enc.patch_size, 0.6)
-    rng = np.random.default_rng(0)
-    img = torch.randn(args.batch, 3, args.img_size, args.img_size)
-    mask = torch.stack([torch.from_numpy(gen(rng)) for _ in range(args.batch)])
+    img, mask = masked_batch(args.batch, args.img_size, enc.patch_size)
     flops = flops_per_image(model, (img, mask), device)
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
