@@ -42,7 +42,19 @@ class Source(Protocol):
     def validation(self) -> Source | None: ...
 
 
-class ArraySource:
+class _Labelled:
+    """Label access shared by the map-style sources; ``_labels`` is an int64 array or None (unlabelled)."""
+
+    _labels: np.ndarray | None
+
+    def label(self, i: int) -> int | None:
+        return None if self._labels is None else int(self._labels[i])
+
+    def labels(self) -> np.ndarray | None:
+        return self._labels
+
+
+class ArraySource(_Labelled):
     """Images held in memory as one uint8 array (N, H, W, 3); the base of the built-in sources."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray | None, ids: list[str], description: dict):
@@ -64,12 +76,6 @@ class ArraySource:
 
     def load(self, i: int) -> Image.Image:
         return Image.fromarray(self.load_array(i))
-
-    def label(self, i: int) -> int | None:
-        return None if self._labels is None else int(self._labels[i])
-
-    def labels(self) -> np.ndarray | None:
-        return self._labels
 
     def describe(self) -> dict:
         return dict(self._description)
@@ -182,7 +188,7 @@ def sample_images_source(tile: int = 0) -> ArraySource:
                        {"kind": "sample_images", "tile": int(tile)})  # fmt: skip
 
 
-class FolderSource:
+class FolderSource(_Labelled):
     """An image folder: ImageNet layout ``root/<class>/<image>`` (label = sorted class index) or a
     flat folder of images (no labels). A root holding ``train/`` (and ``val/``) sub-folders is read
     as ``root/train``, with ``root/val`` as its validation split. Ids are relative POSIX paths.
@@ -228,12 +234,6 @@ class FolderSource:
 
     def load(self, i: int) -> Image.Image:
         return Image.open(self.path(i))
-
-    def label(self, i: int) -> int | None:
-        return None if self._labels is None else int(self._labels[i])
-
-    def labels(self) -> np.ndarray | None:
-        return self._labels
 
     def describe(self) -> dict:
         return {"kind": "folder", "path": str(self.top), "split": self.split}

@@ -23,13 +23,14 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from mimscale.atomic import atomic_write_json
 from mimscale.evaluate import data as D
 from mimscale.evaluate.config import as_eval_config, identity, result_name
 from mimscale.evaluate.finetune import finetune, log
 from mimscale.evaluate.loading import EvalError, load_encoder
 from mimscale.evaluate.probes import extract_features, knn_eval, linear_probe, logistic_probe
 from mimscale.evaluate.segment import segment
-from mimscale.train.checkpoint import atomic_write_json, latest_checkpoint
+from mimscale.train.checkpoint import latest_checkpoint
 from mimscale.train.distributed import resolve_device
 
 FINE_TUNED = ("finetune", "segment")

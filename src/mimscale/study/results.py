@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from mimscale.analysis.results import CURVE_COLUMNS, curves_table, results_table
+from mimscale.atomic import atomic_write_text
 from mimscale.study import store
 from mimscale.study.spec import Study
 
@@ -59,6 +60,6 @@ def write_results(study: Study, study_dir: Path, out: Path | None = None,
     out = Path(out) if out else Path(study_dir) / "results.csv"
     curves_out = Path(curves_out) if curves_out else curves_path_for(out)
     runs, curves = study_results(study, study_dir)
-    store.atomic_write_text(out, runs.to_csv(index=False))
-    store.atomic_write_text(curves_out, curves.to_csv(index=False))
+    atomic_write_text(out, runs.to_csv(index=False))
+    atomic_write_text(curves_out, curves.to_csv(index=False))
     return out, curves_out, runs

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mimscale.atomic import atomic_write_text
 from mimscale.study import store
 from mimscale.study.spec import Study
 from mimscale.study.worker import EXIT_CLAIMED, execute, resolve_run_fn, run_evals, with_runtime
@@ -46,7 +47,7 @@ def torchrun_pretrain(cfg: DictConfig, evals: list[dict], gpus: int) -> dict:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     launch = run_dir / "launch.yaml"  # the exact config the ranks load (config.yaml is pretrain's own)
-    store.atomic_write_text(launch, C.dump_yaml(cfg))
+    atomic_write_text(launch, C.dump_yaml(cfg))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
            "-m", "mimscale.study.slurm", str(launch)]
     subprocess.run(cmd, check=True)

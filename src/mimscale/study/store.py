@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from mimscale.atomic import atomic_write_json, atomic_write_text
 from mimscale.study.spec import Study, StudyError, parse_study
 
 HEARTBEAT_S = 30.0  # a claim's mtime is refreshed this often while its run goes on
@@ -35,28 +36,6 @@ STALE_AFTER_S = 600.0  # a claim from another host without a heartbeat this long
 UNREADABLE_GRACE_S = 60.0  # a claim still empty after this long was left by a crash mid-creation
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once at import (umask can only be read by setting it)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    # Same temp-file + fsync + rename as mimscale.train.checkpoint, kept here so that this module (and the
-    # worker processes that only claim and record) do not import torch.
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; collaborators on a shared filesystem must read
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: Path) -> dict | None:

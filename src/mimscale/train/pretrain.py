@@ -15,16 +15,11 @@ import torch
 from omegaconf import DictConfig
 
 from mimscale import config as C
+from mimscale.atomic import atomic_write_json, atomic_write_text
 from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
 from mimscale.train import distributed as dist
-from mimscale.train.checkpoint import (
-    atomic_write_json,
-    atomic_write_text,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from mimscale.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from mimscale.train.flops import flops_per_image
 from mimscale.train.inputs import build_inputs
 from mimscale.train.metrics import MetricsWriter
