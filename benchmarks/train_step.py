@@ -44,6 +44,9 @@ CONFIGS = {
                  window_size=12), 8, 32),
     "c96-b32": (dict(image_size=192, patch_size=4, embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
                      window_size=12), 32, 32),
+    # the CPU presets swinv2-cpu-m / -l (32 px, patch 4, window 4, two stages), at the demo's batch
+    "cpu-m": (dict(image_size=32, patch_size=4, embed_dim=32, depths=[2, 4], num_heads=[2, 4], window_size=4), 64, 8),
+    "cpu-l": (dict(image_size=32, patch_size=4, embed_dim=64, depths=[2, 4], num_heads=[2, 4], window_size=4), 64, 8),
     "swinv2-s": (dict(image_size=192, patch_size=4, embed_dim=96, depths=[2, 2, 18, 2],
                       num_heads=[3, 6, 12, 24], window_size=12), 8, 32),
 }
