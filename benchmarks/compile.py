@@ -17,6 +17,7 @@ import time
 import torch
 from _common import masked_batch, swin192
 
+from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
 from mimscale.train.optim import build_optimizer
 from mimscale.train.step import train_step
@@ -25,6 +26,8 @@ from mimscale.train.step import train_step
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--embed-dim", type=int, default=48)
+    ap.add_argument("--preset", default="", help="instead: a registry preset at its own image size (mask unit = "
+                    "its stride), e.g. swinv2-cpu-l with --batch 64")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
@@ -35,12 +38,14 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     torch.manual_seed(0)
-    enc = swin192(args.embed_dim)
+    enc = build_model(args.preset) if args.preset else swin192(args.embed_dim)
+    size = enc.img_size if isinstance(enc.img_size, int) else enc.img_size[0]
+    unit = enc.stride if args.preset else 32  # a preset's mask unit is one output token, as in the demo
     eager = SimMIM(enc).train()
     base = SimMIM(copy.deepcopy(enc)).train()
     base.load_state_dict(eager.state_dict())
     compiled = torch.compile(base, mode=args.mode)
-    img, mask = masked_batch(args.batch, 192, enc.patch_size)
+    img, mask = masked_batch(args.batch, size, enc.patch_size, unit)
     runs = {"eager": (eager, build_optimizer(eager, 1e-4, 0.05, (0.9, 0.999), 1e-8)),
             "compiled": (compiled, build_optimizer(base, 1e-4, 0.05, (0.9, 0.999), 1e-8))}
 
@@ -62,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
                 step(key)
             rates[key].append(args.iters * args.batch / (time.perf_counter() - t0))
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, SwinV2 C={args.embed_dim} 2,2,6,2 w12 192 px, "
+    what = args.preset or f"SwinV2 C={args.embed_dim} 2,2,6,2 w12"
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {what} {size} px, "
           f"batch {args.batch}, fp32, median of {args.rounds} rounds x {args.iters} steps")
     for k, v in rates.items():
         print(f"{k:<9} {med[k]:>7.2f} img/s   rounds {' '.join(f'{r:.2f}' for r in v)}")

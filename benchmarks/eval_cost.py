@@ -38,11 +38,12 @@ def demo_cfg(val_size: int, probe_size: int):
 
 
 def direct(model_name: str, batch: int, steps: int, evals: int, iters: int, eval_points: int,
-           val_size: int, probe_size: int) -> dict:
+           val_size: int, probe_size: int, budget: float) -> dict:
     from mimscale.models import build_model
     from mimscale.objectives.simmim import SimMIM
     from mimscale.train.inputs import RunInputs
     from mimscale.train.optim import build_optimizer
+    from mimscale.train.schedule import budgeted_eval_points
     from mimscale.train.step import reconstruction_loss, train_step
 
     device = torch.device("cpu")
@@ -66,8 +67,10 @@ def direct(model_name: str, batch: int, steps: int, evals: int, iters: int, eval
             train_step(model, opt, [inputs.next_train()], 1e-4, 5.0, device, "fp32")
         t_step = (time.perf_counter() - t0) / steps
     te = statistics.median(t_eval)
+    # The points a run actually evaluates at: train.eval_budget thins them for short runs.
+    eval_points = budgeted_eval_points(eval_points, iters, batch, val_size + probe_size, budget)
     interval = iters // eval_points
-    return {"model": model_name, "eval_s": te, "step_s": t_step, "interval": interval,
+    return {"model": model_name, "eval_s": te, "step_s": t_step, "interval": interval, "points": eval_points,
             "frac_interval": te / (interval * t_step),
             "frac_run": (eval_points + 1) * te / (iters * t_step)}
 
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--evals", type=int, default=3, help="timed evaluations (median)")
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--eval-points", type=int, default=10)
+    ap.add_argument("--eval-budget", type=float, default=0.05, help="train.eval_budget (0 = no cap)")
     ap.add_argument("--val-size", type=int, default=1000)
     ap.add_argument("--probe-size", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
@@ -123,13 +127,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     torch.set_num_threads(args.threads)
     print(f"threads {torch.get_num_threads()}, batch {args.batch}, val {args.val_size} + probe {args.probe_size}, "
-          f"{args.eval_points} eval points over {args.iters} iters (eval every {args.iters // args.eval_points})")
-    print(f"{'model':<13} {'eval s':>7} {'step ms':>8} {'eval/interval':>13} {'eval/run':>9}")
+          f"up to {args.eval_points} eval points over {args.iters} iters, eval_budget {args.eval_budget:g}")
+    print(f"{'model':<13} {'eval s':>7} {'step ms':>8} {'points':>6} {'eval/interval':>13} {'eval/run':>9}")
     for name in args.models.split(","):
         r = direct(name.strip(), args.batch, args.steps, args.evals, args.iters, args.eval_points,
-                   args.val_size, args.probe_size)
-        print(f"{r['model']:<13} {r['eval_s']:>7.3f} {1000 * r['step_s']:>8.1f} {100 * r['frac_interval']:>12.1f}% "
-              f"{100 * r['frac_run']:>8.1f}%", flush=True)
+                   args.val_size, args.probe_size, args.eval_budget)
+        print(f"{r['model']:<13} {r['eval_s']:>7.3f} {1000 * r['step_s']:>8.1f} {r['points']:>6} "
+              f"{100 * r['frac_interval']:>12.1f}% {100 * r['frac_run']:>8.1f}%", flush=True)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,9 @@ class TrainConfig:
     compile: bool = False
     eval_every: int = 0  # steps between validation evaluations; 0: eval_points evenly spaced
     eval_points: int = 10
+    # With eval_points: fewer points for short runs so that validation (held-out + probe forward passes,
+    # step 0 included) stays within this fraction of the training compute; 0 = always eval_points.
+    eval_budget: float = 0.05
     log_every: int = 10
     ckpt_every: int = 0  # steps between checkpoints; 0: at every evaluation
     keep_last: int = 2
@@ -181,6 +184,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"train.schedule must be 'cosine' or 'step', got '{t.schedule}'")
     if t.precision not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"train.precision must be fp32, bf16 or fp16, got '{t.precision}'")
+    if t.eval_every <= 0 and t.eval_points <= 0:
+        raise ConfigError("train.eval_points must be positive (or set train.eval_every)")
+    if t.eval_budget < 0:
+        raise ConfigError(f"train.eval_budget must be >= 0 (0 = no cap), got {t.eval_budget}")
     if cfg.objective.norm_target and cfg.objective.norm_target_window % 2 == 0:
         raise ConfigError("objective.norm_target_window must be odd")
 

@@ -15,7 +15,7 @@ from mimscale.cli import main
 from mimscale.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 
 TINY = ["model.name=swinv2-cpu-t", "data.source=shapes:size=32,pool=256,seed=0", "data.val_size=64",
-        "data.probe_size=64", "train.batch_size=16", "train.eval_points=2", "train.recon_images=2",
+        "data.probe_size=64", "train.batch_size=16", "train.eval_points=2", "train.eval_budget=0", "train.recon_images=2",
         "threads=1", "train.warmup_iters=5", "train.base_lr=5e-3", "objective.norm_target_window=15"]
 
 
@@ -146,3 +146,15 @@ def test_ddp_two_ranks_matches_one_process_and_resumes(tmp_path):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert curve(tmp_path / "ddp") == ddp
+
+
+def test_eval_budget_thins_evaluations_of_a_short_run(tmp_path, capsys):
+    # 40 steps x 16 images; 128 eval images at 0.4 of a training image: 5% affords 0.6 evaluations, and the
+    # final one is always made -> 1 point instead of 4, and the run says so.
+    run = tmp_path / "run"
+    args = [*TINY, "train.iters=40", "train.eval_points=4", "train.eval_budget=0.05", f"run_dir={run}"]
+    assert main(["pretrain", *args]) == 0
+    vals = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line)["split"] == "val"]
+    assert vals == [0, 40]
+    assert "validation at 1 evenly spaced points instead of 4" in capsys.readouterr().err

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from mimscale.train.schedule import eval_steps, lr_at, scaled_lr, total_steps
+from mimscale.train.schedule import budgeted_eval_points, eval_steps, lr_at, scaled_lr, total_steps
 
 
 def test_linear_scaling_rule():
@@ -44,3 +44,16 @@ def test_length_units_convert_in_one_place():
 def test_eval_steps_evenly_spaced_and_final():
     assert eval_steps(100, 0, 10) == set(range(10, 101, 10))
     assert eval_steps(95, 30, 0) == {30, 60, 90, 95}
+
+
+def test_eval_budget_caps_points_of_short_runs_only():
+    # demo 500-iteration run: 500 x 64 training images; 1,500 eval images cost 0.4 x 1,500 = 600 training
+    # images each time, so 5% of 32,000 affords 2.67 evaluations: step 0 + the final one.
+    assert budgeted_eval_points(10, 500, 64, 1500, 0.05) == 1
+    assert budgeted_eval_points(10, 2000, 64, 1500, 0.05) == 9  # 10.67 affordable, step 0 included
+    assert budgeted_eval_points(10, 4000, 64, 1500, 0.05) == 10  # long runs: not capped
+    assert budgeted_eval_points(10, 500, 64, 1500, 0.0) == 10  # 0 disables the cap
+    assert budgeted_eval_points(10, 10, 8, 1500, 0.05) == 1  # never fewer than the final evaluation
+    for steps in (1000, 2000, 5000, 10_000):  # within budget, and one more point would not be
+        n = budgeted_eval_points(25, steps, 64, 1500, 0.05)
+        assert n == 25 or (n + 1) * 0.4 * 1500 <= 0.05 * steps * 64 < (n + 2) * 0.4 * 1500

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from mimscale.train.metrics import MetricsWriter
 from mimscale.train.optim import build_optimizer
 from mimscale.train.pictures import save_reconstruction
 from mimscale.train.progress import Progress
-from mimscale.train.schedule import eval_steps, every, lr_at, scaled_lr, total_steps
+from mimscale.train.schedule import budgeted_eval_points, eval_steps, every, lr_at, scaled_lr, total_steps
 from mimscale.train.state import provenance, rng_state, seed_everything, set_rng_state
 from mimscale.train.step import reconstruction_loss, train_step
 
@@ -163,7 +164,14 @@ def _pretrain(cfg: DictConfig, run_dir: Path, stop: _SignalFlag) -> dict:
     if dist.is_main() and ckpt is None:
         atomic_write_json(run_dir / "provenance.json", provenance(device, world))
     flops = flops_per_image(model, inputs.example_batch(), device)
-    evals = eval_steps(steps, t.eval_every, t.eval_points)
+    points = t.eval_points
+    if t.eval_every <= 0:
+        points = budgeted_eval_points(t.eval_points, steps, t.batch_size, inputs.eval_images, t.eval_budget)
+        if points < t.eval_points and dist.is_main() and ckpt is None:
+            print(f"[pretrain] validation at {points} evenly spaced points instead of {t.eval_points}: "
+                  f"{inputs.eval_images} held-out+probe images per evaluation would exceed "
+                  f"train.eval_budget={t.eval_budget:g} of this {steps}-step run's compute", file=sys.stderr)
+    evals = eval_steps(steps, t.eval_every, points)
     ckpts = evals if t.ckpt_every <= 0 else set(range(t.ckpt_every, steps + 1, t.ckpt_every)) | {steps}
     history = _val_history(run_dir, step) if ckpt else {}
     if step == 0:

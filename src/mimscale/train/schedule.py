@@ -50,5 +50,23 @@ def eval_steps(total: int, every: int, points: int) -> set[int]:
     return steps | {total}
 
 
+# Time of one evaluation image (a forward pass) relative to one training image (forward, backward, update).
+# By FLOPs 1/3; measured 0.31-0.38 on the CPU presets (benchmarks/eval_cost.py: the backward is a little
+# under 2x the forward), so 0.4 keeps the budget on the safe side.
+EVAL_IMAGE_COST = 0.4
+
+
+def budgeted_eval_points(points: int, steps: int, batch_size: int, eval_images: int, budget: float) -> int:
+    """The number of evenly spaced evaluations (the final one included, the step-0 one counted on top) whose
+    total cost stays within ``budget`` x the run's training compute, at most ``points`` and at least 1.
+
+    Counted in images, not measured seconds, so the schedule is the same on every machine.
+    """
+    if budget <= 0 or eval_images <= 0:
+        return points
+    affordable = int(budget * steps * batch_size / (EVAL_IMAGE_COST * eval_images)) - 1  # minus step 0
+    return max(1, min(points, affordable))
+
+
 def every(step: int, n: int) -> bool:
     return n > 0 and step % n == 0
