@@ -6,6 +6,7 @@ one step and read VmHWM; then run ``--steps`` more steps and sample VmRSS. Numbe
 /proc/self/status (Linux), in MiB.
 
     .venv/bin/python benchmarks/memory.py --steps 200
+    .venv/bin/python benchmarks/memory.py --presets "" --paper swinv2-s,swinv2-b,swinv2-l --paper-batch 8
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 PRESETS = "swinv2-cpu-t,swinv2-cpu-s,swinv2-cpu-m,swinv2-cpu-l,vit-cpu-s,vit-cpu-m,vit-cpu-l"
+# The paper's presets run at their own 192 px on random images (``--paper-batch``), one measured step, no growth.
+PAPER = ("swinv2-s", "swinv2-b", "swinv2-l", "swinv2-h", "swinv2-g")
 
 
 def _status(key: str) -> float:
@@ -53,20 +56,27 @@ def child(preset: str, batch: int, steps: int) -> dict:
         hflip=True, num_workers=0, val_size=1000, probe_size=500, val_mask_seed=0)})
     rss_start = _status("VmRSS")
     torch.manual_seed(0)
-    enc = build_model(preset, img_size=32)
+    paper = preset in PAPER
+    enc = build_model(preset) if paper else build_model(preset, img_size=32)
     model = SimMIM(enc).train()
     opt = build_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
     with tempfile.TemporaryDirectory() as tmp:
-        inputs = RunInputs(cfg, batch, 0, 1, Path(tmp), enc.patch_size)
-        for _ in range(2):
-            train_step(model, opt, [inputs.next_train()], 1e-4, 5.0, device, "fp32")
+        if paper:  # 192 px random images with the paper's 32 px mask units; no loader
+            from _common import masked_batch
+
+            fixed = masked_batch(batch, enc.img_size, enc.patch_size)
+            next_batch = lambda: fixed  # noqa: E731
+        else:
+            next_batch = RunInputs(cfg, batch, 0, 1, Path(tmp), enc.patch_size).next_train
+        for _ in range(1 if paper else 2):  # the first step allocates the AdamW state
+            train_step(model, opt, [next_batch()], 1e-4, 5.0, device, "fp32")
         rss_before = _status("VmRSS")
         reset = _reset_peak()
-        train_step(model, opt, [inputs.next_train()], 1e-4, 5.0, device, "fp32")
+        train_step(model, opt, [next_batch()], 1e-4, 5.0, device, "fp32")
         hwm = _status("VmHWM")
         samples = {}
         for i in range(1, steps + 1):
-            train_step(model, opt, [inputs.next_train()], 1e-4, 5.0, device, "fp32")
+            train_step(model, opt, [next_batch()], 1e-4, 5.0, device, "fp32")
             if i in (10, steps // 2, steps):
                 samples[i] = _status("VmRSS")
     return {"preset": preset, "params_M": sum(p.numel() for p in enc.parameters()) / 1e6,
@@ -79,10 +89,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--presets", default=PRESETS)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--paper", default="", help=f"also these of {', '.join(PAPER)} at 192 px (one step each)")
+    ap.add_argument("--paper-batch", type=int, default=8)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.batch, args.steps)))
+        return
+    for preset in filter(None, args.paper.split(",")):
+        out = subprocess.run([sys.executable, __file__, "--child", preset, "--batch", str(args.paper_batch),
+                              "--steps", "0"], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{preset:<9} {r['params_M']:>8.2f}M 192 px batch {args.paper_batch}: RSS steady {r['rss_before']:>7.0f} "
+              f"MiB, step peak {r['hwm_step']:>7.0f} MiB" + ("" if r["peak_reset"] else "  (peak not reset)"),
+              flush=True)
+    if not args.presets:
         return
     n = args.steps
     print(f"batch {args.batch}, fp32, 1 thread, demo inputs (32 px shapes, 0 workers); MiB from /proc/self/status")

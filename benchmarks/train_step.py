@@ -77,7 +77,9 @@ def build_pair(kwargs: dict, drop_path_rate: float):
 
 
 def make_step(model: nn.Module, is_hf: bool):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+    # Fused AdamW on both sides: mimscale's optimizer and the transformers Trainer's default for torch >= 2.8,
+    # so the ratio compares the models, not optimizer implementations.
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=True)
 
     def step(img: torch.Tensor, mask: torch.Tensor) -> float:
         if is_hf:

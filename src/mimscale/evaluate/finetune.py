@@ -21,6 +21,7 @@ from mimscale.evaluate.data import ClassificationData, loader
 from mimscale.evaluate.layer_decay import param_groups_layer_decay
 from mimscale.evaluate.probes import topk_accuracy
 from mimscale.models.layers import trunc_normal_
+from mimscale.train.optim import adamw
 from mimscale.train.schedule import lr_at, scaled_lr
 
 
@@ -65,7 +66,7 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     groups = param_groups_layer_decay(model, cfg.weight_decay, cfg.layer_decay)
     for g in groups:
         g.pop("names")  # optimizer state stays small; the names are for inspection and tests
-    return torch.optim.AdamW(groups, lr=scaled_lr(cfg.base_lr, cfg.batch_size), betas=(0.9, 0.999), eps=1e-8)
+    return adamw(groups, scaled_lr(cfg.base_lr, cfg.batch_size))
 
 
 def log(msg: str) -> None:

@@ -21,8 +21,15 @@ def param_groups(model: nn.Module, weight_decay: float, skip: set[str] | None = 
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+def adamw(groups: list[dict], lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (one pass per tensor) where PyTorch has it for the parameters' device, else
+    foreach. On CPU fused measured 3-6x faster than foreach: vit-cpu-l 0.9 vs 5.5 ms, the C=96 Swin V2
+    11 vs 38-55 ms an update (~4% of a training step)."""
+    fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps,
+                             **({"fused": True} if fused else {"foreach": True}))
+
+
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas, eps: float) -> torch.optim.AdamW:
     skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
-    # foreach=True batches the per-parameter updates: a measurable win for the many small tensors of Swin.
-    return torch.optim.AdamW(param_groups(model, weight_decay, skip), lr=lr, betas=tuple(betas), eps=eps,
-                             foreach=True)
+    return adamw(param_groups(model, weight_decay, skip), lr, betas, eps)
