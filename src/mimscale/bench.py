@@ -11,6 +11,8 @@ import time
 
 import torch
 
+from mimscale.config import DataConfig
+
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> float:
     """Achieved FLOP/s of a large square matmul: the practical peak MFU is measured against."""
@@ -99,7 +101,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="loader worker processes")
+    p.add_argument("--workers", type=int, default=DataConfig.num_workers,
+                   help=f"loader worker processes (default {DataConfig.num_workers}, as data.num_workers: in process)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     a = p.parse_args(argv)
     from mimscale.models import model_kwargs

@@ -9,7 +9,7 @@ Layout: activations travel between blocks as (B, H, W, C): the shifted-window ro
 window partition folds into the q/k/v head split, and per-block intermediate maps are plain permuted views. Attention is ``F.scaled_dot_product_attention``
 with the cosine-normalised queries pre-multiplied by the per-head logit scale (so ``scale=1``) and the
 continuous position bias plus the shifted-window mask passed as one additive ``attn_mask``; on CPU the same
-arithmetic is written out, which is faster there for window-sized sequences (see ``_attention``).
+arithmetic is written out (see ``_attention``).
 """
 
 from __future__ import annotations
@@ -74,8 +74,9 @@ def shifted_window_mask(H: int, W: int, window: int, shift: int) -> torch.Tensor
 
 
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T + bias) v with q already scaled. Fused SDPA on accelerators; on CPU the explicit form,
-    which for Swin's short sequences (N = window^2) beats both the CPU flash kernel and SDPA's math path."""
+    """softmax(q k^T + bias) v with q already scaled. Fused SDPA on accelerators; on CPU the explicit form:
+    SDPA's CPU kernels were ~4x slower for window-sized sequences in earlier PyTorch and are on par in 2.13
+    (benchmarks/ablation.py: 0.97-0.99x), so the CPU path stays the plain one."""
     if q.device.type == "cpu":
         return torch.softmax(torch.matmul(q, k.transpose(-2, -1)) + bias, dim=-1) @ v
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
