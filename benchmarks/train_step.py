@@ -7,6 +7,8 @@ hits both equally; the table reports the median images/s over rounds.
 
     .venv/bin/python benchmarks/train_step.py --configs cpu,small --threads 2
     .venv/bin/python benchmarks/train_step.py --configs swinv2-s --iters 3 --rounds 3
+    # on a GPU (issue 9): swinv2-b at 192 px, bf16 autocast, with MFU against a measured bf16 matmul peak
+    .venv/bin/python benchmarks/train_step.py --configs swinv2-b --device cuda --precision bf16 --mfu
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ CONFIGS = {
     "cpu-l": (dict(image_size=32, patch_size=4, embed_dim=64, depths=[2, 4], num_heads=[2, 4], window_size=4), 64, 8),
     "swinv2-s": (dict(image_size=192, patch_size=4, embed_dim=96, depths=[2, 2, 18, 2],
                       num_heads=[3, 6, 12, 24], window_size=12), 8, 32),
+    # the paper's SwinV2-B; the batch is a GPU's (override with --batch)
+    "swinv2-b": (dict(image_size=192, patch_size=4, embed_dim=128, depths=[2, 2, 18, 2],
+                      num_heads=[4, 8, 16, 32], window_size=12), 128, 32),
 }
 
 
@@ -76,35 +81,53 @@ def build_pair(kwargs: dict, drop_path_rate: float):
     return ours, theirs
 
 
-def make_step(model: nn.Module, is_hf: bool):
+def make_step(model: nn.Module, is_hf: bool, precision: str = "fp32"):
     # Fused AdamW on both sides: mimscale's optimizer and the transformers Trainer's default for torch >= 2.8,
     # so the ratio compares the models, not optimizer implementations.
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=True)
 
+    device_type = next(model.parameters()).device.type
+
     def step(img: torch.Tensor, mask: torch.Tensor) -> float:
-        if is_hf:
-            loss = model(pixel_values=img, bool_masked_pos=mask.flatten(1).bool()).loss
-        else:
-            loss = model(img, mask)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            if is_hf:
+                loss = model(pixel_values=img, bool_masked_pos=mask.flatten(1).bool()).loss
+            else:
+                loss = model(img, mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return loss.item()
+        return loss.item()  # also waits for an accelerator to finish the step
 
     return step
 
 
-def bench(name: str, iters: int, rounds: int, warmup: int, drop_path_rate: float, seed: int = 0) -> dict:
-    kwargs, batch, unit = CONFIGS[name]
+def flops_per_image(model: nn.Module, img: torch.Tensor, mask: torch.Tensor) -> float:
+    """Forward + backward FLOPs of one image (torch.utils.flop_counter); the same for both models."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(img[:1], mask[:1]).backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def bench(name: str, iters: int, rounds: int, warmup: int, drop_path_rate: float, seed: int = 0,
+          device: torch.device | None = None, precision: str = "fp32", batch: int = 0) -> dict:
+    device = device or torch.device("cpu")
+    kwargs, default_batch, unit = CONFIGS[name]
+    batch = batch or default_batch
     torch.manual_seed(seed)
     ours, theirs = build_pair(kwargs, drop_path_rate)
-    ours.train()
-    theirs.train()
-    img = torch.randn(batch, 3, kwargs["image_size"], kwargs["image_size"])
+    ours.to(device).train()
+    theirs.to(device).train()
+    img = torch.randn(batch, 3, kwargs["image_size"], kwargs["image_size"], device=device)
     gen = MaskGenerator(kwargs["image_size"], unit, kwargs["patch_size"], 0.6)
     rng = np.random.default_rng(seed)
-    mask = torch.from_numpy(np.stack([gen(rng) for _ in range(batch)])).float()
-    steps = {"ours": make_step(ours, False), "transformers": make_step(theirs, True)}
+    mask = torch.from_numpy(np.stack([gen(rng) for _ in range(batch)])).float().to(device)
+    flops = flops_per_image(ours, img, mask)
+    steps = {"ours": make_step(ours, False, precision), "transformers": make_step(theirs, True, precision)}
     for step in steps.values():
         for _ in range(warmup):
             step(img, mask)
@@ -116,7 +139,7 @@ def bench(name: str, iters: int, rounds: int, warmup: int, drop_path_rate: float
                 step(img, mask)
             rates[key].append(iters * batch / (_clock() - t0))
     n_params = sum(p.numel() for p in ours.encoder.parameters())
-    return {"config": name, "batch": batch, "params_M": n_params / 1e6,
+    return {"config": name, "batch": batch, "params_M": n_params / 1e6, "flops_per_image": flops,
             **{k: _STAT(v) for k, v in rates.items()}}
 
 
@@ -158,6 +181,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall: elapsed time; cpu: this process's CPU time (for shared machines, 1 thread)")
     ap.add_argument("--stat", choices=["median", "best"], default="median", help="summary over rounds")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast, both models")
+    ap.add_argument("--config-batch", type=int, default=0, help="override the configs' batch size")
+    ap.add_argument("--mfu", action="store_true",
+                    help="also MFU: FLOP/s against a measured matmul peak in the step's precision")
     args = ap.parse_args(argv)
     global _clock, _STAT
     _clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -174,13 +202,25 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [c for c in names if c not in CONFIGS]
     if unknown:
         ap.error(f"unknown config(s) {unknown}; valid: {', '.join(CONFIGS)}")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.clock} clock, {args.stat} of rounds, fp32, AdamW, "
-          f"{args.rounds} rounds x {args.iters} iters")
-    print(f"{'config':<10} {'batch':>5} {'params':>8} {'ours img/s':>11} {'HF img/s':>10} {'ours/HF':>8}")
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"threads {torch.get_num_threads()}"
+    print(f"torch {torch.__version__}, {where}, {args.clock} clock, {args.stat} of rounds, {args.precision}, "
+          f"AdamW, {args.rounds} rounds x {args.iters} iters")
+    peak = 0.0
+    if args.mfu:
+        from mimscale.bench import matmul_peak
+
+        peak = matmul_peak(device, torch.bfloat16 if args.precision == "bf16" else torch.float32)
+        print(f"matmul peak ({args.precision}, 2048^2): {peak / 1e12:.2f} TFLOP/s")
+    print(f"{'config':<10} {'batch':>5} {'params':>8} {'ours img/s':>11} {'HF img/s':>10} {'ours/HF':>8}"
+          + (f" {'GFLOP/img':>9} {'ours MFU':>8} {'HF MFU':>7}" if peak else ""))
     for name in names:
-        r = bench(name, args.iters, args.rounds, args.warmup, args.drop_path)
+        r = bench(name, args.iters, args.rounds, args.warmup, args.drop_path, device=device,
+                  precision=args.precision, batch=args.config_batch)
+        mfu = (f" {r['flops_per_image'] / 1e9:>9.2f} {100 * r['ours'] * r['flops_per_image'] / peak:>7.1f}% "
+               f"{100 * r['transformers'] * r['flops_per_image'] / peak:>6.1f}%") if peak else ""
         print(f"{r['config']:<10} {r['batch']:>5} {r['params_M']:>7.2f}M {r['ours']:>11.1f} "
-              f"{r['transformers']:>10.1f} {r['ours'] / r['transformers']:>8.2f}", flush=True)
+              f"{r['transformers']:>10.1f} {r['ours'] / r['transformers']:>8.2f}" + mfu, flush=True)
 
 
 if __name__ == "__main__":
