@@ -80,7 +80,7 @@ class TrainConfig:
     # step 0 included) stays within this fraction of the training compute; 0 = always eval_points.
     eval_budget: float = 0.05
     log_every: int = 10
-    ckpt_every: int = 0  # steps between checkpoints; 0: at every evaluation
+    ckpt_every: int = 0  # steps between checkpoints; 0: at the eval_every / eval_points steps (before eval_budget)
     keep_last: int = 2
     max_nonfinite: int = 10  # consecutive non-finite losses before the run stops
     recon_images: int = 8  # held-out images in the reconstruction picture (0 = none)

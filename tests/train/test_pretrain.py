@@ -158,3 +158,5 @@ def test_eval_budget_thins_evaluations_of_a_short_run(tmp_path, capsys):
             if json.loads(line)["split"] == "val"]
     assert vals == [0, 40]
     assert "validation at 1 evenly spaced points instead of 4" in capsys.readouterr().err
+    # checkpoints keep the unthinned schedule (10, 20, 30, 40; the last train.keep_last=2 kept)
+    assert [step for step, _ in list_checkpoints(run)] == [30, 40]

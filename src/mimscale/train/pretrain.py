@@ -172,7 +172,9 @@ def _pretrain(cfg: DictConfig, run_dir: Path, stop: _SignalFlag) -> dict:
                   f"{inputs.eval_images} held-out+probe images per evaluation would exceed "
                   f"train.eval_budget={t.eval_budget:g} of this {steps}-step run's compute", file=sys.stderr)
     evals = eval_steps(steps, t.eval_every, points)
-    ckpts = evals if t.ckpt_every <= 0 else set(range(t.ckpt_every, steps + 1, t.ckpt_every)) | {steps}
+    # Checkpoints keep the unthinned schedule: the eval budget saves compute, not resume points.
+    ckpts = (eval_steps(steps, t.eval_every, t.eval_points) if t.ckpt_every <= 0
+             else set(range(t.ckpt_every, steps + 1, t.ckpt_every)) | {steps})
     history = _val_history(run_dir, step) if ckpt else {}
     if step == 0:
         history[0] = _evaluate(model, inputs, writer, 0, device, t.precision, run_dir, cfg)
