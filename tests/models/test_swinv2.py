@@ -227,3 +227,38 @@ def test_bf16_autocast_runs():
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
     out.float().mean().backward()
     assert torch.isfinite(model.layers[0].blocks[1].attn.cpb_mlp[0].weight.grad).all()
+
+
+def test_fused_attention_branch_matches_cpu_branch(monkeypatch):
+    """The accelerator branch (SDPA with the position bias and the shifted-window mask as one additive mask,
+    windows folded into heads) computes what the CPU branch does: outputs and every gradient, the position
+    bias MLP's included. Run on CPU by routing _attention to SDPA, so the GPU path's layout is tested here."""
+    import torch.nn.functional as F
+
+    from mimscale.models import swinv2
+
+    torch.manual_seed(0)
+    model = SwinV2(img_size=64, patch_size=4, embed_dim=16, depths=(2, 2), num_heads=(2, 4), window_size=4,
+                   drop_path_rate=0.0)
+    for m in model.modules():  # leave the zero-initialised identity blocks: every block must matter
+        if isinstance(m, torch.nn.LayerNorm):
+            torch.nn.init.normal_(m.weight)
+            torch.nn.init.normal_(m.bias, std=0.1)
+    x = torch.randn(2, 3, 64, 64)
+    mask = (torch.rand(2, 16, 16) < 0.6).float()
+
+    def run():
+        model.zero_grad()
+        out = model(x, mask)
+        out.square().mean().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    out_cpu, grads_cpu = run()
+    monkeypatch.setattr(swinv2, "_attention",
+                        lambda q, k, v, bias: F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0))
+    out_sdpa, grads_sdpa = run()
+    assert any(b.shift for stage in model.layers for b in stage.blocks)  # the shifted-window mask is exercised
+    torch.testing.assert_close(out_sdpa, out_cpu, rtol=1e-5, atol=1e-5)
+    for name, g in grads_cpu.items():
+        torch.testing.assert_close(grads_sdpa[name], g, rtol=1e-4, atol=1e-6, msg=name)
+    assert grads_cpu["layers.0.blocks.1.attn.cpb_mlp.0.weight"].abs().sum() > 0
