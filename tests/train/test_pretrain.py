@@ -115,6 +115,8 @@ def test_real_learning_validation_loss_falls(tmp_path):
     ("model.name=swinv2-xx", "unknown model 'swinv2-xx'"),
     ("train.batch_size=15", "not divisible"),
     ("data.img_size=36", "img_size"),
+    ("train.eval_budget=-0.1", "train.eval_budget must be >= 0"),
+    ("train.eval_points=0", "train.eval_points must be positive"),
 ])
 def test_bad_input_exit_2_one_line(tmp_path, capsys, override, message):
     code = main(["pretrain", *TINY, "train.iters=2", "train.accum_steps=2", override, f"run_dir={tmp_path}/r"])
