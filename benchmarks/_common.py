@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -21,3 +24,16 @@ def masked_batch(batch: int, img_size: int, patch: int, unit: int = 32, seed: in
     rng = np.random.default_rng(seed)
     img = torch.randn(batch, 3, img_size, img_size)
     return img, torch.stack([torch.from_numpy(gen(rng)) for _ in range(batch)])
+
+
+def alternating_rates(steps: dict[str, Callable[[], object]], rounds: int, iters: int, batch: int) -> dict[str, list[float]]:
+    """Images/s of each named step over ``rounds`` timed rounds of ``iters`` steps, the steps taking turns
+    within every round so that machine noise (other processes, clocks) hits all of them alike."""
+    rates: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for key, step in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                step()
+            rates[key].append(iters * batch / (time.perf_counter() - t0))
+    return rates

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from _common import masked_batch, swin192
+from _common import alternating_rates, masked_batch, swin192
 
 from mimscale.models import swinv2
 from mimscale.objectives.simmim import SimMIM
@@ -107,28 +107,25 @@ def main(argv: list[str] | None = None) -> None:
     opt = build_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
     img, mask = masked_batch(args.batch, 192, model.encoder.patch_size)
 
-    def rate() -> float:
-        t0 = time.perf_counter()
-        for _ in range(args.iters):
-            train_step(model, opt, [(img, mask)], 1e-4, 5.0, device, "fp32")
-        return args.iters * args.batch / (time.perf_counter() - t0)
+    def step() -> None:
+        train_step(model, opt, [(img, mask)], 1e-4, 5.0, device, "fp32")
+
+    def variant_step(target) -> Callable[[], None]:
+        def run() -> None:
+            with patched(target):
+                step()
+        return run
 
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, SwinV2 C={args.embed_dim} 2,2,6,2 w12 "
           f"192 px, batch {args.batch}, fp32, median of {args.rounds} rounds x {args.iters} steps")
     print(f"{'variant':<20} {'shipped img/s':>13} {'variant img/s':>13} {'shipped/variant':>15}  shipped choice")
     for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
         choice, target = VARIANTS[name]
-        with patched(target):
-            rate()  # warm-up (allocator, kernels) of the variant
-        rate()
-        ours, theirs = [], []
-        for _ in range(args.rounds):
-            ours.append(rate())
-            with patched(target):
-                theirs.append(rate())
-        a, b = statistics.median(ours), statistics.median(theirs)
+        steps = {"shipped": step, "variant": variant_step(target)}
+        alternating_rates(steps, 1, args.iters, args.batch)  # warm-up (allocator, kernels) of both
+        rates = alternating_rates(steps, args.rounds, args.iters, args.batch)
+        a, b = statistics.median(rates["shipped"]), statistics.median(rates["variant"])
         print(f"{name:<20} {a:>13.2f} {b:>13.2f} {a / b:>14.2f}x  {choice}", flush=True)
-
 
 if __name__ == "__main__":
     main()

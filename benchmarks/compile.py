@@ -15,7 +15,7 @@ import statistics
 import time
 
 import torch
-from _common import masked_batch, swin192
+from _common import alternating_rates, masked_batch, swin192
 
 from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
@@ -59,13 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     t_compile = time.perf_counter() - t0
     print(f"compile + 2 steps: {t_compile:.1f} s; first-step loss compiled {first:.5f} eager {step('eager'):.5f}")
     step("eager")
-    rates: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(args.rounds):
-        for key in runs:
-            t0 = time.perf_counter()
-            for _ in range(args.iters):
-                step(key)
-            rates[key].append(args.iters * args.batch / (time.perf_counter() - t0))
+    rates = alternating_rates({k: (lambda k=k: step(k)) for k in runs}, args.rounds, args.iters, args.batch)
     med = {k: statistics.median(v) for k, v in rates.items()}
     what = args.preset or f"SwinV2 C={args.embed_dim} 2,2,6,2 w12"
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {what} {size} px, "

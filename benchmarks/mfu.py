@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-from _common import masked_batch, swin192
+from _common import alternating_rates, masked_batch, swin192
 
 from mimscale.bench import matmul_peak
 from mimscale.objectives.simmim import SimMIM
@@ -54,13 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     for p in precisions:
         for _ in range(args.warmup):
             step(p)
-    rates: dict[str, list[float]] = {p: [] for p in precisions}
-    for _ in range(args.rounds):
-        for p in precisions:
-            t0 = time.perf_counter()
-            for _ in range(args.iters):
-                step(p)
-            rates[p].append(args.iters * args.batch / (time.perf_counter() - t0))
+    rates = alternating_rates({p: (lambda p=p: step(p)) for p in precisions}, args.rounds, args.iters, args.batch)
     n_params = sum(q.numel() for q in enc.parameters())
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, SwinV2 C={args.embed_dim} depths 2,2,6,2 "
           f"window 12, {args.img_size} px, batch {args.batch}, {n_params / 1e6:.2f}M params, AdamW, "

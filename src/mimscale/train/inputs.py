@@ -61,10 +61,9 @@ class RunInputs:
         self.probe_ds = D.SimMIMValDataset(plan.source, probe_idx, eval_tf, masks, mask_seed=d.val_mask_seed)
         self.val_loader = D.build_val_loader(self.val_ds, EVAL_BATCH, 0, rank, world)
         self.probe_loader = D.build_val_loader(self.probe_ds, EVAL_BATCH, 0, rank, world)
-        image_bytes = 4 * 3 * d.img_size**2
-        self._cacheable = (len(self.val_ds) + len(self.probe_ds)) * image_bytes / world <= EVAL_CACHE_BYTES
-        self._cache: dict[str, list] = {}
         self.eval_images = len(self.val_ds) + len(self.probe_ds)  # over all ranks
+        self._cacheable = self.eval_images * 4 * 3 * d.img_size**2 / world <= EVAL_CACHE_BYTES  # fp32 CHW
+        self._cache: dict[str, list] = {}
 
     def next_train(self) -> tuple[torch.Tensor, torch.Tensor]:
         batch = next(self.loader)
