@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mimscale.masking import MaskGenerator, upsample_mask
-from mimscale.models.swinv2 import from_transformers_swinv2
+from mimscale.models.hf import swinv2_from_transformers
 
 # Wall clock by default; ``--clock cpu`` counts this process's CPU seconds instead, which on a shared
 # machine with ``--threads 1`` approximates the uncontended speed (other processes' time is not counted).
@@ -77,7 +77,7 @@ def build_pair(kwargs: dict, drop_path_rate: float):
     cfg = Swinv2Config(**kwargs, encoder_stride=stride, drop_path_rate=drop_path_rate)
     theirs = Swinv2ForMaskedImageModeling(cfg)
     # Same decoder weights on both sides, so both start from the identical network.
-    ours = OursSimMIM(from_transformers_swinv2(theirs), copy.deepcopy(theirs.decoder))
+    ours = OursSimMIM(swinv2_from_transformers(theirs), copy.deepcopy(theirs.decoder))
     return ours, theirs
 
 

@@ -1,11 +1,19 @@
-"""Command line: parse and dispatch only. Every command exits 2 with one line on bad input."""
+"""Command line: parse and dispatch only.
+
+Errors are turned into exit codes here, once, for every command: a :class:`~mimscale.errors.UserError` is
+one line and exit 2; a :class:`~mimscale.errors.TrainingError` one line and exit 1; an interrupted run
+says how to resume and exits 128 + the signal.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import signal
 import sys
+
+from mimscale.errors import Interrupted, TrainingError, UserError
 
 # Commands whose argument parsing lives with their module: name -> (module, function, summary).
 DELEGATED = {
@@ -19,20 +27,6 @@ DELEGATED = {
 }
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from mimscale.config import ConfigError
-    from mimscale.models import UnknownModelError
-
-    errors: list[type[BaseException]] = [ConfigError, UnknownModelError]
-    try:
-        from mimscale.data import DataError
-
-        errors.append(DataError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
 def _fail(command: str, msg: str, code: int = 2) -> int:
     print(f"{' '.join(('mimscale', command)).strip()}: error: {msg}", file=sys.stderr)
     return code
@@ -42,28 +36,20 @@ def pretrain_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="mimscale pretrain",
         description="One SimMIM pre-training run into its run directory (resumes by itself).",
-        epilog="example: mimscale pretrain -c configs/pretrain/swinv2-cpu-s.yaml train.iters=500 data.fraction=0.1")
+        epilog="example: mimscale pretrain -c configs/pretrain/swinv2-cpu.yaml train.iters=500 data.fraction=0.1")
     parser.add_argument("-c", "--config", help="YAML config file (defaults < file < overrides)")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. model.name=swinv2-b")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     args = parser.parse_args(argv)
     from mimscale.config import dump_yaml, load_config
-    from mimscale.train import Interrupted, TrainingError, pretrain
-    from mimscale.train.pretrain import resolve_run_dir
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-        if args.print_config:
-            print(dump_yaml(cfg), end="")
-            return 0
-        summary = pretrain(cfg)
-    except _user_errors() as e:
-        return _fail("pretrain", str(e))
-    except TrainingError as e:
-        return _fail("pretrain", str(e), 1)
-    except Interrupted as e:
-        print(f"mimscale pretrain: {e}", file=sys.stderr)
-        return 128 + e.signum
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(dump_yaml(cfg), end="")
+        return 0
+    from mimscale.train import pretrain, resolve_run_dir
+
+    summary = pretrain(cfg)
     print(json.dumps({k: summary.get(k) for k in ("status", "final_val_loss", "best_val_loss", "best_val_step",
                                                      "images_per_s")}))
     print(f"run directory: {resolve_run_dir(cfg)}")
@@ -85,18 +71,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mimscale {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    if command == "pretrain":
-        return pretrain_main(rest)
-    if command not in DELEGATED:
+    if command not in commands:
         return _fail("", f"unknown command '{command}'; choose from {', '.join(commands)}")
-    module, function, _ = DELEGATED[command]
-    entry = getattr(importlib.import_module(module), function)
     try:
-        return int(entry(rest) or 0)
-    except _user_errors() as e:
-        return _fail(command, str(e))
+        if command == "pretrain":
+            return pretrain_main(rest)
+        module, function, _ = DELEGATED[command]
+        return int(getattr(importlib.import_module(module), function)(rest) or 0)
+    except UserError as e:
+        return _fail(command, str(e) or type(e).__name__)
+    except OSError as e:  # a path that cannot be read or written, a full disk: say which, no traceback
+        return _fail(command, " ".join(f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}".split()))
+    except TrainingError as e:
+        return _fail(command, str(e), 1)
+    except Interrupted as e:
+        print(f"mimscale {command}: {e}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
-        return _fail(command, "interrupted; rerun the same command to continue", 130)
+        return _fail(command, "interrupted; rerun the same command to continue", 128 + signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 
 OmegaConf structured configs do the merging, type checking and ``key=value`` parsing; this module
 adds one-line errors (an unknown key names the closest valid one) and the run identity hash.
+
+Run identity survives upgrades: a key added to the schema after version 1 is listed in ``ADDED_KEYS`` with
+the value that keeps the old behaviour; at that value it is left out of the hash, so every run id computed
+before the key existed stays the same (and a run directory or study directory of the older version is
+still recognised). Only a value that changes what a run computes changes its id.
 """
 
 from __future__ import annotations
@@ -16,9 +21,17 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mimscale.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A bad configuration; the message is one line and names the problem."""
+__all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "validate", "run_id", "identity",
+           "to_container", "dump_yaml", "SCHEMA_VERSION", "ADDED_KEYS", "NON_IDENTITY_KEYS"]
+
+# Version of the config schema; written to provenance.json. Bump it when a key is added (and list that key
+# in ADDED_KEYS with its neutral value) or when a default changes what runs compute.
+SCHEMA_VERSION = 1
+# Keys added after schema version 1: dotted key -> (version that added it, the value that reproduces the
+# behaviour before it existed). At that value a key does not enter the run id.
+ADDED_KEYS: dict[str, tuple[int, Any]] = {}
 
 
 @dataclass
@@ -54,7 +67,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    # Length: exactly one of iters / epochs / samples is > 0; converted to steps in train/length.py.
+    # Length: exactly one of iters / epochs / samples is > 0; converted to steps in train/schedule.py.
     iters: int = 0
     epochs: float = 0.0
     samples: int = 0
@@ -125,7 +138,7 @@ def _unknown_key_error(key: str, schema: DictConfig) -> ConfigError:
     return ConfigError(f"unknown config key '{key}'{hint}")
 
 
-def _merge(base: DictConfig, other: Any, what: str) -> DictConfig:
+def merge(base: DictConfig, other: Any, what: str) -> DictConfig:
     try:
         return OmegaConf.merge(base, other)
     except OmegaConfBaseException as e:
@@ -150,7 +163,7 @@ def load_layered(schema: Any, path: str | Path | None, overrides, check) -> Dict
             loaded = OmegaConf.load(path)
         except Exception as e:  # yaml errors carry multi-line marks; keep the first line
             raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
-        cfg = _merge(cfg, loaded, str(path))
+        cfg = merge(cfg, loaded, str(path))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not key=value")
@@ -159,7 +172,7 @@ def load_layered(schema: Any, path: str | Path | None, overrides, check) -> Dict
             dotlist = OmegaConf.from_dotlist([item])
         except Exception as e:
             raise ConfigError(f"cannot parse override '{item}': {str(e).splitlines()[0]}") from None
-        cfg = _merge(cfg, dotlist, f"override '{key}'")
+        cfg = merge(cfg, dotlist, f"override '{key}'")
     check(cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg
@@ -190,21 +203,30 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"train.eval_budget must be >= 0 (0 = no cap), got {t.eval_budget}")
     if cfg.objective.norm_target and cfg.objective.norm_target_window % 2 == 0:
         raise ConfigError("objective.norm_target_window must be odd")
+    if t.precision == "fp16" and cfg.device == "cpu":
+        raise ConfigError("train.precision=fp16 needs CUDA; use bf16 on CPU")
 
 
 def to_container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def _pop(d: dict, dotted: str) -> Any:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        d = d.get(p, {})
+    return d.pop(leaf, None)
+
+
 def identity(cfg: DictConfig) -> dict:
-    """The part of the config that determines the run's results."""
+    """The part of the config that determines the run's results: no placement or speed keys, and no key added
+    after schema version 1 while it holds its neutral value."""
     d = to_container(cfg)
     for key in NON_IDENTITY_KEYS:
-        node, *rest = key.split(".")
-        if rest:
-            d[node].pop(rest[0], None)
-        else:
-            d.pop(node, None)
+        _pop(d, key)
+    for key, (_, neutral) in ADDED_KEYS.items():
+        if OmegaConf.select(cfg, key) == neutral:
+            _pop(d, key)
     return d
 
 

@@ -1,6 +1,6 @@
 """``mimscale demo``: a data-scaling study on built-in data, end to end, on a laptop CPU.
 
-Pre-trains the built-in demo grid (3 Swin V2 sizes x 4 nested data fractions x 2 lengths, each length
+Pre-trains the built-in demo grid (3 ViT CPU presets x 4 nested data fractions x 2 lengths, each length
 its own run and schedule), probes every run (linear probe on multi-block features, kNN), analyses the
 grid and writes the report. Everything goes through the same commands a user runs (`study run`,
 `study results`, `report`), so rerunning resumes where it stopped.

@@ -1,4 +1,4 @@
-"""The SimMIM mask generator (SPEC section 2) and the fixed validation masks (SPEC section 5).
+"""The SimMIM mask generator (docs/METHOD.md, Masking) and the fixed validation masks (Validation loss).
 
 A mask is drawn on a coarse grid of *mask units* (``mask_patch_size`` pixels square), with exactly
 ``ceil(units * mask_ratio)`` units masked (a fixed count chosen by a random permutation, never

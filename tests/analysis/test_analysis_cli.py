@@ -1,4 +1,4 @@
-"""`analyze_main(argv)`: the JSON document, the tables, exit codes on bad input."""
+"""`mimscale analyze`: the JSON document, the tables, exit codes on bad input."""
 
 import json
 
@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 from synth_results import make_study_dir, planted_overfit_frame
 
-from mimscale.analysis import analyze, analyze_main
+from mimscale.analysis import analyze
+from mimscale.cli import main
 
 FAST = ["--n-boot", "100", "--fit-boot", "10"]
 
 
 def _run(capsys, argv):
-    rc = analyze_main(argv + FAST)
+    rc = main(["analyze", *argv, *FAST])
     out, err = capsys.readouterr()
     return rc, out, err
 

@@ -8,7 +8,8 @@ import pytest
 from synth_results import make_study_dir, planted_overfit_frame
 
 from mimscale.analysis import load_results, results_table
-from mimscale.analysis.results import REQUIRED, ResultsError, clean_runs, latest_recon
+from mimscale.analysis.results import REQUIRED, ResultsError, clean_runs
+from mimscale.rundir import RunDir
 
 
 def test_csv_round_trip(tmp_path):
@@ -40,8 +41,8 @@ def test_study_dir_mapping(tmp_path):
     # 10 evaluations x 3 series per run; the truncated last line of every file is skipped.
     assert len(curves[curves["run"] == "run000"]) == 30
     assert set(curves["split"]) == {"train", "val", "train_probe"}
-    assert latest_recon(study / "runs" / "run000").name == "step_0000500.png"
-    assert latest_recon(study / "runs" / "zz_running") is None
+    assert RunDir(study / "runs" / "run000").latest_recon().name == "step_0000500.png"
+    assert RunDir(study / "runs" / "zz_running").latest_recon() is None
 
 
 def test_missing_columns_is_an_error(tmp_path):

@@ -4,7 +4,8 @@ import pytest
 import torch
 from eval_runs import simmim_state, write_run
 
-from mimscale.evaluate import EvalError, finetune_main, load_encoder
+from mimscale.cli import main
+from mimscale.evaluate import EvalError, load_encoder
 
 # An explicit three-stage Swin V2 (not a preset, so the test does not move when presets are retuned): patch 2
 # at 32 px gives stages of 16, 8 and 4 tokens, so window 4 is effective in every stage.
@@ -59,7 +60,7 @@ def test_checkpoint_of_another_model_is_refused(swin_run, capsys):
     with pytest.raises(EvalError, match=r"does not fit model 'swinv2': \d+ shape mismatches \(e.g. mask_token: "
                                         r"checkpoint \(1, 1, 16\) vs model \(1, 1, 8\)\)$"):
         load_encoder(swin_run, overrides={"embed_dim": 8})
-    assert finetune_main([str(swin_run), "task=knn", "model=vit-cpu-s"]) == 2
+    assert main(["finetune", str(swin_run), "task=knn", "model=vit-cpu-s"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mimscale finetune: error: checkpoint") and "does not fit model 'vit-cpu-s'" in err
     assert len(err.splitlines()) == 1
@@ -67,9 +68,9 @@ def test_checkpoint_of_another_model_is_refused(swin_run, capsys):
 
 def test_run_without_checkpoint_is_refused(tmp_path, capsys):
     run = write_run(tmp_path / "empty", "vit-cpu-s", None)
-    assert finetune_main([str(run), "task=knn"]) == 2
+    assert main(["finetune", str(run), "task=knn"]) == 2
     assert "no checkpoint found" in capsys.readouterr().err
-    assert finetune_main([str(tmp_path / "missing"), "task=knn"]) == 2
+    assert main(["finetune", str(tmp_path / "missing"), "task=knn"]) == 2
     assert "run directory not found" in capsys.readouterr().err
     # init=random needs no checkpoint: the baseline of every probe.
     assert load_encoder(run, init="random").checkpoint is None

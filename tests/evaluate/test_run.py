@@ -8,6 +8,7 @@ import pytest
 from eval_runs import simmim_state, write_run
 from PIL import Image
 
+from mimscale.cli import main
 from mimscale.evaluate import finetune_main, load_eval_config, run
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "finetune").glob("*.yaml"))
@@ -94,7 +95,7 @@ def test_bad_input_is_one_line_exit_2(vit_run, tmp_path, capsys, args, message):
     args = [a.format(folder=folder) for a in args]
     sizes = [] if any(a.startswith(("train_source", "num_classes")) for a in args) else [
         f"train_source={TINY['train_source']}", f"test_source={TINY['test_source']}"]
-    assert finetune_main([str(vit_run), *args, *sizes, "name=bad-input"]) == 2
+    assert main(["finetune", str(vit_run), *args, *sizes, "name=bad-input"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mimscale finetune: error: ") and message in err and err.count("\n") == 1
 
@@ -124,5 +125,5 @@ def test_segmentation_from_a_folder_of_image_mask_pairs(vit_run, tmp_path, capsy
     assert m["num_classes"] == 2 and res["data"]["test"]["split"] == "val" and res["data"]["num_train"] == 8
     assert 0.0 <= m["miou"] <= 1.0 and len(m["iou_per_class"]) == 2
     bad = _seg_folder(tmp_path / "bad", mask_size=30)
-    assert finetune_main([str(vit_run), "task=segment", "name=bad-seg", f"train_source=segfolder:{bad}"]) == 2
+    assert main(["finetune", str(vit_run), "task=segment", "name=bad-seg", f"train_source=segfolder:{bad}"]) == 2
     assert "but the image is (32, 32)" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import shutil
 import pandas as pd
 from synth_results import make_study_dir, planted_overfit_frame
 
+from mimscale.cli import main
 from mimscale.report import build_report, report_main
 
 FIGURES = {"loss_curves", "loss_vs_data", "metric_vs_data", "loss_vs_metric", "grid_heatmap"}
@@ -66,7 +67,7 @@ def test_csv_report_without_curves_or_gallery(tmp_path):
 
 def test_report_main_exit_codes(tmp_path, capsys):
     pd.DataFrame({"model": ["a"], "val_loss": [0.5]}).to_csv(tmp_path / "bad.csv", index=False)
-    assert report_main([str(tmp_path / "bad.csv")]) == 2
+    assert main(["report", str(tmp_path / "bad.csv")]) == 2
     assert "missing required column" in capsys.readouterr().err
     assert not (tmp_path / "bad_report").exists()
     df = planted_overfit_frame().iloc[:2]  # one setting at two lengths: too few for most analyses
@@ -94,6 +95,6 @@ def test_study_with_no_finished_run_exits_2(tmp_path, capsys):
     study = make_study_dir(tmp_path / "s")
     for summary in (study / "runs").glob("*/summary.json"):
         summary.unlink()
-    assert report_main([str(study), "--out", str(tmp_path / "o")]) == 2
+    assert main(["report", str(study), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no usable runs" in err and len(err.strip().splitlines()) == 1

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from study_helpers import write_study
 
 from mimscale import config as C
+from mimscale.cli import main
 from mimscale.study import StudyError, load_study, study_main
 
 DOC = {
@@ -146,7 +147,7 @@ def test_bad_study_files_give_one_line_errors_and_exit_2(tmp_path, capsys, doc, 
     with pytest.raises(StudyError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
         load_study(path)
     for cmd in ("plan", "run"):
-        assert study_main([cmd, str(path), "--out", str(tmp_path / "out")]) == 2
+        assert main(["study", cmd, str(path), "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("mimscale study: error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
@@ -159,7 +160,7 @@ def test_eval_entries_are_checked_before_anything_runs_and_config_files_inlined(
     path = write_study(tmp_path / "s.yaml", doc)
     study = load_study(path)
     assert study.evals[0] == {"name": "knn", "task": "knn", "knn_k": 7, "knn_t": 0.1}
-    assert study_main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert main(["study", "run", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mimscale study: error: eval 'lin': unknown config key 'k'")
     assert err.count("\n") == 1
@@ -169,14 +170,14 @@ def test_eval_entries_are_checked_before_anything_runs_and_config_files_inlined(
 def test_unparseable_and_missing_files(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("axes: {model.name: [a, b\n")
-    assert study_main(["plan", str(bad)]) == 2
+    assert main(["study", "plan", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "cannot parse" in err and err.count("\n") == 1
-    assert study_main(["run", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["study", "run", str(tmp_path / "missing.yaml")]) == 2
     assert "study file not found" in capsys.readouterr().err
-    assert study_main(["status", str(tmp_path)]) == 2
+    assert main(["study", "status", str(tmp_path)]) == 2
     assert "not a study directory" in capsys.readouterr().err
-    assert study_main(["run"]) == 2  # argparse usage error, as a code
+    assert main(["study", "run"]) == 2  # argparse usage error, as a code
     assert "the following arguments are required" in capsys.readouterr().err
 
 

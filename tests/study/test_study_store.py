@@ -11,6 +11,7 @@ import time
 import pytest
 from study_helpers import race_for_claim, write_study
 
+from mimscale.cli import main
 from mimscale.study import (
     StudyError,
     init_study_dir,
@@ -18,7 +19,6 @@ from mimscale.study import (
     load_study_dir,
     run_state,
     store,
-    study_main,
     try_claim,
 )
 
@@ -38,7 +38,7 @@ def test_study_yaml_is_written_once_and_a_different_study_is_refused(tmp_path, c
     other = write_study(tmp_path / "b.yaml", {**DOC, "axes": {"data.fraction": [0.5, 0.25]}})
     with pytest.raises(StudyError, match="different definition .*'axes'"):
         init_study_dir(load_study(other), out)
-    assert study_main(["run", str(other), "--out", str(out)]) == 2
+    assert main(["study", "run", str(other), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds study 's' with a different definition" in err
     assert (out / "study.yaml").read_bytes() == original
@@ -138,5 +138,5 @@ def test_study_yaml_can_be_rerun_in_place_and_guards_against_changed_run_ids(tmp
     (out / "study.yaml").write_text(text.replace(study.runs[0].id, "0123456789"))
     with pytest.raises(StudyError, match="lists other run ids than this mimscale version computes"):
         load_study_dir(out)
-    assert study_main(["status", str(out)]) == 2
+    assert main(["study", "status", str(out)]) == 2
     assert "config schema changed" in capsys.readouterr().err

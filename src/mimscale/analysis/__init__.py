@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..rundir import atomic_write_text
 from .correlation import correlation_table, model_order, selection_table
 from .findings import paper_findings
 from .overfitting import DEFAULT_TOLERANCE, overfitting_table
@@ -200,9 +201,9 @@ def write_tables(res: dict, runs: pd.DataFrame, out: Path) -> dict[str, str]:
     paths = {}
     for name, df in tables.items():
         path = out / f"{name}.csv"
-        df.to_csv(path, index=False)
+        atomic_write_text(path, df.to_csv(index=False))
         paths[name] = str(path)
-    (out / "summary.txt").write_text("\n".join(res["summary"]) + "\n")
+    atomic_write_text(out / "summary.txt", "\n".join(res["summary"]) + "\n")
     paths["summary"] = str(out / "summary.txt")
     return paths
 
@@ -224,11 +225,7 @@ def analyze_main(argv=None) -> int:
     add_common_args(p)
     p.add_argument("--json", action="store_true", help="print the analysis as one JSON document")
     a = p.parse_args(argv)
-    try:
-        res = analyze(a.input, a.out, tolerance=a.tolerance, seed=a.seed, n_boot=a.n_boot, fit_boot=a.fit_boot)
-    except (ResultsError, OSError) as exc:
-        print(f"mimscale analyze: error: {exc}", file=sys.stderr)
-        return 2
+    res = analyze(a.input, a.out, tolerance=a.tolerance, seed=a.seed, n_boot=a.n_boot, fit_boot=a.fit_boot)
     for m in res["messages"]:
         print(f"note: {m}", file=sys.stderr)
     if a.json:

@@ -18,7 +18,8 @@ Study directories map onto it as follows (`STUDY_DIR/runs/<run_id>/`):
     summary.json final_val_loss          -> val_loss
     summary.json final_train_probe_loss  -> train_probe_loss
     summary.json model, params, data_size, data_fraction, iters, global_batch, epochs_equivalent,
-                 best_val_loss, best_val_step, status   -> same names
+                 best_val_loss, best_val_step, images_per_s, train_time_s, skipped_steps,
+                 skipped_files, status                  -> same names
     config.yaml  model.name, data.fraction, train.iters, train.batch_size, seed -> fallbacks / seed
     eval/<name>.json {"metrics": {"top1": v, ...}}      -> eval_<name>_top1, ...
     eval/<name>.json {"name": ..., "value": v}          -> eval_<name>  (<name> = the file's stem)
@@ -30,7 +31,6 @@ the rest (failed, pending, running, incomplete) with a message.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -38,24 +38,25 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from mimscale import rundir as R
+from mimscale.errors import ResultsError
+from mimscale.rundir import RunDir
+
 REQUIRED = ("model", "params", "data_size", "iters", "val_loss")
 NUMERIC_OPTIONAL = (
     "data_fraction", "seed", "global_batch", "epochs_equivalent", "best_val_loss", "best_val_step",
     "train_probe_loss",
 )
-# Summary keys copied as they are; renamed ones are in _SUMMARY_RENAME.
+# Summary keys copied as they are (a subset of rundir.SUMMARY_KEYS); renamed ones are in _SUMMARY_RENAME.
 _SUMMARY_KEYS = (
     "status", "model", "params", "data_size", "data_fraction", "iters", "global_batch",
-    "epochs_equivalent", "best_val_loss", "best_val_step", "images_per_s", "wall_time_s",
+    "epochs_equivalent", "best_val_loss", "best_val_step", "images_per_s", "train_time_s", "skipped_steps",
+    "skipped_files",
 )
 _SUMMARY_RENAME = {"final_val_loss": "val_loss", "final_train_probe_loss": "train_probe_loss",
                    "final_train_loss": "train_loss"}
 CURVE_COLUMNS = ("run", "step", "split", "name", "value")
 USABLE_STATUS = ("done", "partial")
-
-
-class ResultsError(ValueError):
-    """The input cannot be turned into a results table at all (nothing can be analysed)."""
 
 
 def is_study_dir(path: Path) -> bool:
@@ -72,14 +73,6 @@ def higher_is_better(metric: str) -> bool:
 
 def _clean_name(name: str) -> str:
     return re.sub(r"[^0-9a-zA-Z]+", "_", str(name)).strip("_").lower()
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _get(d: dict, dotted: str):
@@ -103,11 +96,8 @@ def _number(v):
 def read_eval(run_dir: Path) -> dict[str, float]:
     """Downstream metrics of one run as `eval_*` columns (see the module docstring for the mapping)."""
     out: dict[str, float] = {}
-    eval_dir = run_dir / "eval"
-    if not eval_dir.is_dir():
-        return out
-    for path in sorted(eval_dir.glob("*.json")):
-        data = _read_json(path)
+    for path in RunDir(run_dir).eval_results():
+        data = R.read_json(path)
         if data is None:
             continue
         stem = _clean_name(path.stem)
@@ -123,10 +113,11 @@ def read_eval(run_dir: Path) -> dict[str, float]:
 
 def read_run(run_dir: Path) -> dict:
     """One results row from a run directory; missing files give missing fields, never an error."""
+    run_dir = RunDir(run_dir)
     row: dict = {"run": run_dir.name}
     cfg = {}
     try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        cfg = yaml.safe_load(run_dir.config.read_text()) or {}
     except (OSError, yaml.YAMLError):
         pass
     cfg = cfg if isinstance(cfg, dict) else {}
@@ -134,7 +125,7 @@ def read_run(run_dir: Path) -> dict:
                      ("iters", "train.iters"), ("global_batch", "train.batch_size"), ("seed", "seed")):
         if _get(cfg, key) is not None:
             row[col] = _get(cfg, key)
-    summary = _read_json(run_dir / "summary.json")
+    summary = run_dir.read_summary()
     if summary is None:
         row["status"] = "incomplete"
     else:
@@ -145,7 +136,7 @@ def read_run(run_dir: Path) -> dict:
             if summary.get(key) is not None:
                 row[col] = summary[key]
         row.setdefault("status", "done")
-    row.update(read_eval(run_dir))
+    row.update(read_eval(run_dir.path))
     return row
 
 
@@ -171,14 +162,8 @@ def results_table(study_dir) -> pd.DataFrame:
 def read_curves(run_dir: Path) -> pd.DataFrame:
     """metrics.jsonl of one run in long format; malformed lines (a run still writing) are skipped."""
     rows = []
-    path = run_dir / "metrics.jsonl"
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
+    for rec in RunDir(run_dir).read_metrics():
         try:
-            rec = json.loads(line)
             rows.append((run_dir.name, int(rec["step"]), str(rec["split"]), str(rec["name"]),
                          float(rec["value"])))
         except (ValueError, KeyError, TypeError):
@@ -192,12 +177,6 @@ def curves_table(study_dir) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=list(CURVE_COLUMNS))
     return pd.concat(frames, ignore_index=True)
-
-
-def latest_recon(run_dir: Path) -> Path | None:
-    """The run's last reconstruction picture (step numbers are zero-padded, so names sort)."""
-    pics = sorted((Path(run_dir) / "recon").glob("step_*.png"))
-    return pics[-1] if pics else None
 
 
 def load_results(input_path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -16,7 +16,8 @@ Typical pre-training setup::
 See ``loader.py`` for saving / restoring the sampler position.
 """
 
-from .errors import DataError
+from mimscale.errors import DataError
+
 from .loader import (
     PretrainLoader,
     ResumableSampler,

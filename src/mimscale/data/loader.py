@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mimscale.errors import DataError
+
 from ..masking import MaskGenerator
-from .errors import DataError
 
 log = logging.getLogger("mimscale.data")
 

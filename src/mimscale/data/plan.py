@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from mimscale.errors import DataError
+
 from .sources import build_source
 from .subsets import (
     Manifest,

@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import base_plus_ext
 
-from .errors import DataError
+from mimscale.errors import DataError
+
 from .loader import _worker_init
 
 log = logging.getLogger("mimscale.data")

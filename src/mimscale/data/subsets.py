@@ -1,4 +1,4 @@
-"""Seeded, class-stratified, nested training subsets and their manifests (SPEC section 6).
+"""Seeded, class-stratified, nested training subsets and their manifests (docs/METHOD.md, Subsets).
 
 Algorithm (``make_subsets``). The training pool is the source minus its held-out split (if any).
 Each class ``c`` of the pool (one pseudo-class when unlabelled) is permuted by a generator seeded
@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from mimscale.errors import DataError
+from mimscale.rundir import atomic_write_text
 
 FORMAT = "mimscale-manifest/1"
 _SUBSET_STREAM = 0x50B5_E701
@@ -200,7 +200,7 @@ def make_subsets(
 
 def probe_indices(indices, count: int, seed: int = 0) -> np.ndarray:
     """A fixed, seeded sample of ``count`` entries of ``indices`` (ascending), e.g. the training-loss
-    probe of SPEC section 5. Independent of the order of ``indices``."""
+    probe (docs/METHOD.md, Validation loss). Independent of the order of ``indices``."""
     idx = np.sort(np.asarray(indices, dtype=np.int64))
     if count >= len(idx):
         return idx
@@ -222,9 +222,7 @@ def write_manifests(directory, manifests: list[Manifest]) -> list[Path]:
 
 def write_manifest(path, manifest: Manifest) -> Path:
     p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
-    os.replace(tmp, p)
+    atomic_write_text(p, json.dumps(manifest.to_json(), indent=1) + "\n")
     return p
 
 

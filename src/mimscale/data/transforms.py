@@ -1,4 +1,4 @@
-"""Image transforms without torchvision (SPEC section 2 augmentation, section 5 evaluation).
+"""Image transforms without torchvision (docs/METHOD.md: Augmentation; Validation loss).
 
 Inputs: a PIL image (possibly a lazily opened file), or a uint8 array / tensor (H, W, 3).
 Outputs: float32 tensors (3, size, size), normalised with ImageNet mean/std.

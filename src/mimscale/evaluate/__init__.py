@@ -7,11 +7,11 @@ Python: ``mimscale.evaluate.run(run_dir, cfg) -> result dict`` (also written to
 from __future__ import annotations
 
 import argparse
-import sys
 
+from mimscale.errors import EvalError
 from mimscale.evaluate.config import TASKS, EvalConfig, load_eval_config
 from mimscale.evaluate.layer_decay import param_groups_layer_decay
-from mimscale.evaluate.loading import EvalError, load_encoder
+from mimscale.evaluate.loading import load_encoder
 from mimscale.evaluate.runner import result_path, run
 
 __all__ = ["run", "finetune_main", "EvalConfig", "EvalError", "load_eval_config", "load_encoder",
@@ -46,7 +46,7 @@ def _summary(result: dict) -> str:
 
 
 def finetune_main(argv: list[str] | None = None) -> int:
-    """CLI entry: 0 on success, 2 with a one-line ``error:`` message on bad input."""
+    """CLI entry: 0 on success; bad input raises a UserError (``mimscale.cli`` prints it, exit 2)."""
     parser = _parser()
     try:
         # intermixed: "RUN_DIR -c cfg.yaml key=value" has positionals on both sides of an option
@@ -55,17 +55,8 @@ def finetune_main(argv: list[str] | None = None) -> int:
             parser.error("the following argument is required: RUN_DIR")
     except SystemExit as e:  # --help (0) or a usage error (2; argparse printed it)
         return int(e.code or 0)
-    from mimscale.config import ConfigError
-    from mimscale.data.errors import DataError
-    from mimscale.models.registry import UnknownModelError
-
-    try:
-        cfg = load_eval_config(args.config, args.overrides)
-        result = run(args.run_dir, cfg, force=args.force)
-    except (EvalError, ConfigError, DataError, UnknownModelError, FileNotFoundError) as e:
-        msg = " ".join(str(e).split()) or type(e).__name__
-        print(f"{_PROG}: error: {msg}", file=sys.stderr)
-        return 2
+    cfg = load_eval_config(args.config, args.overrides)  # a UserError here and below: mimscale.cli, exit 2
+    result = run(args.run_dir, cfg, force=args.force)
     print(_summary(result))
     print(f"wrote {result_path(args.run_dir, cfg)}")
     return 0

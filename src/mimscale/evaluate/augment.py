@@ -1,4 +1,4 @@
-"""Fine-tuning augmentation on tensors, without torchvision (SPEC section 7 recipe).
+"""Fine-tuning augmentation on tensors, without torchvision (docs/METHOD.md, Fine-tuning and other evaluations).
 
 - ``rand_augment``: the timm ``rand-m9-mstd0.5-inc1`` policy (the "increasing" op set: each op gets
   stronger with the magnitude), on one (C, H, W) float image in [0, 1].

@@ -1,7 +1,10 @@
 """The evaluation config: one flat, typed dataclass for every task (defaults < YAML < ``key=value``).
 
-Defaults are the paper's fine-tuning recipe (SPEC section 7, SwinV2-B on ImageNet) and the probe
-settings of the demo study; ``configs/finetune/*.yaml`` hold the shipped variants.
+Flat, so a study's eval entry and the command line name every setting the same way (``knn_k=20``); a
+result's identity holds only the keys its task reads (``TASK_KEYS``), so a kNN result does not depend on
+fine-tuning settings. Defaults are the paper's fine-tuning recipe (docs/METHOD.md, Fine-tuning and other
+evaluations; SwinV2-B on ImageNet) and the probe settings of the demo study; ``configs/finetune/*.yaml``
+hold the shipped variants.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mimscale.config import ConfigError, _merge, load_layered  # the project's one-line merge errors
+from mimscale.config import ConfigError, load_layered, merge
 
 TASKS = ("finetune", "linear", "knn", "segment")
 
@@ -93,8 +96,22 @@ class EvalConfig:
     threads: int = 0  # torch intra-op threads; 0: torch's default
 
 
-# Keys that change speed or placement, not results: a finished evaluation is reused across them.
-NON_IDENTITY_KEYS = ("device", "threads", "num_workers", "name")
+# The keys each task reads, i.e. what a result depends on. Speed and placement keys (device, threads,
+# num_workers) and the result's file name are in none of them: a finished evaluation is reused across them.
+_WHAT = ("task", "init", "checkpoint", "model", "model_kwargs", "img_size", "train_source", "test_source",
+         "num_classes", "batch_size", "precision", "seed")
+_FROZEN = ("features", "feature_blocks")
+_TUNED = ("epochs", "warmup_epochs", "base_lr", "warmup_lr", "min_lr", "weight_decay", "layer_decay", "drop_path",
+          "clip_grad", "hflip", "eval_every")
+_CLASSIFY = ("label_smoothing", "mixup", "cutmix", "mixup_prob", "mixup_switch_prob", "randaug_n", "randaug_m",
+             "randaug_mstd", "reprob", "crop_scale")
+TASK_KEYS = {
+    "linear": _WHAT + _FROZEN + ("probe", "linear_lrs", "linear_epochs", "linear_batch_size",
+                                 "linear_weight_decay", "linear_holdout", "logistic_c"),
+    "knn": _WHAT + _FROZEN + ("knn_k", "knn_t"),
+    "finetune": _WHAT + _TUNED + _CLASSIFY,
+    "segment": _WHAT + _TUNED + ("seg_width", "freeze_backbone", "ignore_index", "seg_label_map"),
+}
 
 
 def load_eval_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
@@ -106,11 +123,11 @@ def load_eval_config(path: str | Path | None = None, overrides: list[str] | tupl
 def as_eval_config(cfg: Any) -> DictConfig:
     """Accept an EvalConfig, a dict, a DictConfig or None (defaults) wherever a config is taken."""
     if isinstance(cfg, DictConfig):
-        merged = _merge(OmegaConf.structured(EvalConfig()), cfg, "config")
+        merged = merge(OmegaConf.structured(EvalConfig()), cfg, "config")
     elif isinstance(cfg, EvalConfig):
         merged = OmegaConf.structured(cfg)
     else:
-        merged = _merge(OmegaConf.structured(EvalConfig()), OmegaConf.create(cfg or {}), "config")
+        merged = merge(OmegaConf.structured(EvalConfig()), OmegaConf.create(cfg or {}), "config")
     validate(merged)
     OmegaConf.set_readonly(merged, True)
     return merged
@@ -147,8 +164,13 @@ def result_name(cfg: DictConfig) -> str:
 
 
 def identity(cfg: DictConfig) -> dict:
-    """The keys that determine a result, JSON-normalised (tuples become lists) to compare with a file."""
+    """The keys this task reads, JSON-normalised (tuples become lists) to compare with a stored result."""
     d = OmegaConf.to_container(cfg, resolve=True)
-    for key in NON_IDENTITY_KEYS:
-        d.pop(key, None)
-    return json.loads(json.dumps(d))
+    return json.loads(json.dumps({k: d[k] for k in TASK_KEYS[cfg.task]}))
+
+
+def same_identity(stored: dict | None, cfg: DictConfig) -> bool:
+    """Whether a stored result's identity is this request's. Compared on this task's keys only, so a result
+    written when identities held every key (mimscale 0.1) still counts."""
+    mine = identity(cfg)
+    return isinstance(stored, dict) and {k: stored.get(k) for k in mine} == mine

@@ -15,11 +15,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mimscale.data.errors import DataError
 from mimscale.data.sources import IMAGE_EXTENSIONS, build_source
 from mimscale.data.transforms import EvalTransform, Normalize, TrainTransform
+from mimscale.errors import DataError, EvalError
 from mimscale.evaluate.augment import rand_augment
-from mimscale.evaluate.loading import EvalError
 
 # The built-in downstream data: labelled pools generated from seeds disjoint from pre-training's.
 DEFAULT_TRAIN = "shapes:size={size},pool=2000,seed=0,split=probe"

@@ -1,4 +1,4 @@
-"""End-to-end fine-tuning (SPEC section 7): layer-wise LR decay, drop path, label smoothing,
+"""End-to-end fine-tuning (docs/METHOD.md, Fine-tuning and other evaluations): layer-wise LR decay, drop path, label smoothing,
 mixup / cutmix, RandAugment, random erasing, warmup + cosine in iterations, evaluation every epoch.
 
 Reports the best top-1 over per-epoch evaluations (the paper's convention) *and* the final one.

@@ -1,4 +1,4 @@
-"""Layer-wise learning-rate decay for fine-tuning (SPEC section 7).
+"""Layer-wise learning-rate decay for fine-tuning (docs/METHOD.md, Fine-tuning and other evaluations).
 
 Every backbone says which "layer" a parameter belongs to (``encoder.layer_id(name)``: 0 for the
 embedding, one id per block, ``num_layers - 1`` for the final norm); a parameter's LR is the base LR

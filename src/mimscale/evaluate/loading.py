@@ -1,4 +1,4 @@
-"""Load a pre-trained encoder from a run directory (SPEC section 7).
+"""Load a pre-trained encoder from a run directory (docs/METHOD.md, Fine-tuning and other evaluations).
 
 The SimMIM decoder is dropped; position-index buffers are never taken from a checkpoint (the backbones
 register them non-persistent and rebuild them for the requested size); the encoder may be built at
@@ -8,7 +8,6 @@ line naming what differs.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +15,10 @@ import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
 
-from mimscale.models import model_kwargs
-from mimscale.models.registry import UnknownModelError, _family  # the class, to read its keywords
-from mimscale.train.checkpoint import latest_checkpoint, load_checkpoint
-
-
-class EvalError(ValueError):
-    """A bad evaluation request; the message is one line."""
+from mimscale.errors import EvalError, UnknownModelError
+from mimscale.models import build_model, model_kwargs
+from mimscale.rundir import RunDir
+from mimscale.train.checkpoint import load_checkpoint
 
 
 @dataclass
@@ -35,37 +31,23 @@ class LoadedEncoder:
     run_config: dict  # the pre-training run's resolved config
 
 
-def read_run_config(run_dir: Path) -> dict:
-    path = Path(run_dir) / "config.yaml"
-    if not Path(run_dir).is_dir():
-        raise EvalError(f"run directory not found: {run_dir}")
-    if path.is_file():
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    ckpt = latest_checkpoint(run_dir)
+def read_run_config(run_dir: RunDir) -> dict:
+    if not run_dir.path.is_dir():
+        raise EvalError(f"run directory not found: {run_dir.path}")
+    if run_dir.config.is_file():
+        return OmegaConf.to_container(OmegaConf.load(run_dir.config), resolve=True)
+    ckpt = run_dir.latest_checkpoint()
     if ckpt is not None:  # a checkpoint carries the full config too
         cfg = load_checkpoint(ckpt).get("config")
         if isinstance(cfg, dict):
             return cfg
-    raise EvalError(f"{run_dir} has no config.yaml: not a pre-training run directory")
+    raise EvalError(f"{run_dir.path} has no config.yaml: not a pre-training run directory")
 
 
-def _pretrained_windows(cls: type, kwargs: dict) -> tuple[int, ...] | None:
-    """Effective per-stage windows of a windowed backbone at pre-training, for ``pretrained_window_sizes``.
-
-    Only for constructors that take that keyword (Swin V2): a stage no larger than the window attends
-    over its whole map, so at 192 px / window 12 the stages see (12, 12, 12, 6). Fine-tuning at another
-    window or size normalises the log-spaced position coordinates by these, so the pre-trained
-    position-bias MLP sees the inputs it was trained on.
-    """
-    params = inspect.signature(cls).parameters
-    if "pretrained_window_sizes" not in params:
-        return None
-    full = {k: p.default for k, p in params.items()} | kwargs
-    if any(full.get("pretrained_window_sizes") or ()):
-        return tuple(full["pretrained_window_sizes"])  # the run itself was a continued pre-training
-    img = full["img_size"] if isinstance(full["img_size"], int) else full["img_size"][0]
-    grid = img // full["patch_size"]
-    return tuple(min(full["window_size"], max(grid // 2**i, 1)) for i in range(len(full["depths"])))
+def _pretrained_geometry(name: str, kwargs: dict) -> dict:
+    """The pre-training model's ``finetune_geometry()``, built on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        return build_model(name, **kwargs).finetune_geometry()
 
 
 def _fit_error(path, name: str, missing, unexpected, shapes) -> EvalError:
@@ -95,7 +77,7 @@ def load_encoder(run_dir: str | Path, *, model: str = "", overrides: dict | None
     ``img_size`` 0 keeps the run's size; ``init="random"`` builds the same encoder untrained (the
     baseline every probe is compared against) and needs no checkpoint.
     """
-    run_dir = Path(run_dir)
+    run_dir = RunDir(run_dir)
     run_cfg = read_run_config(run_dir)
     mcfg, dcfg = run_cfg.get("model", {}), run_cfg.get("data", {})
     run_name = mcfg.get("name", "")
@@ -103,35 +85,33 @@ def load_encoder(run_dir: str | Path, *, model: str = "", overrides: dict | None
     run_kwargs = {"img_size": dcfg.get("img_size"), **(mcfg.get("kwargs") or {})}
     run_kwargs = {k: v for k, v in run_kwargs.items() if v is not None}
     try:
-        family, full = model_kwargs(name, **(run_kwargs if name == run_name else {}))
-        _, pre_full = model_kwargs(run_name, **run_kwargs) if run_name else (family, {})
+        family, kwargs = model_kwargs(name, **(run_kwargs if name == run_name else {}))
+        geometry = _pretrained_geometry(run_name, run_kwargs) if name == run_name else {}
     except UnknownModelError as e:
         raise EvalError(str(e)) from None
-    kwargs = dict(full)
+    except (TypeError, ValueError) as e:
+        raise EvalError(f"cannot rebuild the run's model '{run_name}': {str(e).splitlines()[0]}") from None
     if img_size or dcfg.get("img_size"):
         kwargs["img_size"] = img_size or dcfg["img_size"]
     if drop_path_rate is not None:
         kwargs["drop_path_rate"] = drop_path_rate
-    model_cls = _family(family).MODEL_CLASS
-    windows = _pretrained_windows(model_cls, pre_full) if name == run_name else None
-    if windows is not None and "pretrained_window_sizes" not in (overrides or {}):
-        kwargs["pretrained_window_sizes"] = windows
+    kwargs.update(geometry)
     kwargs.update(overrides or {})
 
     if init not in ("pretrained", "random"):
         raise EvalError(f"init must be 'pretrained' or 'random', got '{init}'")
     torch.manual_seed(seed)  # random init is part of the result: make it reproducible
     try:
-        encoder = model_cls(**kwargs)
+        encoder = build_model(family, **kwargs)
     except (TypeError, ValueError) as e:
         raise EvalError(f"cannot build model '{name}' at img_size {kwargs.get('img_size')}: "
                         f"{str(e).splitlines()[0]}") from None
     if init == "random":
         return LoadedEncoder(encoder, name, kwargs, None, None, run_cfg)
 
-    path = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
+    path = Path(checkpoint) if checkpoint else run_dir.latest_checkpoint()
     if path is None or not path.is_file():
-        where = checkpoint or f"{run_dir}/checkpoints"
+        where = checkpoint or run_dir.checkpoints
         raise EvalError(f"no checkpoint found in {where}: pre-train the run first (mimscale pretrain)")
     ckpt = load_checkpoint(path)
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None

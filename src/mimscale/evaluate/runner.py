@@ -23,24 +23,24 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from mimscale.atomic import atomic_write_json
+from mimscale.errors import EvalError
 from mimscale.evaluate import data as D
-from mimscale.evaluate.config import as_eval_config, identity, result_name
+from mimscale.evaluate.config import as_eval_config, identity, result_name, same_identity
 from mimscale.evaluate.finetune import finetune, log
-from mimscale.evaluate.loading import EvalError, load_encoder
+from mimscale.evaluate.loading import load_encoder
 from mimscale.evaluate.probes import extract_features, knn_eval, linear_probe, logistic_probe
 from mimscale.evaluate.segment import segment
-from mimscale.train.checkpoint import latest_checkpoint
+from mimscale.rundir import RunDir, atomic_write_json
 from mimscale.train.distributed import resolve_device
 
 FINE_TUNED = ("finetune", "segment")
 
 
 def result_path(run_dir: str | Path, cfg) -> Path:
-    return Path(run_dir) / "eval" / f"{result_name(as_eval_config(cfg))}.json"
+    return RunDir(run_dir).eval_result(result_name(as_eval_config(cfg)))
 
 
-def _finished(path: Path, cfg, run_dir: Path) -> dict | None:
+def _finished(path: Path, cfg, run_dir: RunDir) -> dict | None:
     """The stored result if it answers this request; None when there is none or it evaluated an older
     checkpoint than the run's latest (the run went on); an error when it holds another evaluation."""
     if not path.is_file():
@@ -49,11 +49,11 @@ def _finished(path: Path, cfg, run_dir: Path) -> dict | None:
         prev = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None  # a damaged file (writes are atomic, so only by hand): redo it
-    if prev.get("identity") != identity(cfg):
+    if not same_identity(prev.get("identity"), cfg):
         raise EvalError(f"{path} holds a different {prev.get('task')} evaluation; pass --force to replace it "
                         f"or name=<other> to keep both")
     if cfg.init == "pretrained" and not cfg.checkpoint:
-        latest = latest_checkpoint(run_dir)
+        latest = run_dir.latest_checkpoint()
         if latest is not None and str(latest) != prev.get("checkpoint"):
             log(f"[evaluate] {path.name} evaluated {prev.get('checkpoint')}; the run's latest is {latest}: redoing")
             return None
@@ -98,8 +98,8 @@ def split_metrics(values: dict) -> tuple[dict, dict]:
 def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     """Evaluate the run in ``run_dir`` as ``cfg`` (an EvalConfig, dict or DictConfig) says."""
     cfg = as_eval_config(cfg)
-    run_dir = Path(run_dir)
-    out = run_dir / "eval" / f"{result_name(cfg)}.json"
+    run_dir = RunDir(run_dir)
+    out = run_dir.eval_result(result_name(cfg))
     if not force and (prev := _finished(out, cfg, run_dir)) is not None:
         return prev
     t0 = time.time()
@@ -108,7 +108,7 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     device = resolve_device(cfg.device)
     tuned = cfg.task in FINE_TUNED
     overrides = OmegaConf.to_container(cfg.model_kwargs, resolve=True)  # plain lists, not ListConfig
-    loaded = load_encoder(run_dir, model=cfg.model, overrides=overrides, img_size=cfg.img_size,
+    loaded = load_encoder(run_dir.path, model=cfg.model, overrides=overrides, img_size=cfg.img_size,
                           drop_path_rate=cfg.drop_path if tuned else 0.0, checkpoint=cfg.checkpoint,
                           init=cfg.init, seed=cfg.seed)
     encoder = loaded.encoder.to(device)
@@ -135,7 +135,7 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
         "task": cfg.task, "name": result_name(cfg), "metrics": metrics, "details": details, "headline": headline,
         "notes": res["notes"], "config": OmegaConf.to_container(cfg, resolve=True), "identity": identity(cfg),
         "model": loaded.model_name, "model_kwargs": loaded.kwargs, "img_size": img_size, "init": cfg.init,
-        "checkpoint": loaded.checkpoint, "step": loaded.step, "run_dir": str(run_dir),
+        "checkpoint": loaded.checkpoint, "step": loaded.step, "run_dir": str(run_dir.path),
         "data": {"train": train.describe(), "test": test.describe(), "num_train": len(train),
                  "num_test": len(test), "num_classes": num_classes},
         "history": res.get("history", []), "wall_time_s": time.time() - t0,

@@ -1,4 +1,5 @@
-"""Building blocks shared by the backbone families (SwinV2, ViT): stochastic depth, the MLP, init."""
+"""Building blocks shared by the backbone families (SwinV2, ViT): stochastic depth, the MLP, the mask-token
+blend, init."""
 
 from __future__ import annotations
 
@@ -17,6 +18,24 @@ def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -
     shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # one draw per sample, broadcast over tokens/channels
     mask = x.new_empty(shape).bernoulli_(keep)
     return x * mask.div_(keep)
+
+
+def drop_path_rates(rate: float, n_blocks: int) -> list[float]:
+    """Stochastic depth rising linearly from 0 at the first block to ``rate`` at the last (plain Python, so
+    it also works when the model is built on the meta device)."""
+    return [rate * k / max(n_blocks - 1, 1) for k in range(n_blocks)]
+
+
+def blend_mask_token(x: torch.Tensor, token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """SimMIM's input: ``x * (1 - w) + token * w`` with w = 1 at masked tokens, after the patch embedding
+    (docs/METHOD.md, Encoder input). ``token`` and ``mask`` broadcast against ``x``."""
+    w = mask.to(x.dtype)
+    return x * (1.0 - w) + token.to(x.dtype) * w
+
+
+def pair(v) -> tuple[int, int]:
+    """An int or a (h, w) sequence as (h, w)."""
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
 class DropPath(nn.Module):

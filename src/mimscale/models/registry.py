@@ -1,7 +1,11 @@
-"""Model registry: ``build_model(name, **overrides)`` over the families' PRESETS tables.
+"""The model registry: ``build_model(name, **overrides)`` over the families' PRESETS tables.
 
 A family name (``"swinv2"``, ``"vit"``) builds any configuration from keyword arguments; a preset
 name (``"swinv2-b"``) starts from the preset's keywords and applies the overrides on top.
+
+Adding a family: one module under ``mimscale/models/`` and one line in ``FAMILIES``. The module defines
+``MODEL_CLASS`` (keyword-only constructor, the backbone interface in ``models/__init__.py``) and ``PRESETS``
+(name -> kwargs).
 """
 
 from __future__ import annotations
@@ -11,34 +15,32 @@ import importlib
 
 import torch.nn as nn
 
-# family name -> module path; each module defines ``MODEL_CLASS`` and ``PRESETS`` (name -> kwargs).
-_FAMILY_MODULES = {"swinv2": "mimscale.models.swinv2", "vit": "mimscale.models.vit"}
+from mimscale.errors import UnknownModelError
+
+# The one list of model families: name -> module.
+FAMILIES = {"swinv2": "mimscale.models.swinv2", "vit": "mimscale.models.vit"}
 
 
-class UnknownModelError(ValueError):
-    pass
-
-
-def _family(name: str):
-    return importlib.import_module(_FAMILY_MODULES[name])
+def family_module(family: str):
+    return importlib.import_module(FAMILIES[family])
 
 
 def _presets() -> dict[str, tuple[str, dict]]:
     table = {}
-    for family in _FAMILY_MODULES:
-        for preset, kwargs in _family(family).PRESETS.items():
+    for family in FAMILIES:
+        for preset, kwargs in family_module(family).PRESETS.items():
             table[preset] = (family, kwargs)
     return table
 
 
 def list_models() -> list[str]:
     """Family names first, then every preset, sorted."""
-    return list(_FAMILY_MODULES) + sorted(_presets())
+    return list(FAMILIES) + sorted(_presets())
 
 
 def model_kwargs(name: str, **overrides) -> tuple[str, dict]:
-    """Resolve a name to (family, full keyword arguments) without building anything."""
-    if name in _FAMILY_MODULES:
+    """Resolve a name to (family, keyword arguments: the preset's, then ``overrides``) without building."""
+    if name in FAMILIES:
         return name, dict(overrides)
     presets = _presets()
     if name not in presets:
@@ -52,4 +54,4 @@ def model_kwargs(name: str, **overrides) -> tuple[str, dict]:
 def build_model(name: str, **overrides) -> nn.Module:
     """Build a backbone by family or preset name; unknown names raise with the valid list."""
     family, kwargs = model_kwargs(name, **overrides)
-    return _family(family).MODEL_CLASS(**kwargs)
+    return family_module(family).MODEL_CLASS(**kwargs)

@@ -1,4 +1,4 @@
-"""Swin Transformer V2 backbone for SimMIM (SPEC section 3), with the study's size presets at the bottom.
+"""Swin Transformer V2 backbone for SimMIM (docs/METHOD.md, Swin V2), with the study's size presets at the bottom.
 
 Parameter and buffer names follow the reference implementation (microsoft/Swin-Transformer
 ``swin_transformer_v2.py``: ``patch_embed.proj``, ``layers.i.blocks.j.attn.qkv``, ``...attn.cpb_mlp``,
@@ -21,7 +21,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mimscale.models.layers import DropPath, Mlp, init_weights, trunc_normal_
+from mimscale.models.layers import (
+    DropPath,
+    Mlp,
+    blend_mask_token,
+    drop_path_rates,
+    init_weights,
+    trunc_normal_,
+)
 
 # Logit scale is clamped at ln(100): the paper's bound on the cosine-attention temperature.
 _LOGIT_SCALE_MAX = math.log(100.0)
@@ -259,7 +266,7 @@ class SwinV2(nn.Module):
     ``mask`` is (B, H/patch, W/patch) (or flattened (B, L)) with 1 = masked.
     """
 
-    def __init__(self, img_size: int = 192, patch_size: int = 4, in_chans: int = 3, embed_dim: int = 96,
+    def __init__(self, *, img_size: int = 192, patch_size: int = 4, in_chans: int = 3, embed_dim: int = 96,
                  depths: tuple[int, ...] = (2, 2, 18, 2), num_heads: tuple[int, ...] = (3, 6, 12, 24),
                  window_size: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path_rate: float = 0.1, pretrained_window_sizes: tuple[int, ...] = (0, 0, 0, 0),
@@ -283,8 +290,7 @@ class SwinV2(nn.Module):
 
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, norm_eps)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if use_mask_token else None
-        n_blocks = sum(depths)  # stochastic depth rises linearly from 0 over all blocks
-        dpr = [drop_path_rate * k / max(n_blocks - 1, 1) for k in range(n_blocks)]
+        dpr = drop_path_rates(drop_path_rate, sum(depths))
         grid = img_size // patch_size
         self.layers = nn.ModuleList()
         for i in range(self.num_stages):
@@ -315,8 +321,7 @@ class SwinV2(nn.Module):
         if mask is not None:
             if self.mask_token is None:
                 raise ValueError("this model was built with use_mask_token=False and cannot take a mask")
-            w = mask.reshape(x.shape[0], x.shape[1], x.shape[2], 1).to(x.dtype)
-            x = x * (1.0 - w) + self.mask_token.view(1, 1, 1, -1).to(x.dtype) * w
+            x = blend_mask_token(x, self.mask_token.view(1, 1, 1, -1), mask.reshape(*x.shape[:3], 1))
         return x
 
     def _run(self, x: torch.Tensor, mask: torch.Tensor | None, collect: bool):
@@ -344,7 +349,7 @@ class SwinV2(nn.Module):
         return self.forward_features(x, mask)
 
     def layer_id(self, name: str) -> int:
-        """Layer-decay id of a parameter name (SPEC section 7); tolerates a prefix such as ``encoder.``."""
+        """Layer-decay id of a parameter name (docs/METHOD.md, Fine-tuning and other evaluations); tolerates a prefix such as ``encoder.``."""
         if re.search(r"(^|\.)(mask_token|patch_embed)(\.|$)", name):
             return 0
         m = re.search(r"(^|\.)layers\.(\d+)\.blocks\.(\d+)\.", name)
@@ -356,9 +361,20 @@ class SwinV2(nn.Module):
             return sum(self.depths[: int(m.group(2)) + 1])
         return self.num_layers - 1
 
+    def finetune_geometry(self) -> dict:
+        """Keywords a fine-tuning build takes from this (pre-training) model: its effective per-stage windows.
+
+        A stage no larger than the window attends over its whole map, so at 192 px / window 12 the stages see
+        (12, 12, 12, 6). Fine-tuning at another window or size normalises the log-spaced position coordinates
+        by these, so the pre-trained position-bias MLP sees the inputs it was trained on.
+        """
+        if any(self.pretrained_window_sizes):  # this model was itself built for continued training
+            return {"pretrained_window_sizes": self.pretrained_window_sizes}
+        return {"pretrained_window_sizes": tuple(stage.blocks[0].window for stage in self.layers)}
+
     def no_weight_decay(self) -> set[str]:
         """Names exempt from weight decay: 1-D params (norms, biases, q/v bias), the mask token, the whole
-        continuous-position-bias MLP and the logit scales (SPEC section 3)."""
+        continuous-position-bias MLP and the logit scales (docs/METHOD.md, Swin V2)."""
         skip = set()
         for name, p in self.named_parameters():
             if (p.ndim <= 1 or name.endswith(".bias") or "mask_token" in name or "cpb_mlp" in name
@@ -369,67 +385,7 @@ class SwinV2(nn.Module):
 
 MODEL_CLASS = SwinV2
 
-
-def from_transformers_swinv2(hf_model) -> SwinV2:
-    """Build a ``SwinV2`` from a ``transformers`` ``Swinv2Model`` / ``Swinv2ForMaskedImageModeling`` and copy
-    its encoder weights (the SimMIM decoder, pooler and classifier are not part of the backbone).
-
-    HF keeps separate q/k/v Linears with an optional key bias; ours fuses them with the key bias fixed at
-    zero (as the paper), so a nonzero HF key bias cannot be represented and raises.
-    """
-    hf = getattr(hf_model, "swinv2", hf_model)
-    cfg = hf.config
-    if getattr(cfg, "use_absolute_embeddings", False):
-        raise ValueError("absolute position embeddings are not part of SwinV2-for-SimMIM")
-    if cfg.hidden_act != "gelu":
-        raise ValueError(f"only GELU MLPs are supported, got {cfg.hidden_act!r}")
-    img = cfg.image_size if isinstance(cfg.image_size, int) else cfg.image_size[0]
-    patch = cfg.patch_size if isinstance(cfg.patch_size, int) else cfg.patch_size[0]
-    use_mask = hf.embeddings.mask_token is not None
-    pws = tuple(cfg.pretrained_window_sizes or (0,) * len(cfg.depths))
-    model = SwinV2(img_size=img, patch_size=patch, in_chans=cfg.num_channels, embed_dim=cfg.embed_dim,
-                   depths=tuple(cfg.depths), num_heads=tuple(cfg.num_heads), window_size=cfg.window_size,
-                   mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, drop_path_rate=cfg.drop_path_rate,
-                   pretrained_window_sizes=pws, use_mask_token=use_mask, norm_eps=cfg.layer_norm_eps)
-    src = hf.state_dict()
-    dst = {
-        "patch_embed.proj.weight": src["embeddings.patch_embeddings.projection.weight"],
-        "patch_embed.proj.bias": src["embeddings.patch_embeddings.projection.bias"],
-        "patch_embed.norm.weight": src["embeddings.norm.weight"],
-        "patch_embed.norm.bias": src["embeddings.norm.bias"],
-        "norm.weight": src["layernorm.weight"],
-        "norm.bias": src["layernorm.bias"],
-    }
-    if use_mask:
-        dst["mask_token"] = src["embeddings.mask_token"]
-    for i, depth in enumerate(cfg.depths):
-        for j in range(depth):
-            a, b = f"encoder.layers.{i}.blocks.{j}.", f"layers.{i}.blocks.{j}."
-            att = a + "attention.self."
-            if att + "key.bias" in src and src[att + "key.bias"].abs().max() > 0:
-                raise ValueError(f"{att}key.bias is nonzero; SwinV2 has no key bias")
-            dst[b + "attn.qkv.weight"] = torch.cat([src[att + n + ".weight"] for n in ("query", "key", "value")])
-            if cfg.qkv_bias:
-                dst[b + "attn.q_bias"] = src[att + "query.bias"]
-                dst[b + "attn.v_bias"] = src[att + "value.bias"]
-            dst[b + "attn.logit_scale"] = src[att + "logit_scale"]
-            for k in ("0.weight", "0.bias", "2.weight"):
-                dst[b + "attn.cpb_mlp." + k] = src[att + "continuous_position_bias_mlp." + k]
-            pairs = {"attn.proj": "attention.output.dense", "norm1": "layernorm_before",
-                     "norm2": "layernorm_after", "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense"}
-            for ours, theirs in pairs.items():
-                dst[b + ours + ".weight"] = src[a + theirs + ".weight"]
-                dst[b + ours + ".bias"] = src[a + theirs + ".bias"]
-        if i < len(cfg.depths) - 1:
-            a, b = f"encoder.layers.{i}.downsample.", f"layers.{i}.downsample."
-            dst[b + "reduction.weight"] = src[a + "reduction.weight"]
-            dst[b + "norm.weight"] = src[a + "norm.weight"]
-            dst[b + "norm.bias"] = src[a + "norm.bias"]
-    model.load_state_dict(dst, strict=True)
-    return model
-
-
-# Size presets. The study's models (SPEC section 3): patch 4, window 12 at 192 px, head dim 32; backbone
+# Size presets. The study's models (docs/METHOD.md, Swin V2): patch 4, window 12 at 192 px, head dim 32; backbone
 # parameter counts include the mask token and exclude the SimMIM decoder (checked on the meta device).
 _STUDY = dict(img_size=192, patch_size=4, depths=(2, 2, 18, 2), window_size=12)
 # CPU presets: the same block design at 32 px with patch 4 and window 4: two stages (8x8 tokens in 2x2

@@ -1,4 +1,4 @@
-"""Vision Transformer backbone for SimMIM (SPEC section 3, last paragraph).
+"""Vision Transformer backbone for SimMIM (docs/METHOD.md, ViT).
 
 Pre-norm blocks (optional layer scale), final LayerNorm, a learned mask token that replaces masked
 patch embeddings right after the patch projection (before position embedding and the cls token, the
@@ -6,7 +6,7 @@ order HF ``ViTEmbeddings`` and microsoft/SimMIM use), and one of four position e
 
 - ``"abs"``: learned absolute embedding (ViT / HF); bicubically interpolated at other resolutions.
 - ``"sincos"``: fixed 2-D sin-cos (MAE); recomputed at other resolutions. Tiny CPU ViTs need it: a
-  learned one gave a 400-700 iteration loss plateau in the demo study (shared/demo-notes.md).
+  learned one gave a 400-700 iteration loss plateau in a feasibility run of the demo study.
 - ``"rel"``: BEiT/SimMIM relative position bias, a table per block, or one table shared by all blocks
   with ``rel_pos_shared=True`` (SimMIM's ViT pre-training config); with a cls token the table has 3
   extra entries (cls->token, token->cls, cls->cls).
@@ -23,14 +23,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mimscale.models.layers import DropPath, Mlp, init_weights, trunc_normal_
+from mimscale.models.layers import (
+    DropPath,
+    Mlp,
+    blend_mask_token,
+    drop_path_rates,
+    init_weights,
+    pair,
+    trunc_normal_,
+)
 
 POS_EMBEDS = ("abs", "sincos", "rel", "none")
 _REL_TABLE = "relative_position_bias_table"
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
 def sincos_2d(dim: int, grid: tuple[int, int], device=None) -> torch.Tensor:
@@ -106,7 +110,7 @@ class RelativePositionBias(nn.Module):
         size = (2 * grid[0] - 1) * (2 * grid[1] - 1) + (3 if cls else 0)
         # zeros: every block starts with plain content attention (BEiT/SimMIM init).
         self.relative_position_bias_table = nn.Parameter(torch.zeros(size, num_heads))
-        # Not persistent: rebuilt from the grid, so checkpoints load at any resolution (SPEC section 7).
+        # Not persistent: rebuilt from the grid, so checkpoints load at any resolution.
         self.register_buffer("index", relative_position_index(grid, cls), persistent=False)
 
     def forward(self, grid: tuple[int, int]) -> torch.Tensor:
@@ -167,7 +171,7 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    def __init__(self, img_size=224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
+    def __init__(self, *, img_size=224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
                  depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_path_rate: float = 0.1, pos_embed: str = "abs", use_cls_token: bool = False,
                  layer_norm_eps: float = 1e-6, init_values: float | None = None, use_mask_token: bool = True,
@@ -175,7 +179,7 @@ class VisionTransformer(nn.Module):
         super().__init__()
         if pos_embed not in POS_EMBEDS:
             raise ValueError(f"pos_embed must be one of {POS_EMBEDS}, got {pos_embed!r}")
-        self.img_size = _pair(img_size)
+        self.img_size = pair(img_size)
         if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
             raise ValueError(f"img_size {self.img_size} is not divisible by patch_size {patch_size}")
         self.grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
@@ -200,8 +204,7 @@ class VisionTransformer(nn.Module):
         self.rel_pos_bias = RelativePositionBias(self.grid, num_heads, cls) if shared else None
         block_rel_grid = self.grid if pos_embed == "rel" and not shared else None
 
-        # stochastic depth grows linearly with depth, 0 at the first block (plain Python: works on meta)
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        dpr = drop_path_rates(drop_path_rate, depth)
         self.blocks = nn.ModuleList([
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, dpr[i], layer_norm_eps, init_values,
                   block_rel_grid, cls)
@@ -237,8 +240,7 @@ class VisionTransformer(nn.Module):
                 raise ValueError("a mask was given but the model was built with use_mask_token=False")
             if mask.numel() != B * grid[0] * grid[1]:
                 raise ValueError(f"mask {tuple(mask.shape)} does not match the {grid} token grid (batch {B})")
-            w = mask.reshape(B, -1, 1).to(x.dtype)
-            x = x * (1 - w) + self.mask_token.to(x.dtype) * w
+            x = blend_mask_token(x, self.mask_token, mask.reshape(B, -1, 1))
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.to(x.dtype).expand(B, -1, -1), x], dim=1)
         if self.pos_embed_type == "abs":
@@ -284,6 +286,10 @@ class VisionTransformer(nn.Module):
             return int(name.split(".")[1]) + 1
         return self.num_layers - 1
 
+    def finetune_geometry(self) -> dict:
+        """Nothing to carry over: position tables are resized when a checkpoint loads (``_load_from_state_dict``)."""
+        return {}
+
     def no_weight_decay(self) -> set[str]:
         fixed = {"pos_embed", "cls_token", "mask_token"}
         return {n for n, p in self.named_parameters()
@@ -321,56 +327,8 @@ class VisionTransformer(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def from_transformers_vit(hf_model: nn.Module) -> VisionTransformer:
-    """Build ours from a ``transformers`` ``ViTModel`` / ``ViTForMaskedImageModeling`` and copy its weights.
-
-    HF's order is ours: patch projection -> mask token -> prepend cls -> add position embedding. Handles
-    the transformers 5 module names (``layers.i.attention.q_proj``, ``mlp.fc1``) and the 4.x ones
-    (``encoder.layer.i.attention.attention.query``, ``intermediate.dense``). The MIM decoder is not copied.
-    """
-    vit = getattr(hf_model, "vit", hf_model)
-    cfg = vit.config
-    if cfg.hidden_act != "gelu":  # HF "gelu" is the exact erf GELU, as nn.GELU()
-        raise ValueError(f"only hidden_act='gelu' is supported, got {cfg.hidden_act!r}")
-    head_dim = getattr(cfg, "head_dim", None)
-    if head_dim not in (None, cfg.hidden_size // cfg.num_attention_heads):
-        raise ValueError(f"head_dim {head_dim} != hidden_size / num_attention_heads is not supported")
-    patch = _pair(cfg.patch_size)
-    if patch[0] != patch[1]:
-        raise ValueError(f"only square patches are supported, got {patch}")
-    model = VisionTransformer(
-        img_size=_pair(cfg.image_size), patch_size=patch[0], in_chans=cfg.num_channels,
-        embed_dim=cfg.hidden_size, depth=cfg.num_hidden_layers, num_heads=cfg.num_attention_heads,
-        mlp_ratio=cfg.intermediate_size / cfg.hidden_size, qkv_bias=cfg.qkv_bias, drop_path_rate=0.0,
-        pos_embed="abs", use_cls_token=True, layer_norm_eps=cfg.layer_norm_eps, use_mask_token=True)
-    emb = vit.embeddings
-    sd = {"cls_token": emb.cls_token, "pos_embed": emb.position_embeddings,
-          "patch_embed.weight": emb.patch_embeddings.projection.weight,
-          "patch_embed.bias": emb.patch_embeddings.projection.bias,
-          "norm.weight": vit.layernorm.weight, "norm.bias": vit.layernorm.bias,
-          # HF models built without use_mask_token keep our freshly initialised token.
-          "mask_token": emb.mask_token if emb.mask_token is not None else model.mask_token}
-    layers = vit.layers if hasattr(vit, "layers") else vit.encoder.layer
-    for i, layer in enumerate(layers):
-        att = layer.attention
-        if hasattr(att, "q_proj"):
-            q, k, v, o = att.q_proj, att.k_proj, att.v_proj, att.o_proj
-        else:
-            q, k, v, o = att.attention.query, att.attention.key, att.attention.value, att.output.dense
-        fc1, fc2 = (layer.mlp.fc1, layer.mlp.fc2) if hasattr(layer, "mlp") else (
-            layer.intermediate.dense, layer.output.dense)
-        b = f"blocks.{i}."
-        sd[b + "attn.qkv.weight"] = torch.cat([q.weight, k.weight, v.weight])
-        if cfg.qkv_bias:
-            sd[b + "attn.qkv.bias"] = torch.cat([q.bias, k.bias, v.bias])
-        for ours, theirs in (("attn.proj", o), ("mlp.fc1", fc1), ("mlp.fc2", fc2),
-                             ("norm1", layer.layernorm_before), ("norm2", layer.layernorm_after)):
-            sd[b + ours + ".weight"], sd[b + ours + ".bias"] = theirs.weight, theirs.bias
-    model.load_state_dict({k: v.detach() for k, v in sd.items()})  # strict: every one of ours is set
-    return model
-
-
 MODEL_CLASS = VisionTransformer
+
 
 # Paper-scale presets follow microsoft/SimMIM's ViT pre-training config (vit_base__800ep): patch 16 at
 # 224, cls token, one relative position bias table shared by all blocks (USE_SHARED_RPB; no absolute
@@ -379,7 +337,7 @@ MODEL_CLASS = VisionTransformer
 # width/depth/heads (SimMIM released ViT-B only).
 _SIMMIM_VIT = dict(img_size=224, patch_size=16, pos_embed="rel", rel_pos_shared=True, use_cls_token=True,
                    init_values=0.1, drop_path_rate=0.1)
-# CPU presets per shared/demo-notes.md ("config C"): 32x32 images, patch 8 (16 tokens), fixed sin-cos
+# CPU presets (the demo study's feasibility runs): 32x32 images, patch 8 (16 tokens), fixed sin-cos
 # position embedding, plain pre-norm blocks, no cls token; no stochastic depth at 2-6 blocks.
 _CPU_VIT = dict(img_size=32, patch_size=8, pos_embed="sincos", drop_path_rate=0.0)
 

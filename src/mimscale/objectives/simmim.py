@@ -1,4 +1,4 @@
-"""SimMIM: a backbone, a linear decoder and an L1 loss on masked pixels (SPEC section 2).
+"""SimMIM: a backbone, a linear decoder and an L1 loss on masked pixels (docs/METHOD.md, Decoder and loss).
 
 ``SimMIM(encoder)(img, mask)`` returns a :class:`SimMIMOutput`. The loss is computed in fp32 even
 under autocast: it is a mean over ~10^5 small absolute errors per image, where bf16 rounding of the

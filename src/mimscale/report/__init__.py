@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from ..analysis import ResultsError, add_common_args, analyze_frames, default_out, flatten_rows
+from ..analysis import add_common_args, analyze_frames, default_out, flatten_rows
 from ..analysis.correlation import model_order
-from ..analysis.results import is_study_dir, latest_recon
+from ..analysis.results import is_study_dir
+from ..rundir import RunDir, atomic_write_text
 from . import figures as F
 from . import html as H
 
@@ -99,7 +99,7 @@ def _gallery(input_path: Path, runs: pd.DataFrame) -> list[dict]:
             cells = []
             for d in sizes:
                 sub = runs[(runs["model"] == model) & (runs["iters"] == it) & (runs["data_size"] == d)]
-                pic = next((p for p in (latest_recon(input_path / "runs" / r) for r in sub["run"]) if p), None)
+                pic = next((p for p in (RunDir(input_path / "runs" / r).latest_recon() for r in sub["run"]) if p), None)
                 cap = f"{sub['run'].iloc[0]}, {pic.stem.replace('_', ' ')}" if pic else ""
                 cells.append({"size": d, "path": pic, "caption": cap})
             if any(c["path"] for c in cells):
@@ -113,11 +113,11 @@ def build_report(input_path, out_dir=None, **analyze_kw) -> Path:
     input_path = Path(input_path)
     out = Path(out_dir) if out_dir is not None else default_out(input_path, "report")
     res, runs, curves = analyze_frames(input_path, out / "tables", **analyze_kw)
-    (out / "tables" / "analysis.json").write_text(json.dumps(res, indent=1, allow_nan=False))
+    atomic_write_text(out / "tables" / "analysis.json", json.dumps(res, indent=1, allow_nan=False))
     figs = _figures(res, runs, curves, out / "figures")
     gallery = H.gallery(_gallery(input_path, runs)) if is_study_dir(input_path) else None
     path = out / "report.html"
-    path.write_text(H.page(res, figs, _tables(res), gallery), encoding="utf-8")
+    atomic_write_text(path, H.page(res, figs, _tables(res), gallery))
     return path
 
 
@@ -126,11 +126,6 @@ def report_main(argv=None) -> int:
                                 "tables, findings) of a study directory or results CSV.")
     add_common_args(p)
     a = p.parse_args(argv)
-    try:
-        path = build_report(a.input, a.out, tolerance=a.tolerance, seed=a.seed, n_boot=a.n_boot,
-                            fit_boot=a.fit_boot)
-    except (ResultsError, OSError) as exc:
-        print(f"mimscale report: error: {exc}", file=sys.stderr)
-        return 2
+    path = build_report(a.input, a.out, tolerance=a.tolerance, seed=a.seed, n_boot=a.n_boot, fit_boot=a.fit_boot)
     print(path)
     return 0

@@ -17,13 +17,13 @@ from matplotlib.patches import Rectangle
 from ..analysis.correlation import model_order
 from ..analysis.results import settings_table
 from ..analysis.summary import human
+from ..rundir import atomic_write
 
 DPI = 100
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight"))
     return path
 
 

@@ -8,9 +8,10 @@
     status_rows(study, "runs/cpu-small"); study_results(study, "runs/cpu-small")
 """
 
+from mimscale.errors import StudyError
 from mimscale.study.cli import study_main
 from mimscale.study.local import RunReport, run_local
-from mimscale.study.spec import Study, StudyError, StudyRun, load_study, parse_study
+from mimscale.study.spec import Study, StudyRun, load_study, parse_study
 from mimscale.study.status import status_rows
 from mimscale.study.store import init_study_dir, load_study_dir, run_state, try_claim
 from mimscale.study.worker import pretrain_and_evaluate

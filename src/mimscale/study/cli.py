@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from mimscale.errors import StudyError
 from mimscale.study import store
-from mimscale.study.spec import Study, StudyError, load_study
+from mimscale.study.spec import Study, load_study
 from mimscale.study.worker import check_evals
 
 PROG = "mimscale study"
@@ -194,19 +195,9 @@ COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "results": c
 
 
 def study_main(argv: list[str] | None = None) -> int:
-    """``mimscale study ...``; returns the exit code (2: bad input, with a one-line reason on stderr)."""
+    """``mimscale study ...``; returns the exit code. Bad input raises a UserError (``mimscale.cli``: exit 2)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2): a code to return, not an exit
         return e.code if isinstance(e.code, int) else 2
-    from mimscale.analysis.results import ResultsError
-    from mimscale.config import ConfigError
-
-    try:
-        return COMMANDS[args.command](args)
-    except (StudyError, ConfigError, ResultsError, OSError) as e:
-        print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # before or after the runner's own signal handling (parsing, writing tables)
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return COMMANDS[args.command](args)

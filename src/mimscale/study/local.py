@@ -150,7 +150,7 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
                 store.record_failure(study_dir, run_id, why, why + "\n" + _tail(study_dir, run_id))
                 _drop_dead_claim(study_dir, run_id, proc.pid)
             report.failed.append(run_id)
-            err = store.run_dir(study_dir, run_id) / "error.txt"
+            err = store.run_dir(study_dir, run_id).error
             log(f"[{finished_count()}/{total}] FAILED  {run_id} {run.label()}: "
                 f"{store.failure_line(study_dir, run_id)} (see {err})")
 
@@ -193,7 +193,7 @@ def _exit_text(code: int | None) -> str:
 
 def _tail(study_dir: Path, run_id: str, lines: int = 30) -> str:
     try:
-        text = (store.run_dir(study_dir, run_id) / "worker.log").read_text(errors="replace")
+        text = store.run_dir(study_dir, run_id).worker_log.read_text(errors="replace")
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from mimscale.analysis.results import CURVE_COLUMNS, curves_table, results_table
-from mimscale.atomic import atomic_write_text
+from mimscale.rundir import atomic_write_text
 from mimscale.study import store
 from mimscale.study.spec import Study
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mimscale.atomic import atomic_write_text
+from mimscale.rundir import RunDir, atomic_write_text
 from mimscale.study import store
 from mimscale.study.spec import Study
 from mimscale.study.worker import EXIT_CLAIMED, execute, resolve_run_fn, run_evals, with_runtime
@@ -44,16 +44,16 @@ def torchrun_pretrain(cfg: DictConfig, evals: list[dict], gpus: int) -> dict:
     """Run function for multi-GPU runs: DDP pre-training under torchrun on this node, then evaluations."""
     from mimscale import config as C
 
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = RunDir(cfg.run_dir)
+    run_dir.path.mkdir(parents=True, exist_ok=True)
     launch = run_dir / "launch.yaml"  # the exact config the ranks load (config.yaml is pretrain's own)
     atomic_write_text(launch, C.dump_yaml(cfg))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
            "-m", "mimscale.study.slurm", str(launch)]
     subprocess.run(cmd, check=True)
-    summary = store.read_json(run_dir / "summary.json")
+    summary = run_dir.read_summary()
     if summary is None:
-        raise RuntimeError(f"torchrun finished but wrote no {run_dir / 'summary.json'}")
+        raise RuntimeError(f"torchrun finished but wrote no {run_dir.summary}")
     if summary.get("status", "done") == "done":
         run_evals(run_dir, evals, int(cfg.threads) * gpus)
     return summary

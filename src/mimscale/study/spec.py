@@ -31,6 +31,7 @@ import yaml
 from omegaconf import DictConfig
 
 from mimscale import config as C
+from mimscale.errors import StudyError
 
 # "runs" is the expansion the runner writes into STUDY_DIR/study.yaml; it is ignored on input, so that
 # file can itself be edited and run again.
@@ -39,10 +40,6 @@ TOP_KEYS = ("name", "description", "base_config", "base", "axes", "zip", "evals"
 # either be ignored or put two runs in one directory.
 RESERVED_KEYS = ("run_dir", "out", "name", "threads")
 _EVAL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-class StudyError(ValueError):
-    """A bad study file or study directory; the message is one line."""
 
 
 @dataclass

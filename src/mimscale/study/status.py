@@ -11,6 +11,8 @@ import math
 import time
 from pathlib import Path
 
+from mimscale import rundir as R
+from mimscale.rundir import RunDir
 from mimscale.study import store
 from mimscale.study.spec import Study, axis_text, total_steps_of
 
@@ -32,34 +34,26 @@ def _tail_records(path: Path, want_val: bool = True) -> list[dict]:
         lines = chunk.splitlines()
         if size > n:
             lines = lines[1:]  # the first line is probably cut
-        records = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a line being written
-            if isinstance(rec, dict):
-                records.append(rec)
-        has_val = any(r.get("split") == "val" and r.get("name") == "loss" for r in records)
+        records = list(R.parse_jsonl(lines))  # a line being written is skipped
+        has_val = any(r.get("split") == R.VAL and r.get("name") == R.LOSS for r in records)
         if has_val or not want_val or n >= size or n >= _TAIL_MAX:
             return records
         n *= 4
 
 
-def progress(run_dir: Path) -> dict:
+def progress(run_dir: RunDir) -> dict:
     """step, val_loss, images_per_s and the time of the newest metric record of a run (None if unknown)."""
     out = {"step": None, "val_loss": None, "images_per_s": None, "time": None}
-    ckpts = [int(p.stem.split("_")[1]) for p in (run_dir / "checkpoints").glob("step_*.pt")
-             if p.stem.split("_")[1].isdigit()]
+    ckpts = run_dir.list_checkpoints()
     if ckpts:
-        out["step"] = max(ckpts)
-    for rec in _tail_records(run_dir / "metrics.jsonl"):
+        out["step"] = ckpts[-1][0]
+    for rec in _tail_records(run_dir.metrics):
         step = rec.get("step")
         if isinstance(step, int) and (out["step"] is None or step > out["step"]):
             out["step"] = step
-        if rec.get("split") == "val" and rec.get("name") == "loss":
+        if rec.get("split") == R.VAL and rec.get("name") == R.LOSS:
             out["val_loss"] = rec.get("value")
-        if rec.get("split") == "train" and rec.get("name") == "images_per_s":
+        if rec.get("split") == R.TRAIN and rec.get("name") == R.IMAGES_PER_S:
             out["images_per_s"] = rec.get("value")
         out["time"] = rec.get("time", out["time"])
     return out
@@ -73,8 +67,8 @@ def status_rows(study: Study, study_dir: Path) -> list[dict]:
     for run in study.runs:
         d = store.run_dir(study_dir, run.id)
         state = store.run_state(study_dir, run.id, names)
-        summary = store.read_json(d / "summary.json")
-        p = progress(d) if d.is_dir() else {"step": None, "val_loss": None, "images_per_s": None}
+        summary = d.read_summary()
+        p = progress(d) if d.path.is_dir() else {"step": None, "val_loss": None, "images_per_s": None}
         total = total_steps_of(run.cfg)
         if summary is not None:
             total = summary.get("iters", total)
@@ -142,7 +136,7 @@ def render_status(study: Study, study_dir: Path, rows: list[dict]) -> str:
         lines.append("")
         for r in failed:
             lines.append(f"failed {r['run']}: {r['error'] or '?'} "
-                         f"(see {store.run_dir(study_dir, r['run']) / 'error.txt'})")
+                         f"(see {store.run_dir(study_dir, r['run']).error})")
     return "\n".join(lines)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -28,26 +27,17 @@ from pathlib import Path
 
 import yaml
 
-from mimscale.atomic import atomic_write_json, atomic_write_text
-from mimscale.study.spec import Study, StudyError, parse_study
+from mimscale.errors import StudyError
+from mimscale.rundir import RunDir, atomic_write_json, atomic_write_text, create_exclusive, read_json
+from mimscale.study.spec import Study, parse_study
 
 HEARTBEAT_S = 30.0  # a claim's mtime is refreshed this often while its run goes on
 STALE_AFTER_S = 600.0  # a claim from another host without a heartbeat this long is abandoned
 UNREADABLE_GRACE_S = 60.0  # a claim still empty after this long was left by a crash mid-creation
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once at import (umask can only be read by setting it)
 
 
-def read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def run_dir(study_dir: Path, run_id: str) -> Path:
-    return Path(study_dir).resolve() / "runs" / run_id
+def run_dir(study_dir: Path, run_id: str) -> RunDir:
+    return RunDir(Path(study_dir).resolve() / "runs" / run_id)
 
 
 # ---------------------------------------------------------------------------------------------- study.yaml
@@ -71,19 +61,8 @@ def init_study_dir(study: Study, study_dir: Path) -> None:
     if not path.exists():
         if study_dir.is_dir() and (study_dir / "runs").is_dir() and any((study_dir / "runs").iterdir()):
             raise StudyError(f"{study_dir} holds runs but no study.yaml; point the study at another --out")
-        study_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=study_dir, prefix=".study.yaml.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "w") as f:
-            f.write(yaml.safe_dump(_study_doc(study), sort_keys=False))
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # someone else created it first: compare below
-        finally:
-            os.unlink(tmp)
+        # If someone else created it first, theirs stays and is compared below.
+        create_exclusive(path, lambda f: f.write(yaml.safe_dump(_study_doc(study), sort_keys=False).encode()))
     existing = load_study_dir(study_dir)
     if existing.definition() != study.definition():
         what = next(k for k, v in study.definition().items() if existing.definition()[k] != v)
@@ -263,18 +242,18 @@ def run_state(study_dir: Path, run_id: str, eval_names: list[str], held: bool = 
     if not held and lock_is_live(lock_path(study_dir, run_id)):
         return "running"
     d = run_dir(study_dir, run_id)
-    summary = read_json(d / "summary.json")
+    summary = d.read_summary()
     if summary is not None:
         status = str(summary.get("status", "done"))
         if status != "done":
             return status
-        missing = [n for n in eval_names if not (d / "eval" / f"{n}.json").exists()]
+        missing = [n for n in eval_names if not d.eval_result(n).exists()]
         if not missing:
             return "done"
-    record = read_json(d / "status.json")
+    record = read_json(d.status)
     if record is not None and record.get("status") == "failed":
         return "failed"
-    if summary is not None or any((d / "checkpoints").glob("step_*.pt")):
+    if summary is not None or d.list_checkpoints():
         return "partial"
     return "pending"
 
@@ -282,20 +261,20 @@ def run_state(study_dir: Path, run_id: str, eval_names: list[str], held: bool = 
 def record_attempt(study_dir: Path, run_id: str, status: str, **extra) -> None:
     """status.json: the last attempt's outcome (done | failed | interrupted), with attempt count and host."""
     d = run_dir(study_dir, run_id)
-    previous = read_json(d / "status.json") or {}
-    atomic_write_json(d / "status.json", {"status": status, "attempts": int(previous.get("attempts", 0)) + 1,
+    previous = read_json(d.status) or {}
+    atomic_write_json(d.status, {"status": status, "attempts": int(previous.get("attempts", 0)) + 1,
                                           "host": socket.gethostname(), "pid": os.getpid(),
                                           "time": time.time(), **extra})
     if status == "done":
-        (d / "error.txt").unlink(missing_ok=True)
+        d.error.unlink(missing_ok=True)
 
 
 def record_failure(study_dir: Path, run_id: str, error_line: str, tail: str) -> None:
     d = run_dir(study_dir, run_id)
-    atomic_write_text(d / "error.txt", tail if tail.endswith("\n") else tail + "\n")
+    atomic_write_text(d.error, tail if tail.endswith("\n") else tail + "\n")
     record_attempt(study_dir, run_id, "failed", error=error_line)
 
 
 def failure_line(study_dir: Path, run_id: str) -> str:
-    record = read_json(run_dir(study_dir, run_id) / "status.json") or {}
+    record = read_json(run_dir(study_dir, run_id).status) or {}
     return str(record.get("error", ""))

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mimscale.errors import Interrupted, StudyError, UserError
+from mimscale.rundir import RunDir
 from mimscale.study import store
-from mimscale.study.spec import StudyError
 
 EXIT_DONE, EXIT_FAILED, EXIT_CLAIMED, EXIT_INTERRUPTED = 0, 1, 75, 130
 ERROR_TAIL_CHARS = 6000  # of the traceback (plus the log's last lines) kept in error.txt
@@ -63,18 +64,16 @@ def check_evals(evals: list[dict]) -> None:
     """Fail before any run starts, not after hours of pre-training, if an eval entry is invalid."""
     if not evals:
         return
-    from mimscale.config import ConfigError
-
     for spec in evals:
         try:
             eval_config(spec)
-        except ConfigError as e:
+        except UserError as e:
             raise StudyError(f"eval '{spec['name']}': {e}") from None
 
 
 def run_evals(run_dir: Path, evals: list[dict], threads: int = 0) -> None:
     """Each eval not yet written to ``run_dir/eval/<name>.json``, through mimscale.evaluate.run."""
-    todo = [e for e in evals if not (Path(run_dir) / "eval" / f"{e['name']}.json").exists()]
+    todo = [e for e in evals if not RunDir(run_dir).eval_result(e["name"]).exists()]
     if not todo:
         return
     from mimscale.evaluate import run
@@ -93,12 +92,6 @@ def pretrain_and_evaluate(cfg: DictConfig, evals: list[dict]) -> dict:
     return summary
 
 
-def _is_interruption(e: BaseException) -> bool:
-    # pretrain raises mimscale.train.Interrupted after checkpointing on SIGTERM/SIGINT; matching by name
-    # keeps torch out of processes that never pre-train.
-    return isinstance(e, KeyboardInterrupt) or type(e).__name__ == "Interrupted"
-
-
 def _log_tail(path: Path, lines: int = 30) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()
@@ -110,11 +103,11 @@ def _log_tail(path: Path, lines: int = 30) -> str:
 def execute_claimed(study_dir: Path, run_id: str, cfg: DictConfig, evals: list[dict], run_fn: RunFn) -> int:
     """Run a claimed run and record the attempt; returns an EXIT_* code, never raises for run errors."""
     t0 = time.time()
-    store.run_dir(study_dir, run_id).mkdir(parents=True, exist_ok=True)
+    store.run_dir(study_dir, run_id).path.mkdir(parents=True, exist_ok=True)
     try:
         summary = run_fn(cfg, evals)
     except BaseException as e:  # noqa: B902 - every way out of a run must be recorded
-        if _is_interruption(e):
+        if isinstance(e, (KeyboardInterrupt, Interrupted)):  # pretrain checkpointed on SIGTERM/SIGINT
             store.record_attempt(study_dir, run_id, "interrupted", seconds=time.time() - t0)
             return EXIT_INTERRUPTED
         if isinstance(e, SystemExit) and not e.code:
@@ -122,7 +115,7 @@ def execute_claimed(study_dir: Path, run_id: str, cfg: DictConfig, evals: list[d
         else:
             tb = traceback.format_exc()
             line = (f"{type(e).__name__}: {e}".splitlines() or [type(e).__name__])[0][:300]
-            log = _log_tail(store.run_dir(study_dir, run_id) / "worker.log")
+            log = _log_tail(store.run_dir(study_dir, run_id).worker_log)
             tail = tb[-ERROR_TAIL_CHARS:] + (f"\n--- last lines of worker.log ---\n{log}\n" if log else "")
             print(tb, file=sys.stderr, flush=True)  # the worker's log (or Slurm's) shows it in context too
             store.record_failure(study_dir, run_id, line, tail)
@@ -187,9 +180,9 @@ def child_main(study_dir: str, run_id: str, cfg: DictConfig, evals: list[dict], 
         sys.exit(EXIT_CLAIMED)
     with claim:
         d = store.run_dir(Path(study_dir), run_id)
-        d.mkdir(parents=True, exist_ok=True)  # for worker.log, before the run function makes it
+        d.path.mkdir(parents=True, exist_ok=True)  # for worker.log, before the run function makes it
         # Workers run side by side: each one's progress output goes to its run directory, not the terminal.
-        log = open(d / "worker.log", "a", buffering=1)
+        log = open(d.worker_log, "a", buffering=1)
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")

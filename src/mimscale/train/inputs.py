@@ -12,7 +12,9 @@ import torch
 from omegaconf import DictConfig
 
 from mimscale import data as D
+from mimscale.errors import ConfigError
 from mimscale.masking import MaskGenerator
+from mimscale.rundir import RunDir
 
 # Evaluation batches are larger than training ones: no activations are kept for backward.
 EVAL_BATCH = 256
@@ -23,14 +25,12 @@ EVAL_CACHE_BYTES = 256 * 2**20
 
 
 class RunInputs:
-    def __init__(self, cfg: DictConfig, micro_batch: int, rank: int, world: int, run_dir: Path,
+    def __init__(self, cfg: DictConfig, micro_batch: int, rank: int, world: int, run_dir: RunDir | Path,
                  patch_size: int):
-        d = cfg.data
+        d, run_dir = cfg.data, RunDir(run_dir)
         try:
             masks = MaskGenerator(d.img_size, d.mask_patch_size, patch_size, d.mask_ratio)
         except ValueError as e:  # a user's size choice: report it as a config problem, one line
-            from mimscale.config import ConfigError
-
             raise ConfigError(f"data: {e}") from None
         plan = D.plan_data(d.source, fraction=d.fraction, seed=d.subset_seed)
         val_source, val_idx = plan.val_source, plan.val_indices
@@ -46,8 +46,8 @@ class RunInputs:
         self.plan = plan
         self.data_size = len(plan.train_indices)
         if rank == 0:
-            D.write_manifest(run_dir / "subset.json", plan.manifest)
-            D.write_manifest(run_dir / "heldout.json", plan.val_manifest)
+            D.write_manifest(run_dir.subset, plan.manifest)
+            D.write_manifest(run_dir.heldout, plan.val_manifest)
         eval_tf = D.EvalTransform(d.img_size)
         train_tf = D.TrainTransform(d.img_size, tuple(d.crop_scale), tuple(d.crop_ratio), d.hflip)
         train_ds = D.SimMIMDataset(plan.source, plan.train_indices, train_tf, masks, seed=cfg.seed)
@@ -101,7 +101,3 @@ class RunInputs:
     def skipped_files(self) -> int:
         return int(self.loader.skipped)
 
-
-def build_inputs(cfg: DictConfig, micro_batch: int, rank: int, world: int, run_dir: Path,
-                 patch_size: int) -> RunInputs:
-    return RunInputs(cfg, micro_batch, rank, world, run_dir, patch_size)

@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+from mimscale.rundir import atomic_write_text
+
 
 class MetricsWriter:
     """Appends ``{"step", "split", "name", "value", "time"}`` lines; flushes each so a kill loses nothing.
@@ -23,9 +25,7 @@ class MetricsWriter:
             return
         if resume_step is not None and self.path.exists():
             kept = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) <= resume_step]
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(ln + "\n" for ln in kept))
-            tmp.replace(self.path)
+            atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self.file = open(self.path, "a")
@@ -62,13 +62,3 @@ def _step_of(line: str) -> int:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
         return 1 << 62  # an unreadable (half-written) line is dropped
-
-
-def read_metrics(path: Path) -> list[dict]:
-    out = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out

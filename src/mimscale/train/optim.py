@@ -1,4 +1,4 @@
-"""AdamW with the SPEC's no-weight-decay groups (1-D params, biases, mask token, CPB MLP, logit scale)."""
+"""AdamW with the no-weight-decay groups of docs/METHOD.md, Swin V2 (1-D params, biases, mask token, CPB MLP, logit scale)."""
 
 from __future__ import annotations
 

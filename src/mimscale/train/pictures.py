@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mimscale.atomic import atomic_write_bytes
 from mimscale.objectives.simmim import SimMIM, local_stats
+from mimscale.rundir import atomic_write_bytes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

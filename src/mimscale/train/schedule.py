@@ -1,4 +1,5 @@
-"""Learning-rate schedules as pure functions of the step (SPEC section 4), and run length in steps.
+"""Learning-rate schedules as pure functions of the step (docs/METHOD.md, Pre-training recipe), and run
+length in steps.
 
 All quantities are in optimizer steps; the LR values passed in are already scaled to the global batch.
 """
@@ -6,6 +7,7 @@ All quantities are in optimizer steps; the LR values passed in are already scale
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 
 def total_steps(iters: int, epochs: float, samples: int, global_batch: int, data_size: int) -> int:
@@ -39,6 +41,32 @@ def lr_at(step: int, total: int, peak: float, warmup_steps: int, warmup_lr: floa
     span = max(1, total - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / span)
     return min_lr + (peak - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """A run's LR schedule, fixed at set-up: ``schedule(step)`` is the LR of optimizer step ``step``."""
+
+    total: int
+    peak: float
+    warmup_steps: int
+    warmup_lr: float
+    min_lr: float
+    kind: str = "cosine"
+    step_at: float = 0.875
+    step_gamma: float = 0.1
+
+    @classmethod
+    def from_config(cls, t, total: int) -> LRSchedule:
+        """From a ``train`` config section: LRs per 512 images scaled to the global batch; warmup in
+        iterations, or a fraction of the run when ``warmup_iters`` is -1."""
+        warmup = t.warmup_iters if t.warmup_iters >= 0 else round(t.warmup_fraction * total)
+        return cls(total, scaled_lr(t.base_lr, t.batch_size), warmup, scaled_lr(t.warmup_lr, t.batch_size),
+                   scaled_lr(t.min_lr, t.batch_size), t.schedule, t.step_at, t.step_gamma)
+
+    def __call__(self, step: int) -> float:
+        return lr_at(step, self.total, self.peak, self.warmup_steps, self.warmup_lr, self.min_lr, self.kind,
+                     self.step_at, self.step_gamma)
 
 
 def eval_steps(total: int, every: int, points: int) -> set[int]:

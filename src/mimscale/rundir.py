@@ -1,0 +1,246 @@
+"""The run directory: its layout, file and metric names, summary keys, checkpoint listing, and the atomic
+writes and tolerant reads every layer uses. Torch-free, so light processes (the study runner's claims and
+records, ``study status``, the analysis) use it without importing torch.
+
+::
+
+    RUN_DIR/config.yaml         resolved config (the run's identity)         written once, by pretrain
+    RUN_DIR/provenance.json     versions, host, command, config schema
+    RUN_DIR/subset.json         manifest of the training subset (ids + content hash)
+    RUN_DIR/heldout.json        manifest of the held-out set
+    RUN_DIR/metrics.jsonl       one {"step", "split", "name", "value", "time"} object per line
+    RUN_DIR/checkpoints/        step_XXXXXXX.pt (+ step_XXXXXXX.json meta), newest ``keep_last`` kept
+    RUN_DIR/recon/              step_XXXXXXX.png reconstruction pictures
+    RUN_DIR/tb/                 TensorBoard events (train.tensorboard=true)
+    RUN_DIR/summary.json        written last: the run is finished when it exists (keys: SUMMARY_KEYS)
+    RUN_DIR/eval/<name>.json    downstream evaluation results
+    RUN_DIR/status.json, error.txt, worker.log     written by the study runner
+
+docs/RESULTS.md gives the schema of each file. Writes are temp file + fsync + rename: a reader (or a
+resumed run after a kill) sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+# ---------------------------------------------------------------------------------------------- names
+
+CONFIG, PROVENANCE, SUBSET, HELDOUT = "config.yaml", "provenance.json", "subset.json", "heldout.json"
+METRICS, SUMMARY, STATUS, ERROR, WORKER_LOG = "metrics.jsonl", "summary.json", "status.json", "error.txt", "worker.log"
+CHECKPOINTS, EVAL, RECON, TENSORBOARD = "checkpoints", "eval", "recon", "tb"
+
+# Metric records: (split, name). The held-out and training-probe losses use the same name so a curve is
+# selected by split alone.
+TRAIN, VAL, TRAIN_PROBE = "train", "val", "train_probe"
+LOSS, LR, GRAD_NORM, IMAGES_PER_S, FLOPS_PER_S, SKIPPED_STEP = (
+    "loss", "lr", "grad_norm", "images_per_s", "flops_per_s", "skipped_step")
+
+# summary.json, in the order it is written (docs/RESULTS.md says what each means).
+SUMMARY_KEYS = (
+    "status", "run_id", "model", "params", "data_size", "data_fraction", "iters", "global_batch",
+    "epochs_equivalent", "final_val_loss", "final_val_step", "best_val_loss", "best_val_step",
+    "initial_val_loss", "final_train_probe_loss", "final_train_loss", "images_per_s", "flops_per_image",
+    "achieved_flops_per_s", "train_time_s", "skipped_steps", "skipped_files", "run_dir",
+)
+
+_STEP_FILE = re.compile(r"^step_(\d{7,})\.(pt|png)$")
+
+
+def step_name(step: int, suffix: str) -> str:
+    """``step_0000150.pt``: zero-padded so names sort by step."""
+    return f"step_{int(step):07d}.{suffix}"
+
+
+# ---------------------------------------------------------------------------------------------- atomic writes
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600; run directories live on shared filesystems, so give them the usual mode.
+FILE_MODE = 0o666 & ~_umask()
+
+
+def _finished_temp(path: Path, write: Callable[[IO[bytes]], Any]) -> str:
+    """``write(file)`` into a temp file beside ``path``, fsynced, with the usual mode; returns its name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """``write(file)`` into a temp file beside ``path``, fsync, then rename: readers see old or new, never half."""
+    path = Path(path)
+    tmp = _finished_temp(path, write)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def create_exclusive(path: Path, write: Callable[[IO[bytes]], Any]) -> bool:
+    """Like :func:`atomic_write`, but only if ``path`` does not exist (a hard link fails on an existing name,
+    also on NFS). True if this call created it; False if it was there (and is left untouched)."""
+    path = Path(path)
+    tmp = _finished_temp(path, write)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    return json.dumps(obj, indent=indent, sort_keys=True, default=str) + "\n"
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json_text(obj))
+
+
+def atomic_write_yaml(path: Path, obj: Any) -> None:
+    atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+# ---------------------------------------------------------------------------------------------- reads
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object from ``path``; None if it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def parse_jsonl(lines: list[str]) -> Iterator[dict]:
+    """JSON objects of ``lines``; a malformed line (one being written, or cut by a kill) is skipped."""
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            yield rec
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return []
+    return list(parse_jsonl(lines))
+
+
+# ---------------------------------------------------------------------------------------------- the directory
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run directory; nothing is created until something is written."""
+
+    path: Path
+
+    def __post_init__(self):  # RunDir(a RunDir) is the same directory
+        object.__setattr__(self, "path", Path(getattr(self.path, "path", self.path)))
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __fspath__(self) -> str:  # Path(run_dir), open(run_dir / ...), str(run_dir) all mean the directory
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    config = property(lambda self: self.path / CONFIG)
+    provenance = property(lambda self: self.path / PROVENANCE)
+    subset = property(lambda self: self.path / SUBSET)
+    heldout = property(lambda self: self.path / HELDOUT)
+    metrics = property(lambda self: self.path / METRICS)
+    summary = property(lambda self: self.path / SUMMARY)
+    status = property(lambda self: self.path / STATUS)
+    error = property(lambda self: self.path / ERROR)
+    worker_log = property(lambda self: self.path / WORKER_LOG)
+    checkpoints = property(lambda self: self.path / CHECKPOINTS)
+    eval_dir = property(lambda self: self.path / EVAL)
+    recon_dir = property(lambda self: self.path / RECON)
+    tensorboard = property(lambda self: self.path / TENSORBOARD)
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / step_name(step, "pt")
+
+    def recon(self, step: int) -> Path:
+        return self.recon_dir / step_name(step, "png")
+
+    def eval_result(self, name: str) -> Path:
+        return self.eval_dir / f"{name}.json"
+
+    def _stepped(self, folder: Path, suffix: str) -> list[tuple[int, Path]]:
+        if not folder.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in folder.iterdir()
+                 if (m := _STEP_FILE.match(p.name)) and m.group(2) == suffix]
+        return sorted(found)
+
+    def list_checkpoints(self) -> list[tuple[int, Path]]:
+        """(step, path) of every complete checkpoint, oldest first (temp files never match)."""
+        return self._stepped(self.checkpoints, "pt")
+
+    def latest_checkpoint(self) -> Path | None:
+        found = self.list_checkpoints()
+        return found[-1][1] if found else None
+
+    def latest_recon(self) -> Path | None:
+        found = self._stepped(self.recon_dir, "png")
+        return found[-1][1] if found else None
+
+    def read_summary(self) -> dict | None:
+        return read_json(self.summary)
+
+    def is_finished(self) -> bool:
+        return self.summary.is_file()
+
+    def eval_results(self) -> list[Path]:
+        return sorted(self.eval_dir.glob("*.json")) if self.eval_dir.is_dir() else []
+
+    def read_metrics(self) -> list[dict]:
+        return read_jsonl(self.metrics)

@@ -1,0 +1,141 @@
+"""Everything a pre-training run holds while it trains, built (or resumed from its latest checkpoint) in one
+place: ``open_run(cfg, run_dir) -> PretrainRun``. The loop in ``train/pretrain.py`` only reads and advances it.
+
+The order of construction is part of the run's identity: the model is initialised right after seeding, and
+nothing between seeding and the first step draws from the global RNGs except what a resumed checkpoint
+restores, so a run started fresh and a run resumed at step s are the same run.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from omegaconf import DictConfig
+
+from mimscale import config as C
+from mimscale import rundir as R
+from mimscale.models import build_model
+from mimscale.objectives.simmim import SimMIM
+from mimscale.rundir import RunDir
+from mimscale.train import distributed as dist
+from mimscale.train.checkpoint import load_checkpoint
+from mimscale.train.flops import flops_per_image
+from mimscale.train.inputs import RunInputs
+from mimscale.train.metrics import MetricsWriter
+from mimscale.train.optim import build_optimizer
+from mimscale.train.progress import Progress
+from mimscale.train.schedule import LRSchedule, budgeted_eval_points, eval_steps, total_steps
+from mimscale.train.state import TrainState, provenance, seed_everything, set_rng_state
+
+
+def build_simmim(cfg: DictConfig) -> SimMIM:
+    encoder = build_model(cfg.model.name, img_size=cfg.data.img_size, drop_path_rate=cfg.model.drop_path_rate,
+                          **cfg.model.kwargs)
+    if cfg.data.img_size % encoder.stride != 0:
+        raise C.ConfigError(f"data.img_size {cfg.data.img_size} is not a multiple of the model's stride "
+                            f"{encoder.stride}")
+    if cfg.data.mask_patch_size % encoder.patch_size != 0:
+        raise C.ConfigError(f"data.mask_patch_size {cfg.data.mask_patch_size} is not a multiple of the model's "
+                            f"patch size {encoder.patch_size}")
+    return SimMIM(encoder, norm_target=cfg.objective.norm_target,
+                  norm_target_window=cfg.objective.norm_target_window)
+
+
+@dataclass
+class PretrainRun:
+    cfg: DictConfig
+    run_dir: RunDir
+    device: torch.device
+    model: SimMIM  # the module whose state is saved
+    train_model: torch.nn.Module  # what the step calls: the model, or its DDP / compiled wrapper
+    inputs: RunInputs
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    lr: LRSchedule
+    steps: int
+    eval_at: set[int]
+    ckpt_at: set[int]
+    flops: float  # per training image, forward + backward
+    writer: MetricsWriter
+    state: TrainState
+    resumed: bool
+    progress: Progress | None = field(default=None)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+        self.writer.close()
+
+
+def _check_world(cfg: DictConfig, world: int, device: torch.device) -> int:
+    """The per-rank micro-batch; the parts of the config that only make sense once the world is known."""
+    t = cfg.train
+    if t.batch_size % (world * t.accum_steps) != 0:
+        raise C.ConfigError(f"train.batch_size {t.batch_size} is not divisible by world size {world} x "
+                            f"accum_steps {t.accum_steps}")
+    if t.precision == "fp16" and device.type != "cuda":
+        raise C.ConfigError("train.precision=fp16 needs CUDA; use bf16 on CPU")
+    return t.batch_size // (world * t.accum_steps)
+
+
+def _schedules(cfg: DictConfig, steps: int, eval_images: int, announce: bool) -> tuple[set[int], set[int]]:
+    """(evaluation steps, checkpoint steps). Checkpoints keep the unthinned schedule: the eval budget saves
+    compute, not resume points."""
+    t = cfg.train
+    points = t.eval_points
+    if t.eval_every <= 0:
+        points = budgeted_eval_points(t.eval_points, steps, t.batch_size, eval_images, t.eval_budget)
+        if points < t.eval_points and announce:
+            print(f"[pretrain] validation at {points} evenly spaced points instead of {t.eval_points}: "
+                  f"{eval_images} held-out+probe images per evaluation would exceed "
+                  f"train.eval_budget={t.eval_budget:g} of this {steps}-step run's compute", file=sys.stderr)
+    ckpts = (eval_steps(steps, t.eval_every, t.eval_points) if t.ckpt_every <= 0
+             else set(range(t.ckpt_every, steps + 1, t.ckpt_every)) | {steps})
+    return eval_steps(steps, t.eval_every, points), ckpts
+
+
+def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
+    """Build the run in ``run_dir`` (config.yaml already there), resuming from its latest checkpoint."""
+    device = dist.resolve_device(cfg.device)
+    dist.init_from_env(device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    world, rank = dist.world_size(), dist.rank()
+    micro_batch = _check_world(cfg, world, device)
+    t = cfg.train
+
+    seed_everything(cfg.seed + rank)  # the seed differs per rank
+    model = build_simmim(cfg).to(device)
+    inputs = RunInputs(cfg, micro_batch, rank, world, run_dir, model.encoder.patch_size)
+    steps = total_steps(t.iters, t.epochs, t.samples, t.batch_size, inputs.data_size)
+    lr = LRSchedule.from_config(t, steps)
+    optimizer = build_optimizer(model, lr.peak, t.weight_decay, t.betas, t.eps)
+    scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
+
+    state, ckpt = TrainState(), run_dir.latest_checkpoint()
+    if ckpt is not None:
+        saved = load_checkpoint(ckpt, map_location=device)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scaler is not None and saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
+        inputs.load_state_dict(saved["inputs"])
+        set_rng_state(saved["rng"][rank] if rank < len(saved["rng"]) else saved["rng"][0])
+        state = TrainState.resumed(saved, run_dir.read_metrics())
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if t.compile:
+        train_model = torch.compile(train_model)
+
+    writer = MetricsWriter(run_dir.metrics, resume_step=state.step if ckpt else None,
+                           tensorboard_dir=run_dir.tensorboard if t.tensorboard else None, enabled=dist.is_main())
+    if dist.is_main() and ckpt is None:
+        R.atomic_write_json(run_dir.provenance, provenance(device, world))
+    flops = flops_per_image(model, inputs.example_batch(), device)
+    eval_at, ckpt_at = _schedules(cfg, steps, inputs.eval_images, announce=dist.is_main() and ckpt is None)
+    return PretrainRun(cfg, run_dir, device, model, train_model, inputs, optimizer, scaler, lr, steps, eval_at,
+                       ckpt_at, flops, writer, state, resumed=ckpt is not None)
