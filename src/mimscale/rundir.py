@@ -45,7 +45,7 @@ TRAIN, VAL, TRAIN_PROBE = "train", "val", "train_probe"
 LOSS, LR, GRAD_NORM, IMAGES_PER_S, FLOPS_PER_S, SKIPPED_STEP = (
     "loss", "lr", "grad_norm", "images_per_s", "flops_per_s", "skipped_step")
 
-# summary.json, in the order it is written (docs/RESULTS.md says what each means).
+# The keys of summary.json (docs/RESULTS.md says what each means).
 SUMMARY_KEYS = (
     "status", "run_id", "model", "params", "data_size", "data_fraction", "iters", "global_batch",
     "epochs_equivalent", "final_val_loss", "final_val_step", "best_val_loss", "best_val_step",

@@ -1,8 +1,9 @@
-"""Makes the synthetic-results helpers (synth_results.py, beside this file) importable in any import mode."""
+"""The synthetic-results helpers live in synth_results.py beside this file; pytest puts this folder on
+sys.path (``pythonpath`` in pyproject.toml). Fail at once if that name resolved to anything else."""
 
-import sys
 from pathlib import Path
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+import synth_results
+
+assert Path(synth_results.__file__).resolve().parent == Path(__file__).resolve().parent, (
+    f"'synth_results' was imported from {synth_results.__file__}, not from tests/analysis")

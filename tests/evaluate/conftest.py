@@ -1,18 +1,16 @@
-"""Fixtures of the evaluation tests; the helpers live in eval_runs.py beside this file (importable in any
-import mode, as tests/analysis does)."""
+"""Fixtures of the evaluation tests; the helpers live in eval_runs.py beside this file, which pytest puts
+on sys.path (``pythonpath`` in pyproject.toml)."""
 
 import fcntl
-import sys
 from pathlib import Path
 
+import eval_runs
 import pytest
 import torch
+from eval_runs import pretrain_run
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from eval_runs import pretrain_run  # noqa: E402
+assert Path(eval_runs.__file__).resolve().parent == Path(__file__).resolve().parent, (
+    f"'eval_runs' was imported from {eval_runs.__file__}, not from tests/evaluate")
 
 
 @pytest.fixture(scope="session")

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mimscale.atomic import atomic_write_text
 from mimscale.config import dump_yaml, load_config, to_container
 from mimscale.data.sources import ShapesSource
 from mimscale.data.transforms import Normalize
 from mimscale.masking import MaskGenerator, upsample_mask
 from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM, masked_l1_sums, normalize_target
-from mimscale.train.checkpoint import atomic_torch_save, checkpoint_path
+from mimscale.rundir import RunDir, atomic_write_text
+from mimscale.train.checkpoint import atomic_torch_save
 
 # The fixture's pre-training: vit-cpu-s (38k params) on 1,000 shapes, flips only, AdamW 5e-3 (the demo's 1e-3
 # barely moves the probes in 1,000 steps), 5% warmup then cosine; ~19 s on one thread. It lifts the multi-block
@@ -34,7 +34,7 @@ def write_run(run_dir: Path, model: str, state: dict | None, step: int = 1, over
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     if state is not None:
-        atomic_torch_save(checkpoint_path(run_dir, step), {"model": state, "step": step, "config": to_container(cfg)})
+        atomic_torch_save(RunDir(run_dir).checkpoint(step), {"model": state, "step": step, "config": to_container(cfg)})
     return run_dir
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import transformers
 
 from mimscale.masking import MaskGenerator
 from mimscale.models import build_model
@@ -13,8 +14,6 @@ from mimscale.models.hf import (
     load_safetensors,
 )
 from mimscale.objectives.simmim import SimMIM
-
-transformers = pytest.importorskip("transformers")
 
 
 def _swin_mim():

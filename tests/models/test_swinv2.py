@@ -6,8 +6,10 @@ import math
 
 import pytest
 import torch
+import transformers
 
-from mimscale.models.swinv2 import MODEL_CLASS, PRESETS, SwinV2, from_transformers_swinv2
+from mimscale.models.hf import swinv2_from_transformers
+from mimscale.models.swinv2 import MODEL_CLASS, PRESETS, SwinV2
 
 # img 32, patch 2, window 4: stage resolutions 16 (shifted), 8 (shifted), 4 (== window: clamped, no shift)
 SMALL = dict(img_size=32, patch_size=2, embed_dim=16, depths=(2, 2, 2), num_heads=(1, 2, 4), window_size=4,
@@ -19,7 +21,6 @@ CPU_PRESETS = [name for name in PRESETS if name not in PAPER_PARAMS_M]
 
 
 def _hf_model(window: int, pretrained: list[int], masked_image_modeling: bool):
-    transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     cfg = transformers.Swinv2Config(image_size=64, patch_size=4, embed_dim=32, depths=[2, 2, 2],
                                     num_heads=[2, 4, 8], window_size=window, pretrained_window_sizes=pretrained,
@@ -49,7 +50,7 @@ def _hf_model(window: int, pretrained: list[int], masked_image_modeling: bool):
 )
 def test_matches_transformers(window, pretrained, mim):
     hf = _hf_model(window, pretrained, mim)
-    ours = from_transformers_swinv2(hf).eval()
+    ours = swinv2_from_transformers(hf).eval()
     hf_backbone = getattr(hf, "swinv2", hf)
     g = torch.Generator().manual_seed(1)
     for size in (64, 80):  # 80: a resolution the model was not built for (on-the-fly masks, odd merge)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers
 
-from mimscale.models.vit import PRESETS, VisionTransformer, from_transformers_vit, sincos_2d
-
-transformers = pytest.importorskip("transformers")
+from mimscale.models import build_model
+from mimscale.models.hf import vit_from_transformers
+from mimscale.models.vit import PRESETS, VisionTransformer, sincos_2d
+from mimscale.objectives.simmim import SimMIM
 
 CPU_PRESETS = [n for n in PRESETS if n.startswith("vit-cpu")]
 BIG_PRESETS = [n for n in PRESETS if not n.startswith("vit-cpu")]
@@ -37,7 +39,7 @@ def _random_mask(batch: int, grid: int, seed: int = 1) -> torch.Tensor:
 
 
 def test_matches_transformers_vit_with_mask(hf_mim):
-    ours = from_transformers_vit(hf_mim).eval()
+    ours = vit_from_transformers(hf_mim).eval()
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     mask = _random_mask(3, 4)
     with torch.no_grad():
@@ -52,7 +54,7 @@ def test_matches_transformers_vit_with_mask(hf_mim):
 
 def test_matches_transformers_vit_at_other_resolution(hf_mim):
     # Abs position embedding interpolated bicubically exactly as HF's interpolate_pos_encoding.
-    ours = from_transformers_vit(hf_mim).eval()
+    ours = vit_from_transformers(hf_mim).eval()
     x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ref = _hf_map(hf_mim.vit(x, interpolate_pos_encoding=True).last_hidden_state, 6)
@@ -62,9 +64,8 @@ def test_matches_transformers_vit_at_other_resolution(hf_mim):
 
 
 def test_simmim_loss_matches_transformers(hf_mim):
-    simmim_mod = pytest.importorskip("mimscale.objectives.simmim")
-    encoder = from_transformers_vit(hf_mim)
-    model = simmim_mod.SimMIM(encoder, in_chans=3, norm_target=False).eval()
+    encoder = vit_from_transformers(hf_mim)
+    model = SimMIM(encoder, in_chans=3, norm_target=False).eval()
     model.decoder.load_state_dict(hf_mim.decoder.state_dict())
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     mask = _random_mask(4, 4, seed=5)
@@ -123,9 +124,6 @@ def test_cpu_presets_match_demo_notes():
 
 
 def test_registry_builds_vit_presets():
-    pytest.importorskip("mimscale.models.swinv2")  # the registry lists every family's presets
-    from mimscale.models import build_model
-
     model = build_model("vit-cpu-s", depth=1)
     assert isinstance(model, VisionTransformer) and model.depth == 1 and model.num_layers == 3
 

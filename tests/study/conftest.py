@@ -1,14 +1,15 @@
-"""Makes study_helpers (beside this file) importable in any import mode, and in the processes tests start."""
+"""study_helpers (beside this file) is importable in the test processes because pytest puts this folder on
+sys.path (``pythonpath`` in pyproject.toml); ``helper_env`` makes it importable in the processes tests start."""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
+import study_helpers
 
 HERE = str(Path(__file__).resolve().parent)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+assert str(Path(study_helpers.__file__).resolve().parent) == HERE, (
+    f"'study_helpers' was imported from {study_helpers.__file__}, not from tests/study")
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def toy_pretrain(cfg: DictConfig, evals: list) -> dict:
     most the step in flight, and a resumed run ends with exactly the state an uninterrupted one has.
     Env: TOY_STEP_S (sleep per step), TOY_LOG (file that gets one line per executed step).
     """
-    from mimscale.atomic import atomic_write_json
+    from mimscale.rundir import atomic_write_json
     from mimscale.study.store import read_json
 
     run_dir = Path(cfg.run_dir)
@@ -75,7 +75,7 @@ def failing_on_small_data(cfg: DictConfig, evals: list) -> dict:
 
 def counting(cfg: DictConfig, evals: list) -> dict:
     """Logs one line per execution (TOY_LOG) and writes a summary; checks that no one else runs it too."""
-    from mimscale.atomic import atomic_write_json
+    from mimscale.rundir import atomic_write_json
 
     run_dir = Path(cfg.run_dir)
     marker = run_dir / "in_progress"

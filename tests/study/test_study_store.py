@@ -140,3 +140,51 @@ def test_study_yaml_can_be_rerun_in_place_and_guards_against_changed_run_ids(tmp
         load_study_dir(out)
     assert main(["study", "status", str(out)]) == 2
     assert "config schema changed" in capsys.readouterr().err
+
+
+def _later_schema(monkeypatch, neutral: bool):
+    """This mimscale, upgraded: the train section gains ``new_knob`` whose default 0.0 keeps the old behaviour."""
+    from dataclasses import dataclass, field
+
+    from mimscale import config as C
+
+    @dataclass
+    class LaterTrain(C.TrainConfig):
+        new_knob: float = 0.0
+
+    @dataclass
+    class LaterConfig(C.Config):
+        train: LaterTrain = field(default_factory=LaterTrain)
+
+    monkeypatch.setattr(C, "Config", LaterConfig)
+    if neutral:
+        monkeypatch.setitem(C.ADDED_KEYS, "train.new_knob", (2, 0.0))
+
+
+def test_a_study_directory_still_loads_after_a_config_key_with_a_neutral_default_is_added(tmp_path, monkeypatch):
+    study = load_study(write_study(tmp_path / "a.yaml", DOC))
+    out = tmp_path / "out"
+    init_study_dir(study, out)
+    done = store.run_dir(out, study.runs[0].id)
+    done.path.mkdir(parents=True)
+    done.summary.write_text(json.dumps({"status": "done"}))
+    (done.eval_dir).mkdir()
+    done.eval_result("knn").write_text("{}")
+    ids = [r.id for r in study.runs]
+
+    _later_schema(monkeypatch, neutral=True)
+    upgraded = load_study_dir(out)  # no "finish it with the version that started it"
+    assert [r.id for r in upgraded.runs] == ids
+    assert run_state(out, ids[0], ["knn"]) == "done" and run_state(out, ids[1], ["knn"]) == "pending"
+    assert "new_knob" in str(upgraded.runs[0].cfg.train)  # the new key is really in the schema
+    changed = load_study(write_study(tmp_path / "c.yaml", {**DOC, "base": {"train.iters": 5, "train.new_knob": 1.0}}))
+    assert changed.runs[0].id not in ids  # a value that changes what runs compute changes the id
+
+
+def test_a_key_added_without_a_neutral_value_changes_ids_and_the_study_directory_says_so(tmp_path, monkeypatch):
+    study = load_study(write_study(tmp_path / "a.yaml", DOC))
+    out = tmp_path / "out"
+    init_study_dir(study, out)
+    _later_schema(monkeypatch, neutral=False)
+    with pytest.raises(StudyError, match="lists other run ids"):
+        load_study_dir(out)

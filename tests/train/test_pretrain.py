@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from mimscale.cli import main
-from mimscale.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from mimscale.rundir import RunDir
+from mimscale.train.checkpoint import load_checkpoint
 
 TINY = ["model.name=swinv2-cpu-t", "data.source=shapes:size=32,pool=256,seed=0", "data.val_size=64",
         "data.probe_size=64", "train.batch_size=16", "train.eval_points=2", "train.eval_budget=0", "train.recon_images=2",
@@ -28,7 +29,7 @@ def _cli(args, **kw):
 def _wait_for_checkpoint(run_dir: Path, proc, timeout=120.0):
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if list_checkpoints(run_dir):
+        if RunDir(run_dir).list_checkpoints():
             return
         if proc.poll() is not None:
             raise AssertionError(f"process ended before a checkpoint: {proc.stderr.read()}")
@@ -37,7 +38,7 @@ def _wait_for_checkpoint(run_dir: Path, proc, timeout=120.0):
 
 
 def _final_weights(run_dir: Path) -> dict:
-    return load_checkpoint(latest_checkpoint(run_dir))["model"]
+    return load_checkpoint(RunDir(run_dir).latest_checkpoint())["model"]
 
 
 def test_sigkill_resume_is_bit_identical(tmp_path):
@@ -48,7 +49,7 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert not (tmp_path / "victim" / "summary.json").exists()
-    killed_at = list_checkpoints(tmp_path / "victim")[-1][0]
+    killed_at = RunDir(tmp_path / "victim").list_checkpoints()[-1][0]
     assert killed_at < 60
     resumed = _cli(args + [f"run_dir={tmp_path / 'victim'}"])
     assert resumed.wait() == 0, resumed.stderr.read()
@@ -77,7 +78,7 @@ def test_sigterm_writes_loadable_checkpoint_and_resumes(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert "checkpoint written" in proc.stderr.read()
-    state = load_checkpoint(latest_checkpoint(run))
+    state = load_checkpoint(RunDir(run).latest_checkpoint())
     assert 0 < state["step"] < 400 and "optimizer" in state and state["config"]["train"]["iters"] == 400
     resumed = _cli(args)
     assert resumed.wait() == 0, resumed.stderr.read()
@@ -93,7 +94,7 @@ def test_nan_is_skipped_and_counted_then_stops(tmp_path, capsys):
                  f"run_dir={tmp_path / 'b'}"])
     err = capsys.readouterr().err
     assert code == 1 and "3 consecutive non-finite losses at step 6" in err
-    for _, path in list_checkpoints(tmp_path / "b"):
+    for _, path in RunDir(tmp_path / "b").list_checkpoints():
         for v in load_checkpoint(path)["model"].values():
             assert torch.isfinite(v).all()
 
@@ -128,7 +129,9 @@ def test_ddp_two_ranks_matches_one_process_and_resumes(tmp_path):
     common = TINY + ["train.iters=10", "model.drop_path_rate=0.0", "train.ckpt_every=5", "train.eval_points=1"]
     assert main(["pretrain", *common, f"run_dir={tmp_path / 'single'}"]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    # --standalone: a c10d rendezvous on localhost:0, so each launch gets a free port (no fixed port that a
+    # concurrent test, xdist worker or leftover process could hold).
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "mimscale.cli", "pretrain", *common, f"run_dir={tmp_path / 'ddp'}"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -144,7 +147,7 @@ def test_ddp_two_ranks_matches_one_process_and_resumes(tmp_path):
         assert abs(a - b) <= 1e-4 * abs(a), (single, ddp)
     # resume from its own checkpoint: drop the summary and the last checkpoint, rerun to the end
     (tmp_path / "ddp" / "summary.json").unlink()
-    list_checkpoints(tmp_path / "ddp")[-1][1].unlink()
+    RunDir(tmp_path / "ddp").list_checkpoints()[-1][1].unlink()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert curve(tmp_path / "ddp") == ddp
@@ -161,4 +164,4 @@ def test_eval_budget_thins_evaluations_of_a_short_run(tmp_path, capsys):
     assert vals == [0, 40]
     assert "validation at 1 evenly spaced points instead of 4" in capsys.readouterr().err
     # checkpoints keep the unthinned schedule (10, 20, 30, 40; the last train.keep_last=2 kept)
-    assert [step for step, _ in list_checkpoints(run)] == [30, 40]
+    assert [step for step, _ in RunDir(run).list_checkpoints()] == [30, 40]

@@ -409,8 +409,6 @@ PRESETS: dict[str, dict] = {
     "swinv2-l": dict(_STUDY, embed_dim=192, num_heads=(6, 12, 24, 48)),  # 195.20M (195.2M)
     "swinv2-h": dict(_STUDY, embed_dim=352, num_heads=(11, 22, 44, 88)),  # 655.21M (655.2M)
     "swinv2-g": dict(_STUDY, embed_dim=448, num_heads=(14, 28, 56, 112)),  # 1060.98M (1061.0M)
-    # CPU presets for laptop-sized grids (32 px images, patch 4, window 4, two stages: 8x8 then 4x4 tokens,
-    # so stride 8 matches the demo's 8 px mask units). Same block design as the paper's presets.
     "swinv2-cpu-t": dict(_CPU, embed_dim=16, depths=(1, 1), num_heads=(1, 2)),
     "swinv2-cpu-s": dict(_CPU, embed_dim=16, depths=(2, 2), num_heads=(1, 2)),
     "swinv2-cpu-m": dict(_CPU, embed_dim=32, depths=(2, 4), num_heads=(2, 4)),

@@ -5,7 +5,7 @@
     study = load_study("configs/studies/cpu-small.yaml")     # parse + expand (StudyError on bad input)
     init_study_dir(study, "runs/cpu-small")                 # study.yaml; refuses a different study
     run_local(study, "runs/cpu-small", workers=2)           # resumable; rerun to continue
-    status_rows(study, "runs/cpu-small"); study_results(study, "runs/cpu-small")
+    status_rows(study, "runs/cpu-small")    # results.csv: mimscale.analysis.study_table.write_results
 """
 
 from mimscale.errors import StudyError
@@ -18,11 +18,5 @@ from mimscale.study.worker import pretrain_and_evaluate
 
 __all__ = ["study_main", "load_study", "parse_study", "Study", "StudyRun", "StudyError", "init_study_dir",
            "load_study_dir", "run_state", "try_claim", "run_local", "RunReport", "pretrain_and_evaluate",
-           "status_rows", "study_results"]
+           "status_rows"]
 
-
-def study_results(study, study_dir):
-    # Imported on use: the results table needs pandas, which `study run` workers never do.
-    from mimscale.study.results import study_results as results
-
-    return results(study, study_dir)

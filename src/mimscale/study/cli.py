@@ -182,7 +182,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from mimscale.study.results import write_results
+    from mimscale.analysis.study_table import write_results  # pandas: only for this command
 
     study, study_dir = _open_dir(args.study_dir)
     out, curves, runs = write_results(study, study_dir, args.out, args.curves)

@@ -172,7 +172,7 @@ def _finish(run: PretrainRun) -> dict:
 
 
 def _summary(run: PretrainRun) -> dict:
-    """summary.json: its keys are rundir.SUMMARY_KEYS, in that order (docs/RESULTS.md)."""
+    """summary.json: its keys are rundir.SUMMARY_KEYS (docs/RESULTS.md)."""
     s, cfg = run.state, run.cfg
     vals = {step: h[R.VAL] for step, h in s.history.items() if R.VAL in h}
     final_step = max(vals)

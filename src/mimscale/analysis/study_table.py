@@ -1,8 +1,8 @@
-"""``study results``: the study's results table (one row per run) and its long-format curve table.
+"""``mimscale study results``: a study's results table (one row per run) and its long-format curve table.
 
 The columns come from :mod:`mimscale.analysis.results` (the one definition of the results table that
 the analysis and report also read); this module restricts them to the study's runs, adds the axis
-values and the runner's status, and writes both tables as CSV.
+values and the runner's status, and writes both tables as CSV (``results.csv``, ``curves.csv``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mimscale.analysis.results import CURVE_COLUMNS, curves_table, results_table
 from mimscale.rundir import atomic_write_text
 from mimscale.study import store
 from mimscale.study.spec import Study
+
+from .results import CURVE_COLUMNS, curves_table, results_table
 
 
 def _axis_value(v):

@@ -1,0 +1,103 @@
+"""The run directory as the rest of the system reads it: summary keys, the results table's run-time column,
+checkpoints that cannot run code, and a run directory that belongs to another run."""
+
+import pickle
+import random
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from mimscale import rundir as R
+from mimscale.cli import main
+from mimscale.rundir import RunDir
+from mimscale.train.checkpoint import atomic_torch_save, load_checkpoint
+from mimscale.train.state import rng_state, set_rng_state
+
+TINY = {"model.name": "vit-cpu-s", "data.source": "shapes:size=32,pool=128,seed=0", "data.val_size": 32,
+        "data.probe_size": 32, "train.batch_size": 16, "train.iters": 4, "train.eval_points": 2,
+        "train.eval_budget": 0, "train.recon_images": 0, "threads": 1}
+TINY_ARGS = [f"{k}={v}" for k, v in TINY.items()]
+
+
+def test_summary_keys_and_the_run_time_column_of_results_csv(tmp_path, capsys):
+    study = tmp_path / "s.yaml"
+    study.write_text(yaml.safe_dump({"name": "s", "base": {k: v for k, v in TINY.items() if k != "threads"},
+                                     "axes": {"data.fraction": [1.0]}}))
+    out = tmp_path / "out"
+    assert main(["study", "run", str(study), "--out", str(out), "--workers", "1"]) == 0
+    assert main(["study", "results", str(out)]) == 0
+    run = RunDir(next((out / "runs").iterdir()))
+    summary = run.read_summary()
+    assert sorted(summary) == sorted(R.SUMMARY_KEYS)
+    table = pd.read_csv(out / "results.csv")
+    assert table.loc[0, "train_time_s"] == summary["train_time_s"] > 0
+    assert table.loc[0, "skipped_steps"] == 0 and table.loc[0, "skipped_files"] == 0
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_with_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pretrain", *TINY_ARGS, "train.iters=2", "train.eval_points=1", f"run_dir={run}"]) == 0
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    rd = RunDir(run)
+    rd.summary.unlink()  # unfinished: pretrain resumes from the checkpoint
+    atomic_torch_save(rd.checkpoint(2), {"model": Payload(), "step": 2})
+    capsys.readouterr()
+    assert main(["pretrain", *TINY_ARGS, "train.iters=2", "train.eval_points=1", f"run_dir={run}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "refused: loading would run code" in err, err
+    assert main(["finetune", str(run), "task=knn"]) == 2
+    assert "refused: loading would run code" in capsys.readouterr().err
+    assert not marker.exists()
+
+    rd.checkpoint(2).write_bytes(b"not a checkpoint")
+    assert main(["finetune", str(run), "task=knn"]) == 2
+    assert "is not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_rng_state_round_trips_weights_only_and_old_checkpoints_still_load(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    state = rng_state()
+    atomic_torch_save(tmp_path / "new.pt", {"rng": [state]})
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_state(load_checkpoint(tmp_path / "new.pt")["rng"][0])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+    # mimscale 0.1 stored numpy's state as a tuple holding an array: still read, weights-only
+    legacy = {**state, "numpy": np.random.get_state()}
+    np.random.rand()
+    atomic_torch_save(tmp_path / "old.pt", {"rng": [legacy]})
+    after = np.random.rand()
+    set_rng_state(load_checkpoint(tmp_path / "old.pt")["rng"][0])
+    assert np.random.rand() != after and pickle.dumps(legacy["numpy"])  # restored to before the draws
+
+
+def test_a_finished_run_directory_of_another_config_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pretrain", *TINY_ARGS, "train.iters=2", "train.eval_points=1", f"run_dir={run}"]) == 0
+    before = RunDir(run).summary.read_text()
+    capsys.readouterr()
+    assert main(["pretrain", *TINY_ARGS, "train.iters=3", "train.eval_points=1", f"run_dir={run}"]) == 2
+    assert "holds a different run" in capsys.readouterr().err
+    assert RunDir(run).summary.read_text() == before
+    (tmp_path / "file").write_text("x")
+    assert main(["pretrain", *TINY_ARGS, f"run_dir={tmp_path / 'file'}"]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_a_finished_evaluation_is_reused_whatever_the_other_tasks_settings(tmp_path):
+    from omegaconf import OmegaConf
+
+    from mimscale.evaluate.config import identity, load_eval_config, same_identity
+
+    knn = load_eval_config(None, ["task=knn"])
+    assert same_identity(identity(knn), load_eval_config(None, ["task=knn", "base_lr=1.0", "epochs=3"]))
+    assert not same_identity(identity(knn), load_eval_config(None, ["task=knn", "knn_k=5"]))
+    assert "base_lr" not in identity(knn) and "knn_k" in identity(knn)
+    old = {**OmegaConf.to_container(knn), "device": "cpu", "epochs": 7}
+    assert same_identity(old, knn)  # a result written when identities held every key still counts
