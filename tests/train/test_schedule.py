@@ -1,12 +1,21 @@
 import math
 
 import pytest
+from omegaconf import OmegaConf
 
-from mimscale.train.schedule import budgeted_eval_points, eval_steps, lr_at, scaled_lr, total_steps
+from mimscale.config import TrainConfig
+from mimscale.train.schedule import (
+    LRSchedule,
+    budgeted_eval_points,
+    eval_steps,
+    lr_at,
+    scaled_lr,
+    total_steps,
+)
 
 
 def test_linear_scaling_rule():
-    assert scaled_lr(1e-4, 2048) == pytest.approx(4e-4)  # SPEC: 4e-4 at batch 2048
+    assert scaled_lr(1e-4, 2048) == pytest.approx(4e-4)  # the recipe: 4e-4 at batch 2048
     assert scaled_lr(1.25e-3, 2048) == pytest.approx(5e-3)
 
 
@@ -30,7 +39,22 @@ def test_step_decay_at_seven_eighths():
 
 def test_pure_function_of_step():
     kw = dict(total=500, peak=1.0, warmup_steps=10, warmup_lr=0.0, min_lr=0.0)
-    assert [lr_at(s, **kw) for s in (3, 300, 3)] == [lr_at(3, **kw), lr_at(300, **kw), lr_at(3, **kw)]
+    forward = [lr_at(s, **kw) for s in range(500)]
+    backward = [lr_at(s, **kw) for s in reversed(range(500))][::-1]  # no state carried between calls
+    assert forward == backward
+    assert forward[3] == pytest.approx(0.3)  # linear warmup from 0 to the peak at step 10
+    assert forward[10] == pytest.approx(1.0)
+    assert forward[255] == pytest.approx(0.5)  # cosine halfway through the 490 post-warmup steps
+
+
+def test_schedule_from_config_scales_lrs_and_resolves_warmup():
+    t = OmegaConf.structured(TrainConfig(iters=800, batch_size=2048, base_lr=1e-4, warmup_lr=5e-7, min_lr=5e-6,
+                                         warmup_iters=-1, warmup_fraction=0.0125, schedule="step"))
+    sched = LRSchedule.from_config(t, 800)
+    assert sched.peak == pytest.approx(4e-4) and sched.warmup_steps == 10
+    assert sched.warmup_lr == pytest.approx(2e-6) and sched(0) == pytest.approx(2e-6)
+    assert sched(699) == pytest.approx(4e-4) and sched(700) == pytest.approx(4e-5)
+    assert LRSchedule.from_config(OmegaConf.merge(t, {"warmup_iters": 40}), 800).warmup_steps == 40
 
 
 def test_length_units_convert_in_one_place():
