@@ -239,6 +239,16 @@ class RunDir:
     def is_finished(self) -> bool:
         return self.summary.is_file()
 
+    def eval_is_current(self, name: str) -> bool:
+        """Whether ``eval/<name>.json`` evaluated this finished run's final weights: a result of an intermediate
+        checkpoint (a ``finetune`` run while pre-training went on) is stale and is redone."""
+        result, summary = read_json(self.eval_result(name)), self.read_summary()
+        if result is None or summary is None:
+            return False
+        if result.get("step") is None or (result.get("config") or {}).get("checkpoint"):
+            return True  # init=random, or a checkpoint the evaluation names itself
+        return result.get("step") == summary.get("iters")
+
     def eval_results(self) -> list[Path]:
         return sorted(self.eval_dir.glob("*.json")) if self.eval_dir.is_dir() else []
 

@@ -188,3 +188,15 @@ def test_a_key_added_without_a_neutral_value_changes_ids_and_the_study_directory
     _later_schema(monkeypatch, neutral=False)
     with pytest.raises(StudyError, match="lists other run ids"):
         load_study_dir(out)
+
+
+def test_an_evaluation_of_an_intermediate_checkpoint_does_not_make_a_run_done(tmp_path):
+    d = store.run_dir(tmp_path, "r")
+    d.eval_dir.mkdir(parents=True)
+    d.summary.write_text(json.dumps({"status": "done", "iters": 150}))
+    d.eval_result("knn").write_text(json.dumps({"step": 140, "config": {"checkpoint": ""}}))
+    assert run_state(tmp_path, "r", ["knn"]) == "partial" and not d.eval_is_current("knn")
+    d.eval_result("knn").write_text(json.dumps({"step": 150, "config": {"checkpoint": ""}}))
+    assert run_state(tmp_path, "r", ["knn"]) == "done"
+    d.eval_result("knn").write_text(json.dumps({"step": None, "config": {"init": "random"}}))
+    assert run_state(tmp_path, "r", ["knn"]) == "done"

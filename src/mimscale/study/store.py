@@ -247,7 +247,7 @@ def run_state(study_dir: Path, run_id: str, eval_names: list[str], held: bool = 
         status = str(summary.get("status", "done"))
         if status != "done":
             return status
-        missing = [n for n in eval_names if not d.eval_result(n).exists()]
+        missing = [n for n in eval_names if not d.eval_is_current(n)]
         if not missing:
             return "done"
     record = read_json(d.status)

@@ -72,8 +72,9 @@ def check_evals(evals: list[dict]) -> None:
 
 
 def run_evals(run_dir: Path, evals: list[dict], threads: int = 0) -> None:
-    """Each eval not yet written to ``run_dir/eval/<name>.json``, through mimscale.evaluate.run."""
-    todo = [e for e in evals if not RunDir(run_dir).eval_result(e["name"]).exists()]
+    """Each eval without a current result in ``run_dir/eval/<name>.json``, through mimscale.evaluate.run (which
+    also redoes a result of an older checkpoint and refuses one with other settings under the same name)."""
+    todo = [e for e in evals if not RunDir(run_dir).eval_is_current(e["name"])]
     if not todo:
         return
     from mimscale.evaluate import run
