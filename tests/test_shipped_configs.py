@@ -22,7 +22,7 @@ def test_pretrain_configs_parse_and_name_real_models(path):
     family, kwargs = model_kwargs(cfg.model.name)
     assert family == "swinv2"
     if cfg.model.name in ("swinv2-s", "swinv2-b", "swinv2-l", "swinv2-h", "swinv2-g"):
-        # the paper's recipe (SPEC section 4): 4e-4 at batch 2048, 192 px, 32 px mask units, step decay
+        # the paper's recipe (docs/METHOD.md, Pre-training recipe): 4e-4 at batch 2048, 192 px, 32 px mask units, step decay
         assert cfg.train.base_lr * cfg.train.batch_size / 512 == pytest.approx(4e-4)
         assert (cfg.data.img_size, cfg.data.mask_patch_size, cfg.train.schedule) == (192, 32, "step")
         assert cfg.objective.norm_target and cfg.objective.norm_target_window == 47

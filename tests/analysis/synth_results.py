@@ -78,7 +78,7 @@ def _curve(final, steps, rng, overfit_rise=0.0, start=1.0):
 
 
 def make_study_dir(root, planted_curve=(("tiny-l", 100, 2000),), rise=0.02, seed=0) -> Path:
-    """A study directory like the study runner writes (see DESIGN.md); returns its path."""
+    """A study directory like the study runner writes (docs/RESULTS.md); returns its path."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     (root / "runs").mkdir(parents=True)

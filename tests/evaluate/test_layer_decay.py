@@ -1,4 +1,4 @@
-"""Layer-wise LR decay: ids and LR scales of named parameters follow SPEC section 7."""
+"""Layer-wise LR decay: ids and LR scales of named parameters follow docs/METHOD.md, Fine-tuning and other evaluations."""
 
 import pytest
 import torch.nn as nn
@@ -48,7 +48,7 @@ def test_swinv2_layer_ids_match_spec():
         got_id, scale, _ = table[name]
         assert got_id == lid, name
         assert scale == pytest.approx(DECAY ** (26 - 1 - lid)), name
-    # No weight decay on 1-D params, biases, the mask token, the CPB MLP and logit scales (SPEC section 3).
+    # No weight decay on 1-D params, biases, the mask token, the CPB MLP and logit scales (docs/METHOD.md, Swin V2).
     assert table["encoder.layers.2.blocks.0.attn.qkv.weight"][2] == 0.05
     assert table["head.weight"][2] == 0.05
     for name in ("encoder.mask_token", "encoder.layers.1.blocks.0.attn.cpb_mlp.0.weight", "head.bias",

@@ -15,7 +15,7 @@ from mimscale.models.swinv2 import MODEL_CLASS, PRESETS, SwinV2
 SMALL = dict(img_size=32, patch_size=2, embed_dim=16, depths=(2, 2, 2), num_heads=(1, 2, 4), window_size=4,
              drop_path_rate=0.0)
 
-# The study's backbone sizes in millions (SPEC section 3), mask token included, decoder excluded.
+# The study's backbone sizes in millions (docs/METHOD.md, Swin V2), mask token included, decoder excluded.
 PAPER_PARAMS_M = {"swinv2-s": 49.0, "swinv2-b": 86.9, "swinv2-l": 195.2, "swinv2-h": 655.2, "swinv2-g": 1061.0}
 CPU_PRESETS = [name for name in PRESETS if name not in PAPER_PARAMS_M]
 
