@@ -14,6 +14,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ __all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "val
 
 # Version of the config schema; written to provenance.json. Bump it when a key is added (and list that key
 # in ADDED_KEYS with its neutral value) or when a default changes what runs compute.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: train.divergence_factor (a guard: not part of the run identity)
 # Keys added after schema version 1: dotted key -> (version that added it, the value that reproduces the
 # behaviour before it existed). At that value a key does not enter the run id.
 ADDED_KEYS: dict[str, tuple[int, Any]] = {}
@@ -96,6 +98,9 @@ class TrainConfig:
     ckpt_every: int = 0  # steps between checkpoints; 0: at the eval_every / eval_points steps (before eval_budget)
     keep_last: int = 2
     max_nonfinite: int = 10  # consecutive non-finite losses before the run stops
+    # Stop a run whose smoothed training loss rises above this multiple of its running minimum (a diverged run
+    # otherwise goes on, finite, to the end); 0 = off. A guard, not part of the run identity.
+    divergence_factor: float = 4.0
     recon_images: int = 8  # held-out images in the reconstruction picture (0 = none)
     tensorboard: bool = False
     debug_nan_steps: list[int] = field(default_factory=list)  # fault injection: steps whose loss is NaN
@@ -117,7 +122,8 @@ class Config:
 
 # Keys that say where or how fast a run goes, not what it computes: they do not enter the run id.
 NON_IDENTITY_KEYS = ("device", "threads", "out", "name", "run_dir", "data.num_workers", "train.log_every",
-                     "train.keep_last", "train.tensorboard", "train.compile", "train.ckpt_every")
+                     "train.keep_last", "train.tensorboard", "train.compile", "train.ckpt_every",
+                     "train.divergence_factor")
 
 
 def _all_keys(node: Any, prefix: str = "") -> list[str]:
@@ -163,6 +169,9 @@ def load_layered(schema: Any, path: str | Path | None, overrides, check) -> Dict
             loaded = OmegaConf.load(path)
         except Exception as e:  # yaml errors carry multi-line marks; keep the first line
             raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
+        if not isinstance(loaded, DictConfig):
+            raise ConfigError(f"{path} is a YAML {type(loaded).__name__.removesuffix('Config').lower()}, not a "
+                              f"mapping of config values (key: value)")
         cfg = merge(cfg, loaded, str(path))
     for item in overrides:
         if "=" not in item:
@@ -184,25 +193,93 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return load_layered(base or Config(), path, overrides, validate)
 
 
+def _positive(v) -> bool:
+    return v > 0
+
+
+def _non_negative(v) -> bool:
+    return v >= 0
+
+
+# (key, test, what the test asks for): one-line errors for every numeric key, so a bad value fails here and
+# not as a traceback (or, worse, silently) somewhere inside a run.
+_RANGES = (
+    ("seed", lambda v: True, ""),
+    ("threads", _non_negative, ">= 0 (0: torch's default)"),
+    ("model.drop_path_rate", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("objective.norm_target_window", _positive, "a positive odd number"),
+    ("data.fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("data.img_size", _positive, "a positive number of pixels"),
+    ("data.mask_patch_size", _positive, "a positive number of pixels"),
+    ("data.mask_ratio", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("data.num_workers", _non_negative, ">= 0 (0: load in the training process)"),
+    ("data.val_size", _non_negative, ">= 0 (0: the whole held-out set)"),
+    ("data.probe_size", _non_negative, ">= 0"),
+    ("train.iters", _non_negative, ">= 0"),
+    ("train.epochs", _non_negative, ">= 0"),
+    ("train.samples", _non_negative, ">= 0"),
+    ("train.batch_size", _positive, "positive"),
+    ("train.accum_steps", _positive, "positive"),
+    ("train.base_lr", _positive, "positive"),
+    ("train.warmup_lr", _non_negative, ">= 0"),
+    ("train.min_lr", _non_negative, ">= 0"),
+    ("train.warmup_iters", lambda v: v >= -1, ">= 0 (or -1: train.warmup_fraction of the run)"),
+    ("train.warmup_fraction", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("train.step_at", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("train.step_gamma", _positive, "positive"),
+    ("train.weight_decay", _non_negative, ">= 0"),
+    ("train.eps", _positive, "positive"),
+    ("train.clip_grad", _non_negative, ">= 0 (0: off)"),
+    ("train.eval_every", _non_negative, ">= 0 (0: train.eval_points evenly spaced)"),
+    ("train.eval_points", _non_negative, ">= 0"),
+    ("train.eval_budget", _non_negative, ">= 0 (0 = no cap)"),
+    ("train.log_every", _positive, "positive"),
+    ("train.ckpt_every", _non_negative, ">= 0 (0: at the evaluation steps)"),
+    ("train.keep_last", _non_negative, ">= 0 (0: keep every checkpoint)"),
+    ("train.max_nonfinite", _positive, "positive"),
+    ("train.divergence_factor", lambda v: v == 0 or v > 1, "> 1 (or 0: off)"),
+    ("train.recon_images", _non_negative, ">= 0"),
+)
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _check_range(cfg: DictConfig, key: str, test, what: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+    if not test(value):
+        raise ConfigError(f"{key} must be {what}, got {value}")
+
+
+def _check_pair(key: str, pair, lo_min: float, hi_max: float) -> None:
+    lo, hi = pair
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo_min < lo <= hi <= hi_max):
+        bound = f" <= {hi_max:g}" if math.isfinite(hi_max) else ""
+        raise ConfigError(f"{key} must be [lo, hi] with {lo_min:g} < lo <= hi{bound}, got {list(pair)}")
+
+
 def validate(cfg: DictConfig) -> None:
     t, d = cfg.train, cfg.data
-    lengths = [t.iters > 0, t.epochs > 0, t.samples > 0]
-    if sum(lengths) != 1:
+    for key, test, what in _RANGES:
+        _check_range(cfg, key, test, what)
+    if sum([t.iters > 0, t.epochs > 0, t.samples > 0]) != 1:
         raise ConfigError("give exactly one training length: train.iters, train.epochs or train.samples")
-    if not 0.0 < d.fraction <= 1.0:
-        raise ConfigError(f"data.fraction must be in (0, 1], got {d.fraction}")
-    if t.batch_size <= 0 or t.accum_steps <= 0:
-        raise ConfigError("train.batch_size and train.accum_steps must be positive")
+    if d.img_size % d.mask_patch_size:
+        raise ConfigError(f"data.img_size {d.img_size} is not a multiple of data.mask_patch_size {d.mask_patch_size}")
+    _check_pair("data.crop_scale", d.crop_scale, 0.0, 1.0)
+    _check_pair("data.crop_ratio", d.crop_ratio, 0.0, math.inf)
+    if not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"train.betas must both be in [0, 1), got {list(t.betas)}")
     if t.schedule not in ("cosine", "step"):
         raise ConfigError(f"train.schedule must be 'cosine' or 'step', got '{t.schedule}'")
     if t.precision not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"train.precision must be fp32, bf16 or fp16, got '{t.precision}'")
     if t.eval_every <= 0 and t.eval_points <= 0:
         raise ConfigError("train.eval_points must be positive (or set train.eval_every)")
-    if t.eval_budget < 0:
-        raise ConfigError(f"train.eval_budget must be >= 0 (0 = no cap), got {t.eval_budget}")
     if cfg.objective.norm_target and cfg.objective.norm_target_window % 2 == 0:
         raise ConfigError("objective.norm_target_window must be odd")
+    if not _DEVICE.fullmatch(cfg.device):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
     if t.precision == "fp16" and cfg.device == "cpu":
         raise ConfigError("train.precision=fp16 needs CUDA; use bf16 on CPU")
 

@@ -42,8 +42,8 @@ CHECKPOINTS, EVAL, RECON, TENSORBOARD = "checkpoints", "eval", "recon", "tb"
 # Metric records: (split, name). The held-out and training-probe losses use the same name so a curve is
 # selected by split alone.
 TRAIN, VAL, TRAIN_PROBE = "train", "val", "train_probe"
-LOSS, LR, GRAD_NORM, IMAGES_PER_S, FLOPS_PER_S, SKIPPED_STEP = (
-    "loss", "lr", "grad_norm", "images_per_s", "flops_per_s", "skipped_step")
+LOSS, LR, GRAD_NORM, IMAGES_PER_S, FLOPS_PER_S, SKIPPED_STEP, SKIPPED_FILES = (
+    "loss", "lr", "grad_norm", "images_per_s", "flops_per_s", "skipped_step", "skipped_files")
 
 # The keys of summary.json (docs/RESULTS.md says what each means).
 SUMMARY_KEYS = (

@@ -214,6 +214,8 @@ def clean_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     Raises ResultsError when a required column is missing or no row is usable.
     """
     messages: list[str] = []
+    if df.empty:
+        raise ResultsError("no usable runs: the table has no rows")
     df = df.copy()
     if "status" in df.columns:
         # "partial" (the study runner's word for pre-training finished, an evaluation still missing)

@@ -20,6 +20,11 @@ Training loop usage::
         ckpt["data"] = loader.state_dict()        # position after the batches *consumed* so far
         metrics["data/skipped"] = loader.skipped  # unreadable files replaced so far (this process)
 
+Held-out sets are screened once, when they are built: ``kept, excluded = screen_readable(source,
+indices)`` (one decode per image) drops the unreadable files and names them; ``SimMIMValDataset``
+then never replaces an image (an unreadable one raises DataError), so every evaluation sees the
+same images.
+
 ``loader.state_dict()`` counts batches handed to the training loop, not batches prefetched by the
 workers, so it is safe to save at any step.
 """
@@ -28,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -36,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from mimscale.errors import DataError
 
 from ..masking import MaskGenerator
+from .transforms import _decode
 
 log = logging.getLogger("mimscale.data")
 
@@ -127,7 +135,10 @@ class _MaskedImages(Dataset):
     ``__getitem__``, far less per-sample overhead at small image sizes).
     """
 
+    replace_unreadable = True  # False: an unreadable file raises DataError (screened sets)
+
     def __init__(self, source, indices, transform, mask_generator: MaskGenerator, what: str):
+        self.what = what
         self.source = source
         self.indices = np.asarray(indices, dtype=np.int64)
         if len(self.indices) == 0:
@@ -160,6 +171,9 @@ class _MaskedImages(Dataset):
                 finally:
                     img.close()
             except Exception as e:  # noqa: BLE001  any decoding failure: skip the file, count it
+                if not self.replace_unreadable:
+                    raise DataError(f"unreadable image in the {self.what}: {_where(self.source, idx)}: "
+                                    f"{_reason(e)} (screen the set with screen_readable when it is built)") from None  # fmt: skip
                 if idx not in self._warned:
                     self._warned.add(idx)
                     reason = " ".join(str(e).split())
@@ -209,10 +223,16 @@ class SimMIMDataset(_MaskedImages):
 class SimMIMValDataset(_MaskedImages):
     """Validation samples ``{"img", "mask", "index", "skipped"}``; item ``k`` is ``indices[k]`` with the
     fixed mask ``mask_generator.validation_mask(mask_seed, k)``. Keep ``indices`` in a stable order
-    (source order) so ``k`` names the same image in every run."""
+    (source order) so ``k`` names the same image in every run.
 
-    def __init__(self, source, indices, transform, mask_generator: MaskGenerator, mask_seed: int = 0):
-        super().__init__(source, indices, transform, mask_generator, "validation set")
+    Images are never replaced: pass indices screened by ``screen_readable``; an unreadable file
+    raises DataError naming its path (``"skipped"`` is always 0, kept for the batch layout)."""
+
+    replace_unreadable = False
+
+    def __init__(self, source, indices, transform, mask_generator: MaskGenerator, mask_seed: int = 0,
+                 what: str = "validation set"):  # fmt: skip
+        super().__init__(source, indices, transform, mask_generator, what)
         self.mask_seed = int(mask_seed)
 
     def _sample(self, k) -> dict:
@@ -221,6 +241,69 @@ class SimMIMValDataset(_MaskedImages):
         seed = [_SAMPLE_STREAM, self.mask_seed, 2**32 - 1, k]  # only used if the transform is random
         img, skipped = self._image(k, np.random.default_rng(seed), seed)
         return {"img": img, "mask": torch.from_numpy(mask), "index": k, "skipped": skipped}
+
+
+def _reason(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _where(source, idx: int) -> str:
+    """A file's path when the source has files, else its id."""
+    path = getattr(source, "path", None)
+    return str(path(idx)) if callable(path) else str(source.ids[idx])
+
+
+def _unreadable(source, idx: int) -> str | None:
+    """None when image ``idx`` of ``source`` decodes to RGB (the evaluation path, full resolution);
+    else the reason, one line."""
+    try:
+        img = source.load(idx)
+        try:
+            x, _, keep = _decode(img, None, (img.size[1], img.size[0]), False)
+            del x, keep
+        finally:
+            img.close()
+    except Exception as e:  # noqa: BLE001  any failure to open or decode makes the file unreadable
+        return _reason(e)
+    return None
+
+
+def screen_readable(source, indices, what: str = "held-out set",
+                    threads: int | None = None) -> tuple[np.ndarray, list[tuple[int, str, str]]]:  # fmt: skip
+    """Drop the unreadable images of a set once, when it is built: ``(kept, excluded)``.
+
+    ``kept``: int64 array, the entries of ``indices`` whose image decodes, in their given order.
+    ``excluded``: ``[(index, id, reason), ...]`` for the others, in the same order (``index`` a source
+    index, ``id`` = ``source.ids[index]``, for a folder its path relative to the root; ``reason``
+    the decoder's message, one line).
+
+    Cost: one full decode per image for file sources (folders, shards), run on ``threads`` threads
+    (default ``min(8, cpu count)``; PIL decodes without the GIL), e.g. about 3 ms x 50,000 images /
+    threads for 500x375 JPEGs. Sources with ``load_array`` (in memory or generated) are never
+    unreadable and are not decoded. Deterministic: every rank gets the same answer.
+    Raises DataError when ``indices`` is empty or no image is readable.
+    """
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if len(idx) == 0:
+        raise DataError(f"the {what} is empty")
+    if hasattr(source, "load_array"):
+        return idx.copy(), []
+    workers = max(1, min(8, os.cpu_count() or 1) if threads is None else int(threads))
+    items = idx.tolist()
+    if workers == 1 or len(items) < 2:
+        reasons = [_unreadable(source, i) for i in items]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            reasons = list(pool.map(lambda i: _unreadable(source, i), items, chunksize=64))
+    excluded = [(i, str(source.ids[i]), r) for i, r in zip(items, reasons) if r is not None]
+    kept = np.asarray([i for i, r in zip(items, reasons) if r is None], dtype=np.int64)
+    if len(kept) == 0:
+        i, name, reason = excluded[0]
+        raise DataError(f"no image of the {what} is readable ({len(items)} files; e.g. {name}: {reason})")
+    if excluded:
+        log.warning("excluded %d unreadable images of the %s (e.g. %s: %s)", len(excluded), what,
+                    excluded[0][1], excluded[0][2])  # fmt: skip
+    return kept, excluded
 
 
 def collate(samples) -> dict:

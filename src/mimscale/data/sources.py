@@ -16,7 +16,10 @@ ending in ``.tar``, ``"digits"``, ``"digits:size=32"``, ``"sample_images"``, ``"
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +30,7 @@ from mimscale.errors import DataError
 
 from .shapes import NUM_CLASSES, shapes_array, split_seed
 
+log = logging.getLogger("mimscale.data")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
@@ -193,8 +197,22 @@ class FolderSource(_Labelled):
     """An image folder: ImageNet layout ``root/<class>/<image>`` (label = sorted class index) or a
     flat folder of images (no labels). A root holding ``train/`` (and ``val/``) sub-folders is read
     as ``root/train``, with ``root/val`` as its validation split. Ids are relative POSIX paths.
-    Files are listed by extension (``IMAGE_EXTENSIONS``) and only decoded when loaded, so unreadable
-    files are found (and skipped, counted) by the data loader, not here.
+    Files are listed by extension (``IMAGE_EXTENSIONS``; hidden files and folders are ignored) and
+    only decoded when loaded, so files that do not decode are found (and skipped, counted) by the
+    data loader, or excluded from a held-out set by ``screen_readable``. Class folders may be
+    symbolic links; symlinked folders below them are not followed.
+
+    Entries that cannot be listed safely are skipped at scan time, never fatal:
+
+    - a symbolic link that loops (to itself, in a cycle, or to a folder that contains it);
+    - a broken symbolic link with an image extension, a sub-folder that cannot be read;
+    - a file or folder whose name is not valid UTF-8 (ids must be UTF-8: they are hashed and
+      written to JSON manifests).
+
+    ``skipped_at_scan``: list of str, the relative paths of those entries (printable: bytes that are
+    not UTF-8 are shown as ``\\xNN``), sorted; ``skip_reasons``: dict path -> one-line reason. The
+    training code reports them alongside the files skipped by the loader. Both are empty for a clean
+    folder; each split (``validation()``) has its own.
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "auto"):
@@ -210,22 +228,47 @@ class FolderSource(_Labelled):
         self.root = self.top / self.split if self.split in ("train", "val") else self.top
         if not self.root.is_dir():
             raise DataError(f"data path not found: {self.root}")
-        classes = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith("."))
-        classes = [c for c in classes if _has_images(self.root / c)]
-        files, labels = [], []
-        if classes:
-            for k, c in enumerate(classes):
-                for rel in _list_images(self.root / c, prefix=c + "/"):
-                    files.append(rel)
-                    labels.append(k)
-        else:
-            files = _list_images(self.root)
+        skips: dict[str, str] = {}
+        root_real = os.path.realpath(self.root)
+        classes, files, labels = [], [], []
+        for entry in sorted(_entries(str(self.root), "", skips), key=lambda e: e.name):
+            name = entry.name
+            if not _is_dir(entry):
+                if entry.is_symlink() and _link_error(entry) == errno.ELOOP:
+                    skips[_printable(name)] = "symlink loop"
+                continue
+            if not _utf8(name):
+                if _has_images(entry.path):
+                    skips[_printable(name)] = "folder name is not valid UTF-8"
+                continue
+            if entry.is_symlink() and _contains(os.path.realpath(entry.path), root_real):
+                skips[name] = "symlink loop (links to a folder that contains it)"
+                continue
+            class_skips: dict[str, str] = {}
+            found = _list_images(entry.path, name + "/", class_skips)
+            # A folder whose only images are hidden (or skipped) stays a class, as it always has, so
+            # labels and hence subsets of existing folders do not change.
+            if found or _has_images(entry.path):
+                k = len(classes)
+                classes.append(name)
+                files += found
+                labels += [k] * len(found)
+            skips.update(class_skips)
+        if not classes:
+            skips = {}
+            files = _list_images(str(self.root), "", skips)
         if not files:
-            raise DataError(f"no images found in {self.root}")
+            raise DataError(f"no images found in {self.root}" + _skip_note(skips))
         self.classes = classes
         self.ids = files
         self._labels = np.asarray(labels, dtype=np.int64) if classes else None
         self.num_classes = len(classes)
+        self.skipped_at_scan = sorted(skips)
+        self.skip_reasons = {k: skips[k] for k in self.skipped_at_scan}
+        if skips:
+            first = self.skipped_at_scan[0]
+            log.warning("skipped %d entries of %s at scan (e.g. %s: %s)", len(skips), self.root, first,
+                        skips[first])  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -250,27 +293,117 @@ class FolderSource(_Labelled):
         return f"FolderSource({self.root}, n={len(self)}, classes={self.num_classes})"
 
 
-def _list_images(folder: Path, prefix: str = "") -> list[str]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel = os.path.relpath(dirpath, folder)
-        base = prefix if rel == "." else prefix + Path(rel).as_posix() + "/"
-        out.extend(
-            base + f for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
-        )
+def _utf8(name: str) -> bool:
+    """False for a name made of bytes that are not UTF-8 (os decodes them to lone surrogates)."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(rel: str) -> str:
+    """A relative path as text that can be printed and written as UTF-8: undecodable bytes as \\xNN."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
+def _skip_note(skips: dict[str, str]) -> str:
+    if not skips:
+        return ""
+    first = min(skips)
+    return f" ({len(skips)} entries skipped at scan, e.g. {first}: {skips[first]})"
+
+
+def _contains(outer: str, inner: str) -> bool:
+    """Whether real path ``outer`` is ``inner`` or one of its parents."""
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def _link_error(entry: os.DirEntry) -> int | None:
+    """The errno of following a symlink (None when it resolves)."""
+    try:
+        entry.stat()
+    except OSError as e:
+        return e.errno
+    return None
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # e.g. a symlink loop (ELOOP): not a folder
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def _entries(folder: str, rel: str, skips: dict[str, str]) -> list[os.DirEntry]:
+    """The non-hidden entries of ``folder``; an unreadable sub-folder is recorded in ``skips``."""
+    try:
+        with os.scandir(folder) as it:
+            return [e for e in it if not e.name.startswith(".")]
+    except OSError as e:
+        if not rel:
+            raise DataError(f"cannot read data folder {folder}: {e.strerror or e}") from None
+        skips[_printable(rel.rstrip("/"))] = f"cannot read folder: {e.strerror or e}"
+        return []
+
+
+def _list_images(folder: str | os.PathLike, prefix: str = "", skips: dict[str, str] | None = None) -> list[str]:
+    """Sorted relative paths (``prefix`` + POSIX path) of the image files below ``folder``, walking
+    like ``os.walk`` (symlinked sub-folders are not followed); unsafe entries go to ``skips``."""
+    skips = {} if skips is None else skips
+    out: list[str] = []
+    _walk(os.fspath(folder), prefix, os.path.realpath(folder), out, skips, top=True)
     return sorted(out)
+
+
+def _walk(folder: str, rel: str, real: str, out: list[str], skips: dict[str, str], top: bool = False) -> None:
+    for entry in _entries(folder, "" if top else rel, skips):
+        name, path = entry.name, rel + entry.name
+        is_image = name.lower().endswith(IMAGE_EXTENSIONS)
+        if entry.is_symlink():
+            try:
+                target = entry.stat()  # follows the link
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    skips[_printable(path)] = "symlink loop"
+                elif is_image:
+                    skips[_printable(path)] = f"broken symlink: {e.strerror or e}"
+                continue
+            if stat.S_ISDIR(target.st_mode):
+                if _contains(os.path.realpath(entry.path), real):
+                    skips[_printable(path)] = "symlink loop (links to a folder that contains it)"
+                continue  # symlinked sub-folders are not followed (as os.walk)
+        if _is_dir(entry):
+            if not _utf8(name):
+                if _has_images(entry.path):
+                    skips[_printable(path)] = "folder name is not valid UTF-8"
+                continue
+            _walk(entry.path, path + "/", os.path.join(real, name), out, skips)
+        elif is_image:
+            if not _utf8(name):
+                skips[_printable(path)] = "file name is not valid UTF-8"
+            else:
+                out.append(path)
 
 
 def _is_split_layout(root: Path) -> bool:
     """root/train (+ root/val, root/test) and nothing else that looks like data."""
     entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
-    dirs = {e.name for e in entries if e.is_dir()}
-    direct = any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in entries)
+    dirs = {e.name for e in entries if _is_dir(e)}
+    direct = any(_is_file(e) and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in entries)
     return "train" in dirs and dirs <= {"train", "val", "test"} and not direct
 
 
-def _has_images(folder: Path) -> bool:
+def _has_images(folder: str | os.PathLike) -> bool:
     for _dirpath, _dirs, filenames in os.walk(folder):
         if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in filenames):
             return True

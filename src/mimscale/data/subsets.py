@@ -36,7 +36,22 @@ _PROBE_STREAM = 0x50B5_E703
 
 
 def ids_sha256(ids: list[str]) -> str:
-    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
+    """Hex SHA-256 of the ids joined by "\\n", UTF-8 (DataError, naming the id, if one is not UTF-8
+    text, e.g. a file name of undecodable bytes from a source that does not skip such names)."""
+    try:
+        data = "\n".join(ids).encode("utf-8")
+    except UnicodeEncodeError:
+        bad = next(i for i in ids if not _is_utf8(i))
+        raise DataError(f"image id {bad!r} is not valid UTF-8 text; rename the file") from None
+    return hashlib.sha256(data).hexdigest()
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass

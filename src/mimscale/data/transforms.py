@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import ctypes
 import math
+import numbers
 import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+from mimscale.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -113,6 +117,31 @@ def _rgbx_view(img):
         return None, None
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """A PIL image as 8-bit RGB, for every mode a file decodes to (the image itself when already RGB).
+
+    - 16-bit grey (modes ``I;16``, ``I;16B``, ``I;16L``, ...; e.g. a 16-bit PNG) and 32-bit integer
+      ``I`` (older Pillow opens 16-bit PNGs so): the 16-bit value scaled to 8 bits (``v >> 8``, values
+      outside 0..65535 clipped), replicated to RGB. PIL's own ``convert`` clips at 255 instead, which
+      turns a 16-bit image near white.
+    - 16-bit colour: Pillow already decodes it to 8-bit ``RGB`` / ``RGBA`` (the high byte).
+    - ``RGBA``, ``LA``, ``PA`` and paletted images with transparency: alpha is dropped (colours kept,
+      not composited on a background); ``L``, ``P``, ``1``, ``CMYK``, ``YCbCr``, ...: PIL's conversion.
+    """
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "I" or mode.startswith("I;16"):
+        a = np.asarray(img)
+        if a.ndim != 2:
+            raise OSError(f"decoded {mode} image has shape {a.shape}, expected (H, W)")
+        grey = (np.clip(a.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode == "PA" or (mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
 def _decode(img, box: tuple[int, int, int, int] | None, out_hw: tuple[int, int], draft: bool):
     """Decode to a uint8 (H, W, 3 or 4) tensor, the box scaled to the decoded resolution, and a
     keep-alive (not None when the tensor borrows PIL's memory: copy before keeping it)."""
@@ -128,7 +157,7 @@ def _decode(img, box: tuple[int, int, int, int] | None, out_hw: tuple[int, int],
             img.draft("RGB", (max(1, full_w // s), max(1, full_h // s)))
     img.load()
     if img.mode != "RGB":
-        img = img.convert("RGB")
+        img = to_rgb(img)
     arr, keep = _rgbx_view(img)
     if arr is None:
         arr = np.asarray(img)
@@ -177,20 +206,46 @@ class Normalize:
         return ((x - b) / s / 255.0).clamp(0, 1)
 
 
+def check_size(size, what: str = "img_size") -> int:
+    """``size`` as an int >= 1 (an int, or a float with an integral value); one-line DataError else."""
+    ok = isinstance(size, numbers.Integral) and not isinstance(size, bool)
+    if isinstance(size, float) and size.is_integer():
+        ok = True
+    if not ok or int(size) < 1:
+        raise DataError(f"{what} must be a positive integer, got {size!r}")
+    return int(size)
+
+
+def _bounds(value, what: str) -> tuple[float, float]:
+    """Two finite numbers ``(lo, hi)`` with ``lo <= hi``; one-line DataError else."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must be two numbers (lo, hi), got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise DataError(f"{what} must be finite, got ({lo:g}, {hi:g})")
+    if lo > hi:
+        raise DataError(f"{what} lower bound exceeds upper bound: ({lo:g}, {hi:g})")
+    return lo, hi
+
+
 class TrainTransform:
     """RandomResizedCrop(size, scale, ratio, bilinear) -> horizontal flip (p=0.5) -> normalise.
 
     ``transform(img, rng)``: every random choice comes from ``rng`` (a numpy Generator), in the order
-    crop box, then flip, so a sample is reproducible from the generator's seed.
+    crop box, then flip, so a sample is reproducible from the generator's seed. A size < 1, a
+    ``scale`` outside (0, 1] or with lo > hi, a ``ratio`` with lo > hi or lo <= 0 raise DataError here.
     """
 
     def __init__(self, size: int, scale=(0.67, 1.0), ratio=(3 / 4, 4 / 3), hflip: bool = True,
                  mean=IMAGENET_MEAN, std=IMAGENET_STD, draft: bool = True):  # fmt: skip
-        if not (0 < scale[0] <= scale[1] <= 1.0) or not (0 < ratio[0] <= ratio[1]):
-            raise ValueError(f"bad RandomResizedCrop bounds scale={scale} ratio={ratio}")
-        self.size = int(size)
-        self.scale = (float(scale[0]), float(scale[1]))
-        self.ratio = (float(ratio[0]), float(ratio[1]))
+        self.size = check_size(size)
+        self.scale = _bounds(scale, "crop_scale")
+        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            raise DataError(f"crop_scale must lie in (0, 1], got ({self.scale[0]:g}, {self.scale[1]:g})")
+        self.ratio = _bounds(ratio, "crop_ratio")
+        if self.ratio[0] <= 0.0:
+            raise DataError(f"crop_ratio must be > 0, got ({self.ratio[0]:g}, {self.ratio[1]:g})")
         self.hflip = hflip
         self.draft = draft
         self.normalize = Normalize(mean, std)
@@ -215,15 +270,16 @@ class TrainTransform:
 class EvalTransform:
     """Resize the shorter side to ``resize`` (default ``size``; bilinear, antialiased), center-crop
     ``size``, normalise. Deterministic. For built-in images already at ``size`` it is the identity
-    (plus normalisation); the ImageNet convention is ``resize = size / 0.875``.
+    (plus normalisation); the ImageNet convention is ``resize = size / 0.875``. A size < 1 or
+    ``resize < size`` raise DataError here.
     """
 
     def __init__(self, size: int, resize: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                  draft: bool = True):  # fmt: skip
-        self.size = int(size)
-        self.resize = int(resize) if resize else self.size
+        self.size = check_size(size)
+        self.resize = check_size(resize, "eval resize") if resize else self.size
         if self.resize < self.size:
-            raise ValueError(f"EvalTransform resize ({self.resize}) must be >= size ({self.size})")
+            raise DataError(f"eval resize ({self.resize}) must be >= img_size ({self.size})")
         self.draft = draft
         self.normalize = Normalize(mean, std)
 

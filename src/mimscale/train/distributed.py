@@ -7,6 +7,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from mimscale.errors import ConfigError
+
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -76,6 +78,11 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("cuda", local_rank())
         return torch.device("cpu")
     dev = torch.device(name)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank())
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name} but this machine has no CUDA device; use device=cpu or auto")
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank())
+        elif dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device={name} but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev

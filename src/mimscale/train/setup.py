@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -20,7 +21,7 @@ from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
 from mimscale.rundir import RunDir
 from mimscale.train import distributed as dist
-from mimscale.train.checkpoint import load_checkpoint
+from mimscale.train.checkpoint import CheckpointError, load_checkpoint
 from mimscale.train.flops import flops_per_image
 from mimscale.train.inputs import RunInputs
 from mimscale.train.metrics import MetricsWriter
@@ -28,6 +29,7 @@ from mimscale.train.optim import build_optimizer
 from mimscale.train.progress import Progress
 from mimscale.train.schedule import LRSchedule, budgeted_eval_points, eval_steps, total_steps
 from mimscale.train.state import TrainState, provenance, seed_everything, set_rng_state
+from mimscale.train.step import weight_norm
 
 
 def build_simmim(cfg: DictConfig) -> SimMIM:
@@ -96,12 +98,51 @@ def _schedules(cfg: DictConfig, steps: int, eval_images: int, announce: bool) ->
     return eval_steps(steps, t.eval_every, points), ckpts
 
 
+_RESUME_KEYS = ("model", "optimizer", "inputs", "rng", "step", "skipped_steps", "train_time_s", "images_done")
+
+
+def _newest_intact_checkpoint(run_dir: RunDir, device: torch.device) -> tuple[Path | None, dict | None]:
+    """(path, contents) of the newest checkpoint that loads; a damaged newer one (truncated by a full disk or a
+    kill outside our atomic writes, or refused) is reported and passed over. None if the run has none."""
+    found = run_dir.list_checkpoints()
+    damaged = []
+    for _, path in reversed(found):
+        try:
+            saved = load_checkpoint(path, map_location=device)
+            lacking = [k for k in _RESUME_KEYS if k not in saved]
+            if lacking:
+                raise CheckpointError(f"{path} is not a pre-training checkpoint (it lacks '{lacking[0]}')")
+        except CheckpointError as e:
+            damaged.append(str(e))
+            continue
+        if damaged and dist.is_main():
+            print(f"[pretrain] passed over {len(damaged)} damaged checkpoint(s) ({damaged[0]}); resuming from "
+                  f"{path.name}", file=sys.stderr)
+        return path, saved
+    if damaged:
+        raise CheckpointError(f"no intact checkpoint in {run_dir.checkpoints}: {damaged[0]}")
+    return None, None
+
+
+def _keep_thread_count(run_dir: RunDir, device: torch.device) -> None:
+    """A resumed CPU run uses the thread count it started with: the intra-op split changes float summation
+    order, so another count (e.g. a study resumed with another --workers) would change results by ~1e-7."""
+    started = (R.read_json(run_dir.provenance) or {}).get("threads")
+    now = torch.get_num_threads()
+    if device.type == "cpu" and run_dir.list_checkpoints() and isinstance(started, int) and 0 < started != now:
+        if dist.is_main():
+            print(f"[pretrain] resuming with {started} threads, as the run started (this process was given {now}), "
+                  f"so that it continues bit-identically", file=sys.stderr)
+        torch.set_num_threads(started)
+
+
 def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
     """Build the run in ``run_dir`` (config.yaml already there), resuming from its latest checkpoint."""
     device = dist.resolve_device(cfg.device)
     dist.init_from_env(device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    _keep_thread_count(run_dir, device)
     world, rank = dist.world_size(), dist.rank()
     micro_batch = _check_world(cfg, world, device)
     t = cfg.train
@@ -114,9 +155,8 @@ def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
     optimizer = build_optimizer(model, lr.peak, t.weight_decay, t.betas, t.eps)
     scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
 
-    state, ckpt = TrainState(), run_dir.latest_checkpoint()
+    state, (ckpt, saved) = TrainState(), _newest_intact_checkpoint(run_dir, device)
     if ckpt is not None:
-        saved = load_checkpoint(ckpt, map_location=device)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         if scaler is not None and saved.get("scaler"):
@@ -124,6 +164,7 @@ def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
         inputs.load_state_dict(saved["inputs"])
         set_rng_state(saved["rng"][rank] if rank < len(saved["rng"]) else saved["rng"][0])
         state = TrainState.resumed(saved, run_dir.read_metrics())
+    state.initial_weight_norm = state.initial_weight_norm or weight_norm(model)  # fresh, or a 0.1 checkpoint
     train_model = model
     if world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(

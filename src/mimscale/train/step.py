@@ -72,6 +72,12 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches
 
 
 @torch.no_grad()
+def weight_norm(model: nn.Module) -> float:
+    """The L2 norm of all parameters together (the divergence guard compares it with the initial one)."""
+    return float(torch.sqrt(sum(p.detach().float().square().sum() for p in model.parameters())))
+
+
+@torch.no_grad()
 def reconstruction_loss(model: nn.Module, batches, device: torch.device, precision: str) -> float:
     """SimMIM loss over a fixed set: total masked absolute error / total masked pixels / channels.
 
