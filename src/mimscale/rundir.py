@@ -8,6 +8,7 @@ records, ``study status``, the analysis) use it without importing torch.
     RUN_DIR/provenance.json     versions, host, command, config schema
     RUN_DIR/subset.json         manifest of the training subset (ids + content hash)
     RUN_DIR/heldout.json        manifest of the held-out set
+    RUN_DIR/excluded.json       unreadable images left out (held-out, training probe, folder scan), if any
     RUN_DIR/metrics.jsonl       one {"step", "split", "name", "value", "time"} object per line
     RUN_DIR/checkpoints/        step_XXXXXXX.pt (+ step_XXXXXXX.json meta), newest ``keep_last`` kept
     RUN_DIR/recon/              step_XXXXXXX.png reconstruction pictures
@@ -35,7 +36,8 @@ import yaml
 
 # ---------------------------------------------------------------------------------------------- names
 
-CONFIG, PROVENANCE, SUBSET, HELDOUT = "config.yaml", "provenance.json", "subset.json", "heldout.json"
+CONFIG, PROVENANCE, SUBSET, HELDOUT, EXCLUDED = (
+    "config.yaml", "provenance.json", "subset.json", "heldout.json", "excluded.json")
 METRICS, SUMMARY, STATUS, ERROR, WORKER_LOG = "metrics.jsonl", "summary.json", "status.json", "error.txt", "worker.log"
 CHECKPOINTS, EVAL, RECON, TENSORBOARD = "checkpoints", "eval", "recon", "tb"
 
@@ -166,6 +168,12 @@ def read_jsonl(path: Path) -> list[dict]:
     return list(parse_jsonl(lines))
 
 
+def identity_matches(stored: Any, wanted: dict) -> bool:
+    """Whether a stored identity holds ``wanted``: compared on ``wanted``'s keys only, so an identity written
+    when it held more keys (every evaluation key, in mimscale 0.1) still matches."""
+    return isinstance(stored, dict) and {k: stored.get(k) for k in wanted} == wanted
+
+
 # ---------------------------------------------------------------------------------------------- the directory
 
 
@@ -195,6 +203,7 @@ class RunDir:
     provenance = property(lambda self: self.path / PROVENANCE)
     subset = property(lambda self: self.path / SUBSET)
     heldout = property(lambda self: self.path / HELDOUT)
+    excluded = property(lambda self: self.path / EXCLUDED)
     metrics = property(lambda self: self.path / METRICS)
     summary = property(lambda self: self.path / SUMMARY)
     status = property(lambda self: self.path / STATUS)
@@ -239,11 +248,14 @@ class RunDir:
     def is_finished(self) -> bool:
         return self.summary.is_file()
 
-    def eval_is_current(self, name: str) -> bool:
-        """Whether ``eval/<name>.json`` evaluated this finished run's final weights: a result of an intermediate
-        checkpoint (a ``finetune`` run while pre-training went on) is stale and is redone."""
+    def eval_is_current(self, name: str, identity: dict | None = None) -> bool:
+        """Whether ``eval/<name>.json`` evaluated this finished run's final weights (a result of an intermediate
+        checkpoint, from a ``finetune`` while pre-training went on, is stale) with the settings whose
+        ``identity`` is given (a result of other settings under the same name is stale too)."""
         result, summary = read_json(self.eval_result(name)), self.read_summary()
         if result is None or summary is None:
+            return False
+        if identity is not None and not identity_matches(result.get("identity"), identity):
             return False
         if result.get("step") is None or (result.get("config") or {}).get("checkpoint"):
             return True  # init=random, or a checkpoint the evaluation names itself

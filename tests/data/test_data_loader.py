@@ -19,6 +19,7 @@ from mimscale.data import (
     build_pretrain_loader,
     build_source,
     build_val_loader,
+    screen_readable,
 )
 
 
@@ -176,10 +177,17 @@ def test_corrupted_files_are_skipped_and_counted(tmp_path, helpers, mask16, capl
     loader = build_pretrain_loader(ds, ResumableSampler(9, 0, 3), num_workers=2)
     _take(loader, 6)  # two epochs
     assert loader.skipped == 6
-    # validation: substituted, counted, never crashes
-    vds = SimMIMValDataset(src, np.arange(9), EvalTransform(16), mask16)
-    skipped = sum(int(b["skipped"].sum()) for b in build_val_loader(vds, 4, num_workers=2))
-    assert skipped == 3
+    # validation: screened once when built, never substituted
+    kept, excluded = screen_readable(src, np.arange(9))
+    assert kept.tolist() == [i for i in range(9) if i not in bad_idx]
+    assert [(i, name) for i, name, _ in excluded] == sorted((i, src.ids[i]) for i in bad_idx)
+    vds = SimMIMValDataset(src, kept, EvalTransform(16), mask16)
+    batches = list(build_val_loader(vds, 4, num_workers=2))
+    assert sum(len(b["index"]) for b in batches) == 6 and sum(int(b["skipped"].sum()) for b in batches) == 0
+    unscreened = SimMIMValDataset(src, np.arange(9), EvalTransform(16), mask16)
+    with pytest.raises(DataError, match="unreadable image in the validation set: .*bad_") as e:
+        [unscreened[k] for k in range(9)]
+    assert str(folder / "class_0") in str(e.value) and "\n" not in str(e.value)
 
 
 def test_all_files_unreadable_is_a_data_error(tmp_path, helpers, mask16):

@@ -58,10 +58,13 @@ def toy_pretrain(cfg: DictConfig, evals: list) -> dict:
                    "data_size": int(1000 * cfg.data.fraction), "iters": total, "model": cfg.model.name,
                    "images_per_s": 123.0}
         atomic_write_json(run_dir / "summary.json", summary)
-    for e in evals:
+    from mimscale.evaluate.config import spec_identity
+
+    for e in evals:  # what mimscale.evaluate.run records of a result: what it evaluated, with which settings
         path = run_dir / "eval" / f"{e['name']}.json"
         if not path.exists():
-            atomic_write_json(path, {"metrics": {"top1": round(1 - summary["final_val_loss"], 6)}})
+            atomic_write_json(path, {"metrics": {"top1": round(1 - summary["final_val_loss"], 6)},
+                                     "identity": spec_identity(e), "step": summary["iters"]})
     return summary
 
 

@@ -1,6 +1,7 @@
 """The run directory as the rest of the system reads it: summary keys, the results table's run-time column,
 checkpoints that cannot run code, and a run directory that belongs to another run."""
 
+import json
 import pickle
 import random
 
@@ -101,3 +102,41 @@ def test_a_finished_evaluation_is_reused_whatever_the_other_tasks_settings(tmp_p
     assert "base_lr" not in identity(knn) and "knn_k" in identity(knn)
     old = {**OmegaConf.to_container(knn), "device": "cpu", "epochs": 7}
     assert same_identity(old, knn)  # a result written when identities held every key still counts
+
+
+def _image_folder(root, n_per_class: int, seed: int):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(2):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(n_per_class):
+            arr = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
+            Image.fromarray(arr).save(root / f"c{c}" / f"{i:03d}.png")
+
+
+def test_unreadable_images_are_left_out_of_validation_and_counted_in_training_across_resumes(tmp_path, capsys):
+    _image_folder(tmp_path / "train", 40, 0)
+    _image_folder(tmp_path / "val", 10, 1)
+    (tmp_path / "train" / "c0" / "000.png").write_bytes(b"not a png")
+    (tmp_path / "val" / "c1" / "003.png").write_bytes(b"not a png either")
+    args = [*TINY_ARGS, f"data.source=folder:{tmp_path / 'train'}", f"data.val_source=folder:{tmp_path / 'val'}",
+            "data.val_size=0", "data.probe_size=16", "train.iters=6", "train.ckpt_every=3", "train.eval_points=2"]
+    assert main(["pretrain", *args, f"run_dir={tmp_path / 'a'}"]) == 0
+    err = capsys.readouterr().err
+    a = RunDir(tmp_path / "a")
+    excluded = json.loads(a.excluded.read_text())
+    assert [e[1] for e in excluded["heldout"]] == ["c1/003.png"] and "left out unreadable images" in err
+    summary = a.read_summary()
+    assert summary["skipped_files"] > 0 and "unreadable training image(s) replaced so far" in err
+    logged = [r for r in a.read_metrics() if r["name"] == R.SKIPPED_FILES]
+    assert logged and logged[-1]["value"] == summary["skipped_files"]
+
+    # The same run interrupted after step 3: the count goes on from the checkpoint, it does not restart at 0.
+    assert main(["pretrain", *args, f"run_dir={tmp_path / 'b'}"]) == 0
+    b = RunDir(tmp_path / "b")
+    b.summary.unlink()
+    b.checkpoint(6).unlink()
+    assert main(["pretrain", *args, f"run_dir={tmp_path / 'b'}"]) == 0
+    assert b.read_summary()["skipped_files"] == summary["skipped_files"]
+    assert b.read_summary()["final_val_loss"] == summary["final_val_loss"]

@@ -26,13 +26,12 @@ def _axis_value(v):
 def study_results(study: Study, study_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs, curves): every run of the study in grid order, pending ones included with their status."""
     study_dir = Path(study_dir)
-    names = [e["name"] for e in study.evals]
     table = results_table(study_dir)
     by_id = {str(r["run"]): r for r in table.to_dict("records")} if not table.empty else {}
     rows = []
     for run in study.runs:
         row = dict(by_id.get(run.id, {"run": run.id}))
-        row["status"] = store.run_state(study_dir, run.id, names)
+        row["status"] = store.run_state(study_dir, run.id, study.evals)
         for k, v in run.axes.items():
             row[k] = _axis_value(v)
         rows.append(row)

@@ -10,7 +10,8 @@ Typical pre-training setup::
     train = data.SimMIMDataset(plan.source, plan.train_indices, data.TrainTransform(32), masks, seed=0)
     sampler = data.ResumableSampler(len(train), seed=0, batch_size=64, rank=rank, world_size=world)
     loader = data.build_pretrain_loader(train, sampler, num_workers=2)
-    val = data.SimMIMValDataset(plan.val_source, plan.val_indices, data.EvalTransform(32), masks, mask_seed=0)
+    val_idx, excluded = data.screen_readable(plan.val_source, plan.val_indices)  # once; report ``excluded``
+    val = data.SimMIMValDataset(plan.val_source, val_idx, data.EvalTransform(32), masks, mask_seed=0)
     val_loader = data.build_val_loader(val, batch_size=256, rank=rank, world_size=world)
 
 See ``loader.py`` for saving / restoring the sampler position.
@@ -26,6 +27,7 @@ from .loader import (
     build_pretrain_loader,
     build_val_loader,
     collate,
+    screen_readable,
 )
 from .plan import DataPlan, plan_data, subset_command, verify_command, verify_manifests
 from .shapes import CLASS_NAMES, SEG_NUM_CLASSES, SEG_OCCLUDER, shapes_array, split_seed
@@ -44,15 +46,24 @@ from .subsets import (
     write_manifest,
     write_manifests,
 )
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, Normalize, TrainTransform, rrc_params
+from .transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EvalTransform,
+    Normalize,
+    TrainTransform,
+    check_size,
+    rrc_params,
+    to_rgb,
+)
 
 __all__ = [
     "ArraySource", "CLASS_NAMES", "DataError", "DataPlan", "EvalTransform", "FolderSource", "IMAGENET_MEAN",
     "IMAGENET_STD", "Manifest", "Normalize", "PretrainLoader", "ResumableSampler", "SEG_NUM_CLASSES",
     "SEG_OCCLUDER", "ShapesSource", "ShardSource", "ShardStream", "SimMIMDataset", "SimMIMValDataset",
     "Source", "StreamLoader", "TrainTransform", "build_pretrain_loader", "build_source", "build_stream_loader",
-    "build_val_loader", "collate", "holdout_split", "ids_sha256", "load_manifest", "make_subsets",
+    "build_val_loader", "check_size", "collate", "holdout_split", "ids_sha256", "load_manifest", "make_subsets",
     "manifest_indices", "parse_fractions", "parse_spec", "plan_data", "probe_indices", "rrc_params",
-    "shapes_array", "split_seed", "subset_command", "subset_indices", "verify_command", "verify_manifests",
-    "write_manifest", "write_manifests", "write_shards",
+    "screen_readable", "shapes_array", "split_seed", "subset_command", "subset_indices", "to_rgb",
+    "verify_command", "verify_manifests", "write_manifest", "write_manifests", "write_shards",
 ]  # fmt: skip

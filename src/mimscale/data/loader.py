@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from mimscale.errors import DataError
 
 from ..masking import MaskGenerator
+from .sources import FolderSource
 from .transforms import _decode
 
 log = logging.getLogger("mimscale.data")
@@ -277,10 +278,12 @@ def screen_readable(source, indices, what: str = "held-out set",
     index, ``id`` = ``source.ids[index]``, for a folder its path relative to the root; ``reason``
     the decoder's message, one line).
 
-    Cost: one full decode per image for file sources (folders, shards), run on ``threads`` threads
-    (default ``min(8, cpu count)``; PIL decodes without the GIL), e.g. about 3 ms x 50,000 images /
-    threads for 500x375 JPEGs. Sources with ``load_array`` (in memory or generated) are never
-    unreadable and are not decoded. Deterministic: every rank gets the same answer.
+    Cost: one full decode per image for file sources (folders, shards), about 1 ms per 500x375 JPEG
+    on one core (so about a minute of CPU for 50,000 of them, plus reading the files), run on
+    ``threads`` threads (PIL decodes without the GIL; default ``min(8, cpu count)`` for a
+    ``FolderSource``, 1 for other sources, whose ``load`` need not be thread-safe). Sources with
+    ``load_array`` (in memory or generated) are never unreadable and are not decoded.
+    Deterministic: every rank gets the same answer.
     Raises DataError when ``indices`` is empty or no image is readable.
     """
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -288,7 +291,9 @@ def screen_readable(source, indices, what: str = "held-out set",
         raise DataError(f"the {what} is empty")
     if hasattr(source, "load_array"):
         return idx.copy(), []
-    workers = max(1, min(8, os.cpu_count() or 1) if threads is None else int(threads))
+    if threads is None:
+        threads = min(8, os.cpu_count() or 1) if isinstance(source, FolderSource) else 1
+    workers = max(1, int(threads))
     items = idx.tolist()
     if workers == 1 or len(items) < 2:
         reasons = [_unreadable(source, i) for i in items]

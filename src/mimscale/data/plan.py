@@ -52,7 +52,8 @@ def plan_data(spec=None, fraction: float = 1.0, seed: int = 0, *, holdout="auto"
     with ``train/`` and ``val/``), else a seeded stratified split (``holdout``: "auto" = 10%, at most
     10,000 images; a fraction; a count) disjoint from every training subset. With ``manifest`` (a
     path or Manifest) the training ids and held-out rule come from it (``spec`` may then be None;
-    if given, it must describe the same source).
+    if given, it must describe the same source). Files are not decoded here: pass ``val_indices``
+    through ``screen_readable`` once to drop unreadable held-out files before evaluating on them.
     """
     if manifest is not None:
         m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)

@@ -87,6 +87,8 @@ class ShardSource:
             if missing:
                 raise DataError(f"shard not found: {missing[0]} ({len(missing)} of {len(self.urls)} missing)")
         self.local = all(local)
+        self.skipped_at_scan: list[str] = []  # a damaged shard tail is logged by the scan instead
+        self.skip_reasons: dict[str, str] = {}
         self._index = None
         self._fds: dict[int, int] = {}
         self._pid = None

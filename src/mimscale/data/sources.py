@@ -7,7 +7,9 @@ A map-style source has:
   a transform can use the JPEG draft mode; decoding errors surface then); in-memory sources also
   have ``load_array(i) -> uint8 (H, W, 3)``, the fast path;
 - ``describe() -> dict``: JSON-able; ``build_source(source.describe())`` rebuilds the same source;
-- ``validation()``: the source's own held-out split (a Source), or None when it has none.
+- ``validation()``: the source's own held-out split (a Source), or None when it has none;
+- ``skipped_at_scan``: relative paths of entries left out when the source was listed (a folder's
+  symlink loops, non-UTF-8 names, ...; see ``FolderSource``), empty for the other sources.
 
 Specs: ``"shapes"``, ``"shapes:size=32,pool=1000,seed=0"``, ``{"kind": "shapes", "size": 32}``,
 ``"folder:/path"`` or a plain existing directory, ``"shards:/path/train-{000..009}.tar"`` or a path
@@ -72,6 +74,8 @@ class ArraySource(_Labelled):
         self.ids = list(ids)
         self.num_classes = 0 if labels is None else int(self._labels.max()) + 1
         self._description = dict(description)
+        self.skipped_at_scan: list[str] = []  # nothing to list: in memory
+        self.skip_reasons: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self.images)
@@ -356,7 +360,9 @@ def _entries(folder: str, rel: str, skips: dict[str, str]) -> list[os.DirEntry]:
         return []
 
 
-def _list_images(folder: str | os.PathLike, prefix: str = "", skips: dict[str, str] | None = None) -> list[str]:
+def _list_images(
+    folder: str | os.PathLike, prefix: str = "", skips: dict[str, str] | None = None
+) -> list[str]:
     """Sorted relative paths (``prefix`` + POSIX path) of the image files below ``folder``, walking
     like ``os.walk`` (symlinked sub-folders are not followed); unsafe entries go to ``skips``."""
     skips = {} if skips is None else skips

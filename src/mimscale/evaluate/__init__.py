@@ -2,61 +2,26 @@
 
 Python: ``mimscale.evaluate.run(run_dir, cfg) -> result dict`` (also written to
 ``RUN_DIR/eval/<name>.json``). Command line: ``mimscale finetune RUN_DIR [-c cfg.yaml] [key=value ...]``.
+
+Names are imported on first use: ``mimscale.evaluate.config`` (what a result's identity is) is read by
+torch-free processes (``study status``), which must not pay for importing the evaluation code.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib
 
-from mimscale.errors import EvalError
-from mimscale.evaluate.config import TASKS, EvalConfig, load_eval_config
-from mimscale.evaluate.layer_decay import param_groups_layer_decay
-from mimscale.evaluate.loading import load_encoder
-from mimscale.evaluate.runner import result_path, run
+_NAMES = {
+    "run": "runner", "result_path": "runner", "finetune_main": "cli", "EvalConfig": "config",
+    "load_eval_config": "config", "TASKS": "config", "load_encoder": "loading",
+    "param_groups_layer_decay": "layer_decay",
+}
+__all__ = [*_NAMES, "EvalError"]
 
-__all__ = ["run", "finetune_main", "EvalConfig", "EvalError", "load_eval_config", "load_encoder",
-           "param_groups_layer_decay", "result_path", "TASKS"]
-
-_PROG = "mimscale finetune"
+from mimscale.errors import EvalError  # noqa: E402  (torch-free)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=_PROG,
-        description="Evaluate a pre-trained run: task=finetune|linear|knn|segment. Results go to "
-                    "RUN_DIR/eval/<name>.json (name defaults to the task); a finished evaluation is reused.",
-        epilog="examples:\n  mimscale finetune runs/demo/abc123 task=knn\n"
-               "  mimscale finetune runs/demo/abc123 -c configs/finetune/linear-cpu.yaml init=random name=linear-rand",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    # nargs="?" and a check below: intermixed parsing would otherwise also call the overrides "required".
-    p.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
-                   help="a pre-training run directory (config.yaml + checkpoints/)")
-    p.add_argument("-c", "--config", help="an evaluation YAML (see configs/finetune/)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="EvalConfig overrides, e.g. task=linear")
-    p.add_argument("--force", action="store_true", help="redo the evaluation even if its result exists")
-    return p
-
-
-def _summary(result: dict) -> str:
-    m = {**result.get("details", {}), **result["metrics"]}
-    keys = [result["headline"]] + [k for k in ("top5", "final_top1", "best_lr", "final_miou", "baseline_miou")
-                                   if k in m]
-    shown = ", ".join(f"{k} {m[k]:.4f}" if isinstance(m[k], float) else f"{k} {m[k]}" for k in keys)
-    return f"{result['task']} ({result['name']}): {shown} [{result['wall_time_s']:.1f}s]"
-
-
-def finetune_main(argv: list[str] | None = None) -> int:
-    """CLI entry: 0 on success; bad input raises a UserError (``mimscale.cli`` prints it, exit 2)."""
-    parser = _parser()
-    try:
-        # intermixed: "RUN_DIR -c cfg.yaml key=value" has positionals on both sides of an option
-        args = parser.parse_intermixed_args(argv)
-        if args.run_dir is None:
-            parser.error("the following argument is required: RUN_DIR")
-    except SystemExit as e:  # --help (0) or a usage error (2; argparse printed it)
-        return int(e.code or 0)
-    cfg = load_eval_config(args.config, args.overrides)  # a UserError here and below: mimscale.cli, exit 2
-    result = run(args.run_dir, cfg, force=args.force)
-    print(_summary(result))
-    print(f"wrote {result_path(args.run_dir, cfg)}")
-    return 0
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"mimscale.evaluate.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'mimscale.evaluate' has no attribute {name!r}")

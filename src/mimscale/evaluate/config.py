@@ -9,6 +9,7 @@ hold the shipped variants.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mimscale.config import ConfigError, load_layered, merge
+from mimscale.rundir import identity_matches
 
 TASKS = ("finetune", "linear", "knn", "segment")
 
@@ -170,7 +172,21 @@ def identity(cfg: DictConfig) -> dict:
 
 
 def same_identity(stored: dict | None, cfg: DictConfig) -> bool:
-    """Whether a stored result's identity is this request's. Compared on this task's keys only, so a result
-    written when identities held every key (mimscale 0.1) still counts."""
-    mine = identity(cfg)
-    return isinstance(stored, dict) and {k: stored.get(k) for k in mine} == mine
+    """Whether a stored result's identity is this request's (see ``rundir.identity_matches``)."""
+    return identity_matches(stored, identity(cfg))
+
+
+def from_spec(spec: dict, threads: int = 0) -> DictConfig:
+    """A study's eval entry (a mapping of EvalConfig keys, as in the study file) -> the evaluation config."""
+    overrides = [f"{k}={json.dumps(v, default=str)}" for k, v in spec.items()]  # JSON is YAML: types survive
+    return load_eval_config(None, overrides + ([f"threads={threads}"] if threads > 0 else []))
+
+
+@functools.lru_cache(maxsize=256)
+def _spec_identity(spec_json: str) -> str:
+    return json.dumps(identity(from_spec(json.loads(spec_json))), sort_keys=True)
+
+
+def spec_identity(spec: dict) -> dict:
+    """``identity(from_spec(spec))``, cached: ``study status`` asks it for every run."""
+    return json.loads(_spec_identity(json.dumps(spec, sort_keys=True, default=str)))

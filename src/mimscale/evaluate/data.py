@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mimscale.data.sources import IMAGE_EXTENSIONS, build_source
-from mimscale.data.transforms import EvalTransform, Normalize, TrainTransform
+from mimscale.data.transforms import EvalTransform, Normalize, TrainTransform, to_rgb
 from mimscale.errors import DataError, EvalError
 from mimscale.evaluate.augment import rand_augment
 
@@ -135,7 +135,7 @@ class SegFolderSource:
         return len(self.ids)
 
     def load(self, i: int) -> Image.Image:
-        return Image.open(self.img_root / self.ids[i]).convert("RGB")
+        return to_rgb(Image.open(self.img_root / self.ids[i]))
 
     def segmentation(self, i: int) -> np.ndarray:
         m = np.asarray(Image.open(self.mask_root / self._masks[i]))

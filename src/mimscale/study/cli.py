@@ -155,8 +155,7 @@ def cmd_run(args) -> int:
           f"thread(s); worker output goes to runs/<id>/worker.log", file=sys.stderr, flush=True)
     report = run_local(study, study_dir, workers=args.workers, threads=threads, run_fn=args.run_fn,
                        retry_failed=not args.skip_failed, wait_for_others=not args.no_wait)
-    names = [e["name"] for e in study.evals]
-    left = [r.id for r in study.runs if store.run_state(study_dir, r.id, names) != "done"]
+    left = [r.id for r in study.runs if store.run_state(study_dir, r.id, study.evals) != "done"]
     if report.stopped:
         print(f"{PROG}: interrupted: {len(study.runs) - len(left)} of {len(study.runs)} runs done; "
               f"run the same command again to continue", file=sys.stderr)

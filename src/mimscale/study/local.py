@@ -108,12 +108,11 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
     study_dir = Path(study_dir).resolve()
     workers = max(1, int(workers))
     nthreads = threads_per_worker(workers, threads)
-    names = [e["name"] for e in study.evals]
     report = RunReport()
     total = len(study.runs)
     order = _schedule_order(study.runs)
     for r in order:
-        if store.run_state(study_dir, r.id, names) not in (*store.RUNNABLE, "running"):
+        if store.run_state(study_dir, r.id, study.evals) not in (*store.RUNNABLE, "running"):
             report.skipped.append(r.id)
     if report.skipped:
         log(f"{len(report.skipped)} of {total} runs already finished; skipping them")
@@ -162,7 +161,7 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
                         break
                     if run.id in active or run.id in attempted or run.id in report.skipped:
                         continue
-                    state = store.run_state(study_dir, run.id, names)
+                    state = store.run_state(study_dir, run.id, study.evals)
                     if state in store.RUNNABLE and (retry_failed or state != "failed"):
                         log(f"start   {run.id} {run.label()}" + (f" ({state})" if state != "pending" else ""))
                         start(run)
@@ -170,7 +169,7 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
                 if sig.count:
                     break
                 elsewhere = [r.id for r in order if r.id not in attempted and r.id not in report.skipped
-                             and store.run_state(study_dir, r.id, names) == "running"]
+                             and store.run_state(study_dir, r.id, study.evals) == "running"]
                 if not (elsewhere and wait_for_others):
                     break
                 time.sleep(poll_s)  # runs claimed by another process: wait, and take over if it dies

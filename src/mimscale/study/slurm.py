@@ -72,7 +72,7 @@ class StudyTask(Checkpointable):
             fn = resolve_run_fn(self.run_fn)
         code = execute(Path(self.study_dir), run_id, cfg, evals, fn)
         # A task that found its run claimed or finished elsewhere reports what the run's files say.
-        state = store.run_state(Path(self.study_dir), run_id, [e["name"] for e in evals])
+        state = store.run_state(Path(self.study_dir), run_id, evals)
         return {"run": run_id, "exit": code, "status": state, "claimed_elsewhere": code == EXIT_CLAIMED}
 
 
@@ -84,10 +84,9 @@ def run_slurm(study: Study, study_dir: Path, *, cluster: str | None = None, part
     import submitit
 
     study_dir = Path(study_dir).resolve()
-    names = [e["name"] for e in study.evals]
     todo = []
     for run in study.runs:
-        state = store.run_state(study_dir, run.id, names)
+        state = store.run_state(study_dir, run.id, study.evals)
         if state in ("pending", "partial") or (state == "failed" and retry_failed):
             todo.append(run)
     if not todo:
@@ -117,7 +116,7 @@ def run_slurm(study: Study, study_dir: Path, *, cluster: str | None = None, part
             results.append(job.result())
         except Exception as e:  # noqa: BLE001 - a task that died outside our recording (e.g. node failure)
             line = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
-            results.append({"run": run.id, "exit": None, "status": store.run_state(study_dir, run.id, names),
+            results.append({"run": run.id, "exit": None, "status": store.run_state(study_dir, run.id, study.evals),
                             "error": line})
     return results
 

@@ -62,11 +62,10 @@ def progress(run_dir: RunDir) -> dict:
 def status_rows(study: Study, study_dir: Path) -> list[dict]:
     """One dict per run: run, <axis keys>, status, step, total, val_loss, images_per_s, eta_s, error."""
     study_dir = Path(study_dir)
-    names = [e["name"] for e in study.evals]
     rows = []
     for run in study.runs:
         d = store.run_dir(study_dir, run.id)
-        state = store.run_state(study_dir, run.id, names)
+        state = store.run_state(study_dir, run.id, study.evals)
         summary = d.read_summary()
         p = progress(d) if d.path.is_dir() else {"step": None, "val_loss": None, "images_per_s": None}
         total = total_steps_of(run.cfg)

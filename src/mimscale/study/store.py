@@ -232,11 +232,21 @@ def try_claim(study_dir: Path, run_id: str) -> Claim | None:
 RUNNABLE = ("pending", "partial", "failed")
 
 
-def run_state(study_dir: Path, run_id: str, eval_names: list[str], held: bool = False) -> str:
+def eval_done(d: RunDir, spec: dict | str) -> bool:
+    """Whether a study eval entry (or, given a name, any evaluation of that name) has a current result."""
+    if isinstance(spec, str):  # a name: any current result of that name
+        return d.eval_is_current(spec)
+    from mimscale.evaluate.config import spec_identity  # omegaconf only, no torch
+
+    return d.eval_is_current(spec["name"], spec_identity(spec))
+
+
+def run_state(study_dir: Path, run_id: str, evals: list[dict] | list[str], held: bool = False) -> str:
     """pending | partial | running | done | failed | <summary status> (a finished run that is not "done").
 
-    A live claim wins (the files may be mid-update); then summary.json (finished), then the runner's
-    status.json (failed), then checkpoints (partial: a rerun resumes). ``held``: the caller holds the claim
+    A live claim wins (the files may be mid-update); then summary.json (finished; "done" needs each of
+    ``evals``, study eval specs or plain names, to have a current result), then the runner's status.json
+    (failed), then checkpoints (partial: a rerun resumes). ``held``: the caller holds the claim
     and asks what is left to do.
     """
     if not held and lock_is_live(lock_path(study_dir, run_id)):
@@ -247,7 +257,7 @@ def run_state(study_dir: Path, run_id: str, eval_names: list[str], held: bool = 
         status = str(summary.get("status", "done"))
         if status != "done":
             return status
-        missing = [n for n in eval_names if not d.eval_is_current(n)]
+        missing = [e for e in evals if not eval_done(d, e)]
         if not missing:
             return "done"
     record = read_json(d.status)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import json
 import os
 import signal
 import sys
@@ -52,35 +51,31 @@ def with_runtime(cfg: DictConfig, run_dir: Path, threads: int) -> DictConfig:
     return cfg
 
 
-def eval_config(spec: dict, threads: int = 0):
-    """An eval entry of the study -> mimscale.evaluate's config (its keys pass through unchanged)."""
-    from mimscale.evaluate import load_eval_config
-
-    overrides = [f"{k}={json.dumps(v, default=str)}" for k, v in spec.items()]  # JSON is YAML: types survive
-    return load_eval_config(None, overrides + ([f"threads={threads}"] if threads > 0 else []))
-
-
 def check_evals(evals: list[dict]) -> None:
     """Fail before any run starts, not after hours of pre-training, if an eval entry is invalid."""
     if not evals:
         return
+    from mimscale.evaluate.config import from_spec
+
     for spec in evals:
         try:
-            eval_config(spec)
+            from_spec(spec)
         except UserError as e:
             raise StudyError(f"eval '{spec['name']}': {e}") from None
 
 
 def run_evals(run_dir: Path, evals: list[dict], threads: int = 0) -> None:
-    """Each eval without a current result in ``run_dir/eval/<name>.json``, through mimscale.evaluate.run (which
-    also redoes a result of an older checkpoint and refuses one with other settings under the same name)."""
-    todo = [e for e in evals if not RunDir(run_dir).eval_is_current(e["name"])]
+    """Each eval without a current result (``store.eval_done``: final weights, these settings), through
+    mimscale.evaluate.run; a stale result under the same name is replaced."""
+    rd = RunDir(run_dir)
+    todo = [e for e in evals if not store.eval_done(rd, e)]
     if not todo:
         return
     from mimscale.evaluate import run
+    from mimscale.evaluate.config import from_spec
 
     for spec in todo:
-        run(Path(run_dir), eval_config(spec, threads))
+        run(rd.path, from_spec(spec, threads), force=rd.eval_result(spec["name"]).exists())
 
 
 def pretrain_and_evaluate(cfg: DictConfig, evals: list[dict]) -> dict:
@@ -130,8 +125,7 @@ def claim_if_unfinished(study_dir: Path, run_id: str, evals: list[dict]) -> stor
     """The claim of a run that still needs work, or None. The state is read again under the claim: between a
     scheduler's look and the claim, another process may have finished the run and released it."""
     claim = store.try_claim(study_dir, run_id)
-    if claim is not None and store.run_state(study_dir, run_id, [e["name"] for e in evals],
-                                             held=True) not in store.RUNNABLE:
+    if claim is not None and store.run_state(study_dir, run_id, evals, held=True) not in store.RUNNABLE:
         claim.release()
         return None
     return claim

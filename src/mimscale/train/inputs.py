@@ -5,6 +5,7 @@ Wraps the data layer into the few calls the loop needs, and writes the run's sub
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from mimscale import data as D
+from mimscale import rundir as R
 from mimscale.errors import ConfigError
 from mimscale.masking import MaskGenerator
 from mimscale.rundir import RunDir
@@ -43,11 +45,18 @@ class RunInputs:
             raise D.DataError(f"training subset of {d.source} at fraction {d.fraction} is empty")
         if len(val_idx) == 0:
             raise D.DataError("the held-out set is empty")
+        # Unreadable held-out and probe images are found once, here, and left out of every evaluation (never
+        # replaced): the held-out loss of every run of a study is over the same readable images.
+        val_idx, bad_val = D.screen_readable(val_source, val_idx)
+        probe_idx, bad_probe = D.screen_readable(
+            plan.source, D.probe_indices(plan.train_indices, d.probe_size, seed=d.subset_seed), what="training probe")
         self.plan = plan
         self.data_size = len(plan.train_indices)
         if rank == 0:
             D.write_manifest(run_dir.subset, plan.manifest)
             D.write_manifest(run_dir.heldout, plan.val_manifest)
+            _list_excluded(run_dir, {"heldout": bad_val, "training_probe": bad_probe,
+                                     "scan": sorted({*plan.source.skipped_at_scan, *val_source.skipped_at_scan})})
         eval_tf = D.EvalTransform(d.img_size)
         train_tf = D.TrainTransform(d.img_size, tuple(d.crop_scale), tuple(d.crop_ratio), d.hflip)
         train_ds = D.SimMIMDataset(plan.source, plan.train_indices, train_tf, masks, seed=cfg.seed)
@@ -57,7 +66,6 @@ class RunInputs:
         # The same deterministic transform and fixed masks for the held-out set and the training probe,
         # so the two losses differ only in which images they see (the train/val gap).
         self.val_ds = D.SimMIMValDataset(val_source, val_idx, eval_tf, masks, mask_seed=d.val_mask_seed)
-        probe_idx = D.probe_indices(plan.train_indices, d.probe_size, seed=d.subset_seed)
         self.probe_ds = D.SimMIMValDataset(plan.source, probe_idx, eval_tf, masks, mask_seed=d.val_mask_seed)
         self.val_loader = D.build_val_loader(self.val_ds, EVAL_BATCH, 0, rank, world)
         self.probe_loader = D.build_val_loader(self.probe_ds, EVAL_BATCH, 0, rank, world)
@@ -101,3 +109,12 @@ class RunInputs:
     def skipped_files(self) -> int:
         return int(self.loader.skipped)
 
+
+def _list_excluded(run_dir: RunDir, excluded: dict[str, list]) -> None:
+    """RUN_DIR/excluded.json and one console line when any image was left out; nothing otherwise."""
+    if not any(excluded.values()):
+        return
+    R.atomic_write_json(run_dir.excluded, {k: [list(e) if isinstance(e, tuple) else e for e in v]
+                                           for k, v in excluded.items()})
+    counts = ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in excluded.items() if v)
+    print(f"[pretrain] left out unreadable images ({counts}); listed in {run_dir.excluded}", file=sys.stderr)
