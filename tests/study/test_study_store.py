@@ -200,3 +200,17 @@ def test_an_evaluation_of_an_intermediate_checkpoint_does_not_make_a_run_done(tm
     assert run_state(tmp_path, "r", ["knn"]) == "done"
     d.eval_result("knn").write_text(json.dumps({"step": None, "config": {"init": "random"}}))
     assert run_state(tmp_path, "r", ["knn"]) == "done"
+
+
+def test_an_evaluation_with_other_settings_under_the_same_name_is_redone(tmp_path):
+    from mimscale.evaluate.config import spec_identity
+
+    d = store.run_dir(tmp_path, "r")
+    d.eval_dir.mkdir(parents=True)
+    d.summary.write_text(json.dumps({"status": "done", "iters": 150}))
+    spec = {"name": "knn", "task": "knn", "knn_k": 20}
+    d.eval_result("knn").write_text(json.dumps({"step": 150, "identity": spec_identity({**spec, "knn_k": 5})}))
+    assert run_state(tmp_path, "r", [spec]) == "partial"
+    assert run_state(tmp_path, "r", ["knn"]) == "done"  # by name only: any current result
+    d.eval_result("knn").write_text(json.dumps({"step": 150, "identity": spec_identity(spec)}))
+    assert run_state(tmp_path, "r", [spec]) == "done"

@@ -140,3 +140,16 @@ def test_unreadable_images_are_left_out_of_validation_and_counted_in_training_ac
     assert main(["pretrain", *args, f"run_dir={tmp_path / 'b'}"]) == 0
     assert b.read_summary()["skipped_files"] == summary["skipped_files"]
     assert b.read_summary()["final_val_loss"] == summary["final_val_loss"]
+
+
+def test_a_resumed_run_keeps_the_thread_count_it_started_with(tmp_path, capsys):
+    args = [*TINY_ARGS, "train.iters=6", "train.ckpt_every=3", "train.eval_points=2"]
+    assert main(["pretrain", *args, f"run_dir={tmp_path / 'a'}"]) == 0
+    b = RunDir(tmp_path / "b")
+    assert main(["pretrain", *args, f"run_dir={b}"]) == 0
+    b.summary.unlink()
+    b.checkpoint(6).unlink()
+    capsys.readouterr()
+    assert main(["pretrain", *args, "threads=2", f"run_dir={b}"]) == 0
+    assert "resuming with 1 threads, as the run started (this process was given 2)" in capsys.readouterr().err
+    assert b.read_summary()["final_val_loss"] == RunDir(tmp_path / "a").read_summary()["final_val_loss"]
