@@ -128,6 +128,8 @@ def test_unreadable_images_are_left_out_of_validation_and_counted_in_training_ac
     excluded = json.loads(a.excluded.read_text())
     assert [e[1] for e in excluded["heldout"]] == ["c1/003.png"] and "left out unreadable images" in err
     summary = a.read_summary()
+    assert summary["data_size"] == 80  # with data.val_source, nothing is held out of the training folder
+    assert json.loads(a.subset.read_text())["holdout"]["external"]["kind"] == "folder"
     assert summary["skipped_files"] > 0 and "unreadable training image(s) replaced so far" in err
     logged = [r for r in a.read_metrics() if r["name"] == R.SKIPPED_FILES]
     assert logged and logged[-1]["value"] == summary["skipped_files"]

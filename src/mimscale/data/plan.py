@@ -39,22 +39,26 @@ class DataPlan:
 
 
 def _holdout_args(info: dict | None):
-    if info is None or info.get("builtin"):
+    if info is None or info.get("builtin") or info.get("external"):
         return None, 0
     return info["size"], int(info["seed"])
 
 
 def plan_data(spec=None, fraction: float = 1.0, seed: int = 0, *, holdout="auto", holdout_seed: int = 0,
-              manifest=None) -> DataPlan:  # fmt: skip
+              manifest=None, val_spec=None) -> DataPlan:  # fmt: skip
     """Training subset + held-out set of a source.
 
     Held-out set: the source's own validation split if it has one (shapes: the "val" seed; a folder
     with ``train/`` and ``val/``), else a seeded stratified split (``holdout``: "auto" = 10%, at most
     10,000 images; a fraction; a count) disjoint from every training subset. With ``manifest`` (a
     path or Manifest) the training ids and held-out rule come from it (``spec`` may then be None;
-    if given, it must describe the same source). Files are not decoded here: pass ``val_indices``
-    through ``screen_readable`` once to drop unreadable held-out files before evaluating on them.
+    if given, it must describe the same source). With ``val_spec`` (another source, e.g. ImageNet's
+    val folder) that source is the held-out set and nothing is held out of ``spec``: 100% is the whole
+    training source. Files are not decoded here: pass ``val_indices`` through ``screen_readable`` once to
+    drop unreadable held-out files before evaluating on them.
     """
+    if val_spec is not None:
+        return _plan_with_external_val(spec, fraction, seed, manifest, val_spec)
     if manifest is not None:
         m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         source = build_source(m.source if spec is None else spec)
@@ -86,6 +90,21 @@ def plan_data(spec=None, fraction: float = 1.0, seed: int = 0, *, holdout="auto"
     if np.intersect1d(train, val).size and val_source is source:
         raise DataError("training subset and held-out set overlap")
     return DataPlan(source, train, m, val_source, val, vm)
+
+
+def _plan_with_external_val(spec, fraction: float, seed: int, manifest, val_spec) -> DataPlan:
+    val_source = build_source(val_spec)
+    info = {"external": val_source.describe()}
+    if manifest is not None:
+        m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+        source = build_source(m.source if spec is None else spec)
+        train = np.sort(manifest_indices(source, m))
+    else:
+        source = build_source(spec)
+        train = subset_indices(source, fraction, seed)  # the whole source is the pool
+        m = _manifest(source, "train", train, seed, float(fraction), info)
+    val = np.arange(len(val_source.ids), dtype=np.int64)
+    return DataPlan(source, train, m, val_source, val, _manifest(val_source, "heldout", val, 0, None, info))
 
 
 def verify_manifests(directory) -> dict:

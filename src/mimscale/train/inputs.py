@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -34,11 +33,9 @@ class RunInputs:
             masks = MaskGenerator(d.img_size, d.mask_patch_size, patch_size, d.mask_ratio)
         except ValueError as e:  # a user's size choice: report it as a config problem, one line
             raise ConfigError(f"data: {e}") from None
-        plan = D.plan_data(d.source, fraction=d.fraction, seed=d.subset_seed)
+        # With data.val_source nothing is held out of the training source: "100%" is all of it.
+        plan = D.plan_data(d.source, fraction=d.fraction, seed=d.subset_seed, val_spec=d.val_source or None)
         val_source, val_idx = plan.val_source, plan.val_indices
-        if d.val_source:
-            val_source = D.build_source(d.val_source)
-            val_idx = np.arange(len(val_source.ids), dtype=np.int64)
         if d.val_size > 0:
             val_idx = val_idx[: d.val_size]  # held-out order is stable, so a prefix is a fixed set
         if len(plan.train_indices) == 0:
