@@ -178,15 +178,16 @@ def _decode(img, box: tuple[int, int, int, int] | None, out_hw: tuple[int, int],
     return x, box, keep
 
 
-def _resize_hwc(x: torch.Tensor, hw: tuple[int, int], borrowed: bool = False) -> torch.Tensor:
-    """uint8 (H, W, 3 or 4) -> uint8 (3, h, w), bilinear with antialiasing (PIL BILINEAR semantics).
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+def _resize_hwc(x: torch.Tensor, hw: tuple[int, int], borrowed: bool = False, mode: str = "bilinear") -> torch.Tensor:
+    """uint8 (H, W, 3 or 4) -> uint8 (3, h, w), bilinear or bicubic with antialiasing (PIL semantics).
     4 channels (RGBX) are resized as they are (torch's fast uint8 path handles them), X dropped."""
     chw = x.permute(2, 0, 1)
     if tuple(chw.shape[1:]) == tuple(hw):
         return chw[:3].clone() if borrowed else chw[:3]
-    return F.interpolate(chw.unsqueeze(0), size=hw, mode="bilinear", antialias=True, align_corners=False)[
-        0, :3
-    ]
+    return F.interpolate(chw.unsqueeze(0), size=hw, mode=mode, antialias=True, align_corners=False)[0, :3]
 
 
 class Normalize:
@@ -268,19 +269,21 @@ class TrainTransform:
 
 
 class EvalTransform:
-    """Resize the shorter side to ``resize`` (default ``size``; bilinear, antialiased), center-crop
+    """Resize the shorter side to ``resize`` (default ``size``; bilinear or bicubic, antialiased), center-crop
     ``size``, normalise. Deterministic. For built-in images already at ``size`` it is the identity
     (plus normalisation); the ImageNet convention is ``resize = size / 0.875``. A size < 1 or
     ``resize < size`` raise DataError here.
     """
 
     def __init__(self, size: int, resize: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 draft: bool = True):  # fmt: skip
+                 draft: bool = True, interpolation: str = "bilinear"):  # fmt: skip
         self.size = check_size(size)
         self.resize = check_size(resize, "eval resize") if resize else self.size
         if self.resize < self.size:
             raise DataError(f"eval resize ({self.resize}) must be >= img_size ({self.size})")
-        self.draft = draft
+        if interpolation not in INTERPOLATIONS:
+            raise DataError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got '{interpolation}'")
+        self.draft, self.interpolation = draft, interpolation
         self.normalize = Normalize(mean, std)
 
     def _target(self, height: int, width: int) -> tuple[int, int]:
@@ -295,7 +298,7 @@ class EvalTransform:
             width, height = img.size
         th, tw = self._target(height, width)
         x, _, keep = _decode(img, None, (th, tw), self.draft)
-        out = _resize_hwc(x, (th, tw), keep is not None)
+        out = _resize_hwc(x, (th, tw), keep is not None, self.interpolation)
         del keep
         top, left = (th - self.size) // 2, (tw - self.size) // 2
         return out[:, top : top + self.size, left : left + self.size]

@@ -81,6 +81,10 @@ class EvalConfig:
     crop_scale: tuple[float, float] = (0.08, 1.0)
     hflip: bool = True
     eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)
+    # Test images: shorter side to img_size / test_crop, center crop img_size, with this interpolation. The
+    # official ImageNet fine-tune: 0.875 (256 -> 224) and bicubic (configs/finetune/finetune.yaml).
+    test_crop: float = 1.0
+    interpolation: str = "bilinear"  # bilinear | bicubic
     precision: str = "fp32"  # fp32 | bf16 (autocast)
 
     # --- segmentation -------------------------------------------------------------------------
@@ -101,7 +105,10 @@ class EvalConfig:
 # The keys each task reads, i.e. what a result depends on. Speed and placement keys (device, threads,
 # num_workers) and the result's file name are in none of them: a finished evaluation is reused across them.
 _WHAT = ("task", "init", "checkpoint", "model", "model_kwargs", "img_size", "train_source", "test_source",
-         "num_classes", "batch_size", "precision", "seed")
+         "num_classes", "batch_size", "precision", "seed", "test_crop", "interpolation")
+# Keys added after the first release -> the value that reproduces the behaviour before them. At that value a
+# key is left out of the identity, so results written before it existed stay valid.
+ADDED_KEYS = {"test_crop": 1.0, "interpolation": "bilinear"}
 _FROZEN = ("features", "feature_blocks")
 _TUNED = ("epochs", "warmup_epochs", "base_lr", "warmup_lr", "min_lr", "weight_decay", "layer_decay", "drop_path",
           "clip_grad", "hflip", "eval_every")
@@ -154,6 +161,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"linear_holdout must be in [0, 1), got {cfg.linear_holdout}")
     if not 0.0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1.0:
         raise ConfigError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {list(cfg.crop_scale)}")
+    if not 0.0 < cfg.test_crop <= 1.0:
+        raise ConfigError(f"test_crop must be in (0, 1], got {cfg.test_crop}")
+    if cfg.interpolation not in ("bilinear", "bicubic"):
+        raise ConfigError(f"interpolation must be bilinear or bicubic, got '{cfg.interpolation}'")
     if cfg.img_size < 0 or cfg.num_classes < 0 or cfg.feature_blocks < 0:
         raise ConfigError("img_size, num_classes and feature_blocks must be >= 0")
 
@@ -168,7 +179,8 @@ def result_name(cfg: DictConfig) -> str:
 def identity(cfg: DictConfig) -> dict:
     """The keys this task reads, JSON-normalised (tuples become lists) to compare with a stored result."""
     d = OmegaConf.to_container(cfg, resolve=True)
-    return json.loads(json.dumps({k: d[k] for k in TASK_KEYS[cfg.task]}))
+    keys = [k for k in TASK_KEYS[cfg.task] if not (k in ADDED_KEYS and d[k] == ADDED_KEYS[k])]
+    return json.loads(json.dumps({k: d[k] for k in keys}))
 
 
 def same_identity(stored: dict | None, cfg: DictConfig) -> bool:

@@ -69,11 +69,13 @@ class ClassificationData(torch.utils.data.Dataset):
     a generator seeded by (seed, epoch, index), so augmentation does not depend on worker scheduling."""
 
     def __init__(self, source, size: int, train: bool = False, seed: int = 0, crop_scale=(0.08, 1.0),
-                 hflip: bool = True, randaug: tuple[int, float, float] = (0, 0.0, 0.0)):
+                 hflip: bool = True, randaug: tuple[int, float, float] = (0, 0.0, 0.0), test_crop: float = 1.0,
+                 interpolation: str = "bilinear"):
         self.source, self.train, self.seed, self.epoch = source, train, seed, 0
         self.labels = source.labels()
         self.randaug = randaug
-        self.eval_tf = EvalTransform(size)
+        # Test geometry: shorter side to size / test_crop (the ImageNet convention: 224/0.875 = 256), center crop.
+        self.eval_tf = EvalTransform(size, resize=int(size / test_crop), interpolation=interpolation)
         self.train_tf = TrainTransform(size, scale=tuple(crop_scale), hflip=hflip)
         self.normalize = Normalize()
 

@@ -119,7 +119,8 @@ def finetune(encoder, train_src, test_src, num_classes: int, cfg, device, img_si
     randaug = (cfg.randaug_n, cfg.randaug_m, cfg.randaug_mstd)
     train_ds = ClassificationData(train_src, img_size, train=True, seed=cfg.seed, crop_scale=cfg.crop_scale,
                                   hflip=cfg.hflip, randaug=randaug)
-    test_dl = loader(ClassificationData(test_src, img_size), cfg.batch_size, False, cfg.num_workers, cfg.seed)
+    test_ds = ClassificationData(test_src, img_size, test_crop=cfg.test_crop, interpolation=cfg.interpolation)
+    test_dl = loader(test_ds, cfg.batch_size, False, cfg.num_workers, cfg.seed)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     schedule = Schedule(cfg, steps_per_epoch)
     optimizer = build_optimizer(model, cfg)
@@ -127,8 +128,10 @@ def finetune(encoder, train_src, test_src, num_classes: int, cfg, device, img_si
                       cfg.label_smoothing)
 
     def batch_fn(x, y, rng):
-        x, target = mix(x, y, rng)  # soft targets, label smoothing included
-        return random_erasing(x, cfg.reprob, rng), target
+        # Random erasing per sample before mixup / cutmix, as timm's loader does it (the official fine-tune):
+        # an erased box is then blended like the rest of its image.
+        x = random_erasing(x, cfg.reprob, rng)
+        return mix(x, y, rng)  # soft targets, label smoothing included
 
     step, history, best = 0, [], None
     for epoch in range(cfg.epochs):

@@ -54,8 +54,8 @@ class RunInputs:
             D.write_manifest(run_dir.heldout, plan.val_manifest)
             _list_excluded(run_dir, {"heldout": bad_val, "training_probe": bad_probe,
                                      "scan": sorted({*plan.source.skipped_at_scan, *val_source.skipped_at_scan})})
-        eval_tf = D.EvalTransform(d.img_size)
-        train_tf = D.TrainTransform(d.img_size, tuple(d.crop_scale), tuple(d.crop_ratio), d.hflip)
+        eval_tf = D.EvalTransform(d.img_size, draft=d.jpeg_draft)
+        train_tf = D.TrainTransform(d.img_size, tuple(d.crop_scale), tuple(d.crop_ratio), d.hflip, draft=d.jpeg_draft)
         train_ds = D.SimMIMDataset(plan.source, plan.train_indices, train_tf, masks, seed=cfg.seed)
         sampler = D.ResumableSampler(len(train_ds), seed=cfg.seed, batch_size=micro_batch, rank=rank,
                                      world_size=world)

@@ -30,6 +30,13 @@ def adamw(groups: list[dict], lr: float, betas=(0.9, 0.999), eps: float = 1e-8) 
                              **({"fused": True} if fused else {"foreach": True}))
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas, eps: float) -> torch.optim.AdamW:
+# Named exemptions the official SimMIM pre-training does not apply (train.decay_position_bias=true).
+POSITION_BIAS_NAMES = ("cpb_mlp", "logit_scale")
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas, eps: float,
+                    decay_position_bias: bool = False) -> torch.optim.AdamW:
     skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    if decay_position_bias:  # 1-D parameters and biases stay exempt (param_groups' own rule), as officially
+        skip = {n for n in skip if not any(k in n for k in POSITION_BIAS_NAMES)}
     return adamw(param_groups(model, weight_decay, skip), lr, betas, eps)

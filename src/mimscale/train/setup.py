@@ -152,7 +152,7 @@ def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
     inputs = RunInputs(cfg, micro_batch, rank, world, run_dir, model.encoder.patch_size)
     steps = total_steps(t.iters, t.epochs, t.samples, t.batch_size, inputs.data_size)
     lr = LRSchedule.from_config(t, steps)
-    optimizer = build_optimizer(model, lr.peak, t.weight_decay, t.betas, t.eps)
+    optimizer = build_optimizer(model, lr.peak, t.weight_decay, t.betas, t.eps, t.decay_position_bias)
     scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
 
     state, (ckpt, saved) = TrainState(), _newest_intact_checkpoint(run_dir, device)
