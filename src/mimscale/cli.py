@@ -18,6 +18,8 @@ from mimscale.errors import Interrupted, TrainingError, UserError
 # Commands whose argument parsing lives with their module: name -> (module, function, summary).
 DELEGATED = {
     "finetune": ("mimscale.evaluate.cli", "finetune_main", "fine-tune / linear-probe / kNN / segment a run"),
+    "val-loss": ("mimscale.evaluate.val_loss", "val_loss_main", "held-out SimMIM loss of any checkpoint (mimscale, "
+                 "official, transformers)"),
     "study": ("mimscale.study", "study_main", "plan / run / status / results of a grid of runs"),
     "analyze": ("mimscale.analysis", "analyze_main", "overfitting, scaling fits, correlations -> tables"),
     "report": ("mimscale.report", "report_main", "self-contained report.html with figures and tables"),

@@ -25,14 +25,28 @@ EVAL_BATCH = 256
 EVAL_CACHE_BYTES = 256 * 2**20
 
 
+def mask_generator(d: DictConfig, patch_size: int) -> MaskGenerator:
+    try:
+        return MaskGenerator(d.img_size, d.mask_patch_size, patch_size, d.mask_ratio)
+    except ValueError as e:  # a user's size choice: report it as a config problem, one line
+        raise ConfigError(f"data: {e}") from None
+
+
+def fixed_mask_set(d: DictConfig, source, indices, masks: MaskGenerator, what: str = "held-out set"):
+    """(dataset, excluded): the validation protocol over ``indices`` of ``source``: deterministic transform,
+    a fixed mask per image (a function of data.val_mask_seed and the image's position only). Unreadable images
+    are found once, here, and left out of every evaluation, never replaced (``excluded`` lists them)."""
+    kept, excluded = D.screen_readable(source, indices, what=what)
+    ds = D.SimMIMValDataset(source, kept, D.EvalTransform(d.img_size, draft=d.jpeg_draft), masks,
+                            mask_seed=d.val_mask_seed)
+    return ds, excluded
+
+
 class RunInputs:
     def __init__(self, cfg: DictConfig, micro_batch: int, rank: int, world: int, run_dir: RunDir | Path,
                  patch_size: int):
         d, run_dir = cfg.data, RunDir(run_dir)
-        try:
-            masks = MaskGenerator(d.img_size, d.mask_patch_size, patch_size, d.mask_ratio)
-        except ValueError as e:  # a user's size choice: report it as a config problem, one line
-            raise ConfigError(f"data: {e}") from None
+        masks = mask_generator(d, patch_size)
         # With data.val_source nothing is held out of the training source: "100%" is all of it.
         plan = D.plan_data(d.source, fraction=d.fraction, seed=d.subset_seed, val_spec=d.val_source or None)
         val_source, val_idx = plan.val_source, plan.val_indices
@@ -42,11 +56,11 @@ class RunInputs:
             raise D.DataError(f"training subset of {d.source} at fraction {d.fraction} is empty")
         if len(val_idx) == 0:
             raise D.DataError("the held-out set is empty")
-        # Unreadable held-out and probe images are found once, here, and left out of every evaluation (never
-        # replaced): the held-out loss of every run of a study is over the same readable images.
-        val_idx, bad_val = D.screen_readable(val_source, val_idx)
-        probe_idx, bad_probe = D.screen_readable(
-            plan.source, D.probe_indices(plan.train_indices, d.probe_size, seed=d.subset_seed), what="training probe")
+        # The same deterministic transform and fixed masks for the held-out set and the training probe,
+        # so the two losses differ only in which images they see (the train/val gap).
+        self.val_ds, bad_val = fixed_mask_set(d, val_source, val_idx, masks)
+        probe_idx = D.probe_indices(plan.train_indices, d.probe_size, seed=d.subset_seed)
+        self.probe_ds, bad_probe = fixed_mask_set(d, plan.source, probe_idx, masks, what="training probe")
         self.plan = plan
         self.data_size = len(plan.train_indices)
         if rank == 0:
@@ -54,16 +68,11 @@ class RunInputs:
             D.write_manifest(run_dir.heldout, plan.val_manifest)
             _list_excluded(run_dir, {"heldout": bad_val, "training_probe": bad_probe,
                                      "scan": sorted({*plan.source.skipped_at_scan, *val_source.skipped_at_scan})})
-        eval_tf = D.EvalTransform(d.img_size, draft=d.jpeg_draft)
         train_tf = D.TrainTransform(d.img_size, tuple(d.crop_scale), tuple(d.crop_ratio), d.hflip, draft=d.jpeg_draft)
         train_ds = D.SimMIMDataset(plan.source, plan.train_indices, train_tf, masks, seed=cfg.seed)
         sampler = D.ResumableSampler(len(train_ds), seed=cfg.seed, batch_size=micro_batch, rank=rank,
                                      world_size=world)
         self.loader = D.build_pretrain_loader(train_ds, sampler, num_workers=d.num_workers)
-        # The same deterministic transform and fixed masks for the held-out set and the training probe,
-        # so the two losses differ only in which images they see (the train/val gap).
-        self.val_ds = D.SimMIMValDataset(val_source, val_idx, eval_tf, masks, mask_seed=d.val_mask_seed)
-        self.probe_ds = D.SimMIMValDataset(plan.source, probe_idx, eval_tf, masks, mask_seed=d.val_mask_seed)
         self.val_loader = D.build_val_loader(self.val_ds, EVAL_BATCH, 0, rank, world)
         self.probe_loader = D.build_val_loader(self.probe_ds, EVAL_BATCH, 0, rank, world)
         self.eval_images = len(self.val_ds) + len(self.probe_ds)  # over all ranks

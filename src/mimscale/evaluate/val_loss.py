@@ -1,0 +1,117 @@
+"""``mimscale val-loss CHECKPOINT --data SOURCE``: the held-out SimMIM loss of any checkpoint, with the study's
+validation protocol (deterministic transform, a fixed mask per image, the run's loss and target).
+
+CHECKPOINT is one of
+- a mimscale run directory or checkpoint file: its own config is the protocol;
+- an official SimMIM checkpoint (microsoft/Swin-Transformer, the released Swin V2 models): give the model
+  and the recipe, e.g. ``-c configs/pretrain/swinv2-b.yaml`` (192 px, 32 px mask units, ratio 0.6,
+  normalised target) or ``model.name=swinv2-b data.img_size=192 ...``;
+- a ``transformers`` ``*ForMaskedImageModeling`` directory (``save_pretrained``), with its recipe likewise.
+The weights load strictly: a checkpoint that does not fit the model is refused with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mimscale import config as C
+from mimscale import data as D
+from mimscale.errors import EvalError
+from mimscale.evaluate.loading import load_state_into
+from mimscale.models import official
+from mimscale.objectives.simmim import SimMIM
+from mimscale.rundir import RunDir
+from mimscale.train.checkpoint import load_checkpoint
+from mimscale.train.distributed import resolve_device
+from mimscale.train.inputs import EVAL_BATCH, fixed_mask_set, mask_generator
+from mimscale.train.setup import build_simmim
+from mimscale.train.step import reconstruction_loss
+
+
+def _recipe(base: dict | None, config: str | None, overrides: list[str]) -> DictConfig:
+    """The protocol: a mimscale checkpoint's own config (else the defaults) < -c file < key=value overrides."""
+    if base is not None:
+        merged = OmegaConf.merge(OmegaConf.structured(C.Config()), base)
+        return C.load_config(config, overrides, base=OmegaConf.to_object(merged))
+    # The pre-training schema requires a length; it plays no part in a validation loss.
+    return C.load_config(config, overrides if config else ["train.iters=1", *overrides])
+
+
+def load_for_val_loss(path: Path, config: str | None, overrides: list[str]) -> tuple[torch.nn.Module, DictConfig, str]:
+    """(SimMIM model with the checkpoint's weights, the protocol config, the format's name)."""
+    if path.is_dir() and (path / "config.json").is_file():
+        from mimscale.models.hf import _load_local, copy_decoder_from_transformers, from_transformers
+
+        cfg = _recipe(None, config, overrides)
+        hf = _load_local(path)
+        try:
+            model = SimMIM(from_transformers(hf), norm_target=cfg.objective.norm_target,
+                           norm_target_window=cfg.objective.norm_target_window)
+            copy_decoder_from_transformers(hf, model)
+        except (ValueError, AttributeError) as e:
+            raise EvalError(f"{path}: cannot use this transformers model: {str(e).splitlines()[0]}") from None
+        return model, cfg, "transformers"
+    if path.is_dir():
+        latest = RunDir(path).latest_checkpoint()
+        if latest is None:
+            raise EvalError(f"{path} holds no checkpoint (not a run directory with checkpoints/)")
+        path = latest
+    if not path.is_file():
+        raise EvalError(f"checkpoint not found: {path}")
+    ckpt = load_checkpoint(path)
+    state = ckpt.get("model")
+    if not isinstance(state, dict):
+        raise EvalError(f"{path} holds no 'model' state dict")
+    mine = isinstance(ckpt.get("config"), dict) and "train" in ckpt["config"]
+    cfg = _recipe(ckpt["config"] if mine else None, config, overrides)
+    fmt = "mimscale" if mine else "official"
+    if not mine:
+        if not official.is_official_simmim(state):
+            raise EvalError(f"{path} is neither a mimscale nor an official SimMIM checkpoint (no encoder.* and "
+                            f"decoder.0.* weights)")
+        state = official.from_official_simmim(state)
+    model = build_simmim(cfg)
+    load_state_into(model, state, path, cfg.model.name)
+    return model, cfg, fmt
+
+
+def val_loss(checkpoint: str | Path, data: str, config: str | None = None, overrides: list[str] = ()) -> dict:
+    model, cfg, fmt = load_for_val_loss(Path(checkpoint), config, list(overrides))
+    device = resolve_device(cfg.device)
+    d = cfg.data
+    source = D.build_source(data)
+    indices = np.arange(len(source.ids), dtype=np.int64)
+    if d.val_size > 0:
+        indices = indices[: d.val_size]  # the study's rule: a prefix of the stable held-out order
+    dataset, excluded = fixed_mask_set(d, source, indices, mask_generator(d, model.encoder.patch_size))
+    loader = D.build_val_loader(dataset, EVAL_BATCH, 0, 0, 1)
+    model = model.to(device).eval()
+    loss = reconstruction_loss(model, ((b["img"], b["mask"]) for b in loader), device, cfg.train.precision)
+    return {"val_loss": loss, "images": len(dataset), "excluded": len(excluded), "format": fmt,
+            "checkpoint": str(checkpoint), "data": data, "model": cfg.model.name, "img_size": d.img_size,
+            "mask_patch_size": d.mask_patch_size, "mask_ratio": d.mask_ratio, "norm_target": cfg.objective.norm_target,
+            "val_mask_seed": d.val_mask_seed}
+
+
+def val_loss_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="mimscale val-loss", description=__doc__.split("\n\n")[0].replace("``", ""),
+        epilog="example: mimscale val-loss simmim_swinv2_b.pth --data folder:/data/imagenet/val "
+               "-c configs/pretrain/swinv2-b.yaml")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="run directory, checkpoint file or transformers directory")
+    p.add_argument("--data", required=True, help="the held-out source, e.g. folder:/data/imagenet/val")
+    p.add_argument("-c", "--config", help="a pre-training config giving the model and the recipe")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model.name=swinv2-b data.val_size=10000")
+    a = p.parse_intermixed_args(argv)  # "CKPT --data X key=value": positionals on both sides of an option
+    result = val_loss(a.checkpoint, a.data, a.config, a.overrides)
+    print(json.dumps(result))
+    print(f"held-out loss {result['val_loss']:.6f} over {result['images']} images ({result['format']} checkpoint)",
+          file=sys.stderr)
+    return 0
