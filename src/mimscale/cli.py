@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(importlib.import_module(module), function)(rest) or 0)
     except UserError as e:
         return _fail(command, str(e) or type(e).__name__)
+    except BrokenPipeError:  # the reader went away (`mimscale study status | head`): nothing to say to it
+        sys.stdout = None
+        return 128 + signal.SIGPIPE
     except OSError as e:  # a path that cannot be read or written, a full disk: say which, no traceback
         return _fail(command, " ".join(f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}".split()))
     except TrainingError as e:
