@@ -48,7 +48,7 @@ def test_summary_numbers_come_from_the_data(tmp_path):
     text = " ".join(res["summary"])
     assert "3 of 24 settings" in text and "tiny-l at 100 images, 2,000 it" in text
     gain = next(g for g in res["data_gain"] if g["model"] == "tiny-l" and g["iters"] == 2000)
-    assert f"{gain['gain']:+.3f} (tiny-l)" in text
+    assert f"{gain['gain']:+.4f} (tiny-l)" in text
     spear = next(c for c in res["correlation"] if c["group"] == "all" and c["metric"] == "eval_linear_top1")
     assert f"Spearman {spear['spearman']:.2f}" in text
 

@@ -48,8 +48,9 @@ import pandas as pd
 
 from ..rundir import atomic_write_text
 from .correlation import correlation_table, model_order, selection_table
+from .datasets import assign_series
 from .findings import paper_findings
-from .overfitting import DEFAULT_TOLERANCE, overfitting_table
+from .overfitting import overfitting_table, rises, tolerance_for
 from .results import (
     ResultsError,
     clean_runs,
@@ -106,24 +107,30 @@ def _section(name: str, messages: list[str], fn, *args, **kw):
         return None
 
 
-def analyze(input_path, out_dir=None, *, tolerance: float = DEFAULT_TOLERANCE, seed: int = 0,
-            n_boot: int = 2000, fit_boot: int = 200, level: float = 0.95, write: bool = True) -> dict:
+def analyze(input_path, out_dir=None, *, tolerance: float | None = None, seed: int = 0,
+            n_boot: int = 2000, fit_boot: int = 200, level: float = 0.95, write: bool = True,
+            primary_dataset: str | None = None, same_distribution: bool = False) -> dict:
     """Analyse a study directory or results CSV; write CSV tables to out_dir (default: see default_out).
 
     Raises ResultsError when nothing can be analysed (unreadable input, missing required columns, no
     usable run). Problems with single items are reported in the result's `messages` and in the
-    item's own `message` field.
+    item's own `message` field. tolerance None: from the replicate seeds or the loss scale
+    (overfitting.tolerance_for); primary_dataset None: the dataset with the most runs (datasets.py).
     """
     return analyze_frames(input_path, out_dir, tolerance=tolerance, seed=seed, n_boot=n_boot,
-                          fit_boot=fit_boot, level=level, write=write)[0]
+                          fit_boot=fit_boot, level=level, write=write, primary_dataset=primary_dataset,
+                          same_distribution=same_distribution)[0]
 
 
-def analyze_frames(input_path, out_dir=None, *, tolerance: float = DEFAULT_TOLERANCE, seed: int = 0,
-                   n_boot: int = 2000, fit_boot: int = 200, level: float = 0.95,
-                   write: bool = True) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+def analyze_frames(input_path, out_dir=None, *, tolerance: float | None = None, seed: int = 0,
+                   n_boot: int = 2000, fit_boot: int = 200, level: float = 0.95, write: bool = True,
+                   primary_dataset: str | None = None,
+                   same_distribution: bool = False) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """`analyze`, also returning the cleaned runs table and the curves (for figures)."""
     raw, curves = load_results(input_path)
     runs, messages = clean_runs(raw)
+    runs, data_info = assign_series(runs, primary_dataset, same_distribution)
+    tolerance, tol_basis, tol_source = tolerance_for(runs, tolerance)
     metrics = eval_columns(runs)
     for m in list(metrics):
         if runs[m].notna().sum() == 0:
@@ -142,8 +149,13 @@ def analyze_frames(input_path, out_dir=None, *, tolerance: float = DEFAULT_TOLER
         "models": [{"name": m, "params": float(params[m])} for m in order],
         "data_sizes": sorted(float(v) for v in runs["data_size"].unique()),
         "iters": sorted(float(v) for v in runs["iters"].unique()), "metrics": metrics,
-        "config": {"tolerance": tolerance, "seed": seed, "n_boot": n_boot, "fit_boot": fit_boot,
-                   "ci_level": level, "ci_method": "seeded percentile bootstrap over runs"},
+        "datasets": data_info["datasets"], "primary_dataset": data_info["primary"],
+        "config": {"tolerance": tolerance, "tolerance_basis": tol_basis, "tolerance_source": tol_source,
+                   "seed": seed, "n_boot": n_boot, "fit_boot": fit_boot, "ci_level": level,
+                   "ci_method": "seeded percentile bootstrap over runs", "primary_dataset": data_info["primary"],
+                   "primary_dataset_basis": data_info["primary_basis"],
+                   "same_distribution": data_info["same_distribution"],
+                   "fit_loss": "Huber (delta 1e-3) on log-loss, from a grid of starts"},
         "messages": messages,
     }
     boot = {"level": level, "seed": seed}
@@ -152,9 +164,10 @@ def analyze_frames(input_path, out_dir=None, *, tolerance: float = DEFAULT_TOLER
     res["correlation"] = _section("correlation", messages, correlation_table, runs, metrics,
                                   n_boot=n_boot, **boot) or []
     res["overfitting"] = _records(over) if over is not None else []
-    res["fits"] = {"per_model": _section("fits.per_model", messages, per_model_fits, runs, n_boot=fit_boot,
-                                         **boot) or [],
-                   "joint": _section("fits.joint", messages, joint_fits, runs, n_boot=fit_boot, **boot) or []}
+    res["rises"] = rises(res["overfitting"])
+    prim = {"primary": data_info["primary"], "n_boot": fit_boot, **boot}
+    res["fits"] = {"per_model": _section("fits.per_model", messages, per_model_fits, runs, **prim) or [],
+                   "joint": _section("fits.joint", messages, joint_fits, runs, **prim) or []}
     res["data_gain"] = _records(gain) if gain is not None else []
     res["selection"] = _section("selection", messages, selection_table, runs, metrics) or []
     if not metrics:
@@ -212,11 +225,22 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="INPUT", help="study directory (with runs/) or results CSV")
     p.add_argument("--out", metavar="DIR", help="output directory (default: STUDY_DIR/<kind> or "
                    "<csv stem>_<kind> beside the CSV)")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                   help="loss rise that counts as overfitting (default %(default)s)")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="loss rise that counts as overfitting (default: 2 x sqrt(2) x the pooled seed SD "
+                   "where settings have >= 2 seeds, else 0.2%% of the median held-out loss; 0 flags every rise)")
+    p.add_argument("--primary-dataset", metavar="NAME", help="the dataset whose validation set the held-out "
+                   "losses are measured on (default: the dataset with the most runs, ties by name)")
+    p.add_argument("--same-distribution", action="store_true", help="treat every dataset as more of the "
+                   "primary's data (one data axis) instead of its own series")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default %(default)s)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for correlations")
     p.add_argument("--fit-boot", type=int, default=200, help="bootstrap resamples for scaling fits")
+
+
+def common_kwargs(a: argparse.Namespace) -> dict:
+    """The keyword arguments of `analyze` / `build_report` from the options of `add_common_args`."""
+    return {"tolerance": a.tolerance, "seed": a.seed, "n_boot": a.n_boot, "fit_boot": a.fit_boot,
+            "primary_dataset": a.primary_dataset, "same_distribution": a.same_distribution}
 
 
 def analyze_main(argv=None) -> int:
@@ -225,7 +249,7 @@ def analyze_main(argv=None) -> int:
     add_common_args(p)
     p.add_argument("--json", action="store_true", help="print the analysis as one JSON document")
     a = p.parse_args(argv)
-    res = analyze(a.input, a.out, tolerance=a.tolerance, seed=a.seed, n_boot=a.n_boot, fit_boot=a.fit_boot)
+    res = analyze(a.input, a.out, **common_kwargs(a))
     for m in res["messages"]:
         print(f"note: {m}", file=sys.stderr)
     if a.json:

@@ -85,6 +85,16 @@ def correlation_table(runs: pd.DataFrame, metrics: list[str] | None = None, *, n
     return rows
 
 
+def weakest(rows: list[dict]) -> dict | None:
+    """The row whose Spearman correlation is weakest in the expected direction: closest to zero or of the
+    wrong sign. With the expected negative sign (a metric where higher is better) that is the largest
+    (least negative) Spearman; with the expected positive sign, the smallest."""
+    rows = [r for r in rows if r.get("spearman") is not None]
+    if not rows:
+        return None
+    return max(rows, key=lambda r: r["spearman"] if r["expected_sign"] == "negative" else -r["spearman"])
+
+
 def selection_table(runs: pd.DataFrame, metrics: list[str] | None = None) -> list[dict]:
     """Would picking the run with the lowest val_loss also pick the best run by each metric?
 

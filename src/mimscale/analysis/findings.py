@@ -1,26 +1,41 @@
 """Does this grid show the paper's three findings? Each check states its criterion, its numbers and a
-verdict ("yes", "partly", "no" or "n/a"); nothing is asserted that the numbers do not show.
+verdict ("yes", "partly", "no" or "n/a"); nothing is asserted that the numbers do not show. All three
+work from a results table alone; a study directory's curves strengthen the first.
 
-1. Overfitting on small data: on the smallest data size the largest model's held-out loss stops
-   improving over the last part of training (or rises after its minimum) by more than the tolerance
-   while its training-probe loss keeps falling; its train/val gap is many times that of the same model
-   on the largest data size and grows with model size; on the largest data size no held-out curve rises.
-2. At the longest length, the gain from more data (held-out loss at the smallest minus at the largest
-   data size) is larger for larger models.
+1. Overfitting on small data. Length rule (any grid with >= 2 lengths), on the primary dataset at the
+   longest length against the best shorter length: the held-out loss rises by more than the tolerance
+   on data smaller than the largest size; the rise grows with model size (positive rank correlation at
+   every size with a flagged rise); it does not rise on the largest size; the headline downstream
+   metric falls in more than half of the flagged settings (where there is one). Curves (study
+   directories): the largest model's held-out loss stops improving over the last part of training on
+   its smallest size while its training-probe loss keeps falling; its train/val gap there is many
+   times its gap on the largest size and grows with model size; no curve on the largest size rises.
+   "yes": every check holds; "partly": a rise, a stall or a large gap is there but a check fails; "no":
+   none of these.
+2. More data helps larger models more: at the longest length, the gain from more data (held-out loss
+   at the smallest minus at the largest of the data sizes every compared model has, on the primary
+   series) increases with model size: "yes" strictly, "partly" when the largest model gains more than
+   the smallest, else "no". Other lengths are listed.
 3. Held-out loss and downstream accuracy are clearly negatively correlated across the grid (target:
-   Spearman <= -0.7, with its bootstrap interval).
+   Spearman <= -0.7, with its bootstrap interval); the per-model correlations are listed, the weakest
+   (closest to zero) named.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+
+from .correlation import weakest
+from .results import higher_is_better
 
 # "Stops improving" looks at the last part of training: demo-notes saw the stall in the last 40%.
 TAIL_FRACTION = 0.4
 # "Many times": the small-data gap of the largest model must be at least this multiple of its full-data gap.
 GAP_RATIO_TARGET = 3.0
 SPEARMAN_TARGET = -0.7
+OVERFIT = "overfitting on small data"
 
 
 def _curve(curves: pd.DataFrame, run: str, split: str) -> pd.Series:
@@ -46,19 +61,25 @@ def _one_run(runs: pd.DataFrame, model, size, iters):
     return sub.iloc[0] if len(sub) else None
 
 
-def overfitting_finding(runs: pd.DataFrame, curves: pd.DataFrame, models: list[str], tol: float) -> dict:
+def _on_primary(runs: pd.DataFrame, primary) -> pd.DataFrame:
+    return runs if primary is None or "series" not in runs else runs[runs["series"] == primary]
+
+
+def _curve_evidence(runs: pd.DataFrame, curves: pd.DataFrame, models: list[str], tol: float) -> dict | None:
     if curves is None or curves.empty or "train_probe_loss" not in runs:
-        return {"finding": "overfitting on small data", "verdict": "n/a",
-                "text": "needs validation curves and training-probe losses (a study directory)"}
-    longest, d_min, d_max = runs["iters"].max(), runs["data_size"].min(), runs["data_size"].max()
-    big = models[-1]
+        return None
+    longest = runs["iters"].max()
+    at_longest = runs[runs["iters"] == longest]
+    big = next((m for m in reversed(models) if (at_longest["model"] == m).any()), None)
+    if big is None:
+        return None
+    d_min, d_max = at_longest.loc[at_longest["model"] == big, "data_size"].min(), runs["data_size"].max()
     r_small, r_full = _one_run(runs, big, d_min, longest), _one_run(runs, big, d_max, longest)
-    if r_small is None or r_full is None:
-        return {"finding": "overfitting on small data", "verdict": "n/a", "text": "grid lacks the needed runs"}
+    if r_small is None or r_full is None or d_min == d_max:
+        return None
     val, probe = _curve(curves, r_small["run"], "val"), _curve(curves, r_small["run"], "train_probe")
     val_tail, probe_tail, rise = _tail_change(val), _tail_change(probe), _rise(val)
-    stalls = val_tail < tol or rise > tol
-    probe_falls = probe_tail > tol
+    stalls, probe_falls = bool(val_tail < tol or rise > tol), bool(probe_tail > tol)
     gaps = {}
     for m in models:
         r = _one_run(runs, m, d_min, longest)
@@ -67,50 +88,145 @@ def overfitting_finding(runs: pd.DataFrame, curves: pd.DataFrame, models: list[s
     gap_full = float(r_full["val_loss"] - r_full["train_probe_loss"])
     # A full-pool gap at or below the noise level (the tolerance) is floored there, so the ratio stays finite.
     ratio = gaps[big] / max(gap_full, tol) if tol > 0 else gaps[big] / max(gap_full, 1e-9)
-    ordered = [gaps[m] for m in models if m in gaps]
+    ordered = list(gaps.values())
     grows = all(b > a for a, b in zip(ordered, ordered[1:]))
     full_rises = []
     for _, r in runs[runs["data_size"] == d_max].iterrows():
         c = _curve(curves, r["run"], "val")
         if _rise(c) > tol:
             full_rises.append(f"{r['model']} {int(r['iters']):,} it (+{_rise(c):.4f})")
-    checks = [stalls and probe_falls, ratio >= GAP_RATIO_TARGET, grows, not full_rises]
-    verdict = "yes" if all(checks) else "partly" if any(checks) else "no"
-    text = (f"{big} on {int(d_min):,} images, {int(longest):,} it: held-out loss changed by {-val_tail:+.4f} over "
-            f"the last {int(TAIL_FRACTION * 100)}% of training and ends {rise:+.4f} above its minimum "
-            f"({'stops improving' if stalls else 'still improving'} at tolerance {tol:g}), while the "
+    text = (f"Curves: {big} on {int(d_min):,} images, {int(longest):,} it: held-out loss changed by {-val_tail:+.4f} "
+            f"over the last {int(TAIL_FRACTION * 100)}% of training and ends {rise:+.4f} above its minimum "
+            f"({'stops improving' if stalls else 'still improving'} at tolerance {tol:.2g}), while the "
             f"training-probe loss fell by {probe_tail:.4f} ({'keeps falling' if probe_falls else 'does not'}). "
             f"Its train/val gap is {gaps[big]:.4f} vs {gap_full:.4f} on {int(d_max):,} images "
-            f"({ratio:.1f}x, the full-pool gap floored at the tolerance; target >= {GAP_RATIO_TARGET:g}x). Gap on {int(d_min):,} images by model size: "
-            + ", ".join(f"{m} {g:.4f}" for m, g in gaps.items())
+            f"({ratio:.1f}x, the full-pool gap floored at the tolerance; target >= {GAP_RATIO_TARGET:g}x). Gap on "
+            f"{int(d_min):,} images by model size: " + ", ".join(f"{m} {g:.4f}" for m, g in gaps.items())
             + f" ({'grows' if grows else 'does not grow'} with size). On {int(d_max):,} images "
             + ("no held-out curve rises." if not full_rises else "these curves rise: " + "; ".join(full_rises)))
-    return {"finding": "overfitting on small data", "verdict": verdict, "text": text,
+    return {"presence": [stalls and probe_falls, ratio >= GAP_RATIO_TARGET],
+            "checks": [stalls and probe_falls, ratio >= GAP_RATIO_TARGET, grows, not full_rises], "text": text,
             "numbers": {"val_tail_change": -val_tail, "val_rise_after_min": rise, "probe_tail_drop": probe_tail,
                         "gap_small": gaps[big], "gap_full": gap_full, "gap_ratio": ratio, "gaps_by_model": gaps,
                         "full_pool_rises": full_rises}}
 
 
-def data_gain_finding(gain_rows: list[dict], models: list[str]) -> dict:
-    rows = [r for r in gain_rows if r.get("gain") is not None and not np.isnan(r["gain"])]
+def headline_metric(metrics: list[str]) -> str | None:
+    """The paper's downstream metric: a top-1 (or mIoU) column where there is one, else the first."""
+    return next((m for m in metrics if m.endswith(("top1", "miou"))), metrics[0] if metrics else None)
+
+
+def _metric_fell(runs: pd.DataFrame, r: dict, metric: str) -> bool | None:
+    keys = (runs["model"] == r["model"]) & (runs["data_size"] == r["data_size"])
+    if "dataset" in runs and r.get("dataset") is not None:
+        keys &= runs["dataset"] == r["dataset"]
+    long_ = runs.loc[keys & (runs["iters"] == r["iters"]), metric].mean()
+    short = runs.loc[keys & (runs["iters"] == r["shorter_iters"]), metric].mean()
+    if not (np.isfinite(long_) and np.isfinite(short)):
+        return None
+    return bool(long_ < short) if higher_is_better(metric) else bool(long_ > short)
+
+
+def _length_evidence(runs: pd.DataFrame, over: list[dict], models: list[str], tol: float,
+                     metric: str | None) -> dict | None:
+    rows = [r for r in over if r.get("rise_vs_shorter") is not None and np.isfinite(r["rise_vs_shorter"])]
     if not rows:
-        return {"finding": "more data helps larger models more", "verdict": "n/a", "text": "no data-gain rows"}
+        return None
     longest = max(r["iters"] for r in rows)
-    by_model = {r["model"]: r["gain"] for r in rows if r["iters"] == longest}
-    gains = [by_model[m] for m in models if m in by_model]
-    increasing = all(b > a for a, b in zip(gains, gains[1:]))
-    larger_than_smallest = gains[-1] > gains[0] if len(gains) > 1 else False
-    verdict = "yes" if increasing and len(gains) > 1 else "partly" if larger_than_smallest else "no"
-    text = (f"At {int(longest):,} it, held-out loss gain from the smallest to the largest data size: "
-            + ", ".join(f"{m} {by_model[m]:+.4f}" for m in models if m in by_model)
+    rows = [r for r in rows if r["iters"] == longest]
+    d_max = float(runs["data_size"].max())
+    flagged = [r for r in rows if r["rise_vs_shorter"] > tol]
+    small = [r for r in flagged if r["data_size"] < d_max]
+    full = [r for r in flagged if r["data_size"] >= d_max]
+    rank = {m: i for i, m in enumerate(models)}
+    by_size: dict[float, dict[str, float]] = {}
+    for r in sorted(rows, key=lambda r: (r["data_size"], rank.get(r["model"], 0))):
+        by_size.setdefault(float(r["data_size"]), {})[r["model"]] = float(r["rise_vs_shorter"])
+    growth = {}
+    for size in sorted({float(r["data_size"]) for r in small}):
+        got = by_size[size]
+        if len(got) >= 2:
+            rho = stats.spearmanr([rank.get(m, 0) for m in got], list(got.values())).statistic
+            growth[size] = float(rho) if np.isfinite(rho) else 0.0
+    grows = bool(growth) and all(v > 0 for v in growth.values())
+    fell = [x for x in (_metric_fell(runs, r, metric) for r in small) if x is not None] if metric else []
+    checks = [bool(small), grows, not full]
+    shorter = sorted({r["shorter_iters"] for r in rows})
+    parts = []
+    for size, got in by_size.items():
+        items = ", ".join(f"{m} {v:+.4f}{'*' if v > tol else ''}" for m, v in got.items())
+        parts.append(f"{int(size):,} images: {items}")
+    text = (f"Length rule, held-out loss at {int(longest):,} it minus the best shorter length "
+            f"({', '.join(f'{int(s):,}' for s in shorter)} it; * = above the tolerance {tol:.2g}): "
+            + "; ".join(parts) + ". "
+            + (f"{len(small)} rise(s) on data smaller than {int(d_max):,} images"
+               + (f", growing with model size (rank correlation {', '.join(f'{v:+.2f}' for v in growth.values())}"
+                  f" at {', '.join(f'{int(s):,}' for s in growth)} images)" if grows else
+                  ", not growing with model size at every size with a flagged rise" if growth else
+                  ", too few models per size to compare") if small else
+               f"No rise above the tolerance on data smaller than {int(d_max):,} images")
+            + (f"; {len(full)} on the largest size." if full else "; none on the largest size."))
+    if metric and fell:
+        checks.append(sum(fell) > len(fell) / 2)
+        text += f" {metric} fell with the rise in {sum(fell)} of {len(fell)} flagged setting(s)."
+    numbers = {"iters": longest, "rises_by_size": {f"{s:g}": v for s, v in by_size.items()},
+               "flagged_small": len(small), "flagged_full": len(full), "growth_by_size": growth,
+               "metric": metric, "metric_fell": int(sum(fell)), "metric_compared": len(fell)}
+    return {"presence": [bool(small)], "checks": checks, "text": text, "numbers": numbers}
+
+
+def overfitting_finding(runs: pd.DataFrame, curves: pd.DataFrame, models: list[str], tol: float,
+                        over: list[dict] | None = None, metric: str | None = None, primary=None) -> dict:
+    runs = _on_primary(runs, primary)
+    over = [r for r in (over or []) if primary is None or r.get("series", primary) == primary]
+    parts = [e for e in (_length_evidence(runs, over, models, tol, metric) if over else None,
+                         _curve_evidence(runs, curves, models, tol)) if e is not None]
+    if not parts:
+        return {"finding": OVERFIT, "verdict": "n/a", "text": "needs at least two training lengths of the same "
+                "settings, or validation curves and training-probe losses (a study directory)"}
+    checks = [c for p in parts for c in p["checks"]]
+    verdict = "yes" if all(checks) else "partly" if any(c for p in parts for c in p["presence"]) else "no"
+    numbers = {k: v for p in parts for k, v in p["numbers"].items()}
+    return {"finding": OVERFIT, "verdict": verdict, "text": " ".join(p["text"] for p in parts),
+            "numbers": numbers}
+
+
+def data_gain_finding(gain_rows: list[dict], models: list[str], primary=None) -> dict:
+    name = "more data helps larger models more"
+    rows = [r for r in gain_rows if r.get("gain") is not None and np.isfinite(r["gain"])
+            and (primary is None or r.get("series", primary) == primary)]
+    if not rows:
+        why = next((r["message"] for r in gain_rows if r.get("message")), "no data-gain rows")
+        return {"finding": name, "verdict": "n/a", "text": why}
+    rank = {m: i for i, m in enumerate(models)}
+
+    def at(iters):
+        return sorted((r for r in rows if r["iters"] == iters), key=lambda r: rank.get(r["model"], 0))
+
+    longest = max(r["iters"] for r in rows)
+    top = at(longest)
+    by_model = {r["model"]: r["gain"] for r in top}
+    gains = list(by_model.values())
+    increasing = len(gains) > 1 and all(b > a for a, b in zip(gains, gains[1:]))
+    verdict = "yes" if increasing else "partly" if len(gains) > 1 and gains[-1] > gains[0] else "no"
+    shared = top[0].get("shared_sizes") or [v for v in (top[0].get("d_min"), top[0].get("d_max")) if v is not None]
+    where = f" of {primary}" if primary else ""
+    on = (f", on the data sizes every compared model has ({', '.join(f'{int(s):,}' for s in shared)} images"
+          f"{where})" if shared else "")
+    text = (f"At {int(longest):,} it{on}, held-out loss at the smallest minus at the "
+            "largest: " + ", ".join(f"{m} {g:+.4f}" for m, g in by_model.items())
             + f" ({'increases' if increasing else 'does not increase'} with model size).")
-    shorter = sorted({r["iters"] for r in rows if r["iters"] < longest})
-    if shorter:
-        s = shorter[0]
-        text += f" At {int(s):,} it: " + ", ".join(f"{r['model']} {r['gain']:+.4f}" for r in sorted(
-            (r for r in rows if r["iters"] == s), key=lambda r: models.index(r["model"]))) + "."
-    return {"finding": "more data helps larger models more", "verdict": verdict, "text": text,
-            "numbers": {"iters": longest, "gain_by_model": by_model}}
+    left = [r["model"] for r in gain_rows if r["iters"] == longest and r.get("message")
+            and (primary is None or r.get("series", primary) == primary)]
+    if left:
+        text += f" Not compared (fewer than 2 sizes here): {', '.join(left)}."
+    for iters in sorted({r["iters"] for r in rows if r["iters"] < longest}, reverse=True):
+        g = at(iters)
+        on = ", ".join(f"{int(s):,}" for s in g[0].get("shared_sizes") or [])
+        text += (f" At {int(iters):,} it{f' (on {on})' if on else ''}: "
+                 + ", ".join(f"{r['model']} {r['gain']:+.4f}" for r in g) + ".")
+    return {"finding": name, "verdict": verdict, "text": text,
+            "numbers": {"iters": longest, "gain_by_model": by_model, "shared_sizes": shared, "series": primary}}
 
 
 def correlation_finding(corr_rows: list[dict]) -> dict:
@@ -121,25 +237,36 @@ def correlation_finding(corr_rows: list[dict]) -> dict:
     # The paper correlates with top-1 accuracy (and mIoU / AP for dense tasks); top-5 and other columns are
     # listed but do not decide the verdict when a headline metric exists.
     headline = [r for r in rows if r["metric"].endswith(("top1", "miou"))] or rows
-    parts, oks = [], []
+    parts, oks, weak = [], [], {}
     for r in headline + [r for r in rows if r not in headline]:
         ci = r.get("spearman_ci") or [float("nan"), float("nan")]
         ok = r["spearman"] <= SPEARMAN_TARGET
         if r in headline:
             oks.append(ok)
-        parts.append(f"{r['metric']}: Spearman {r['spearman']:+.2f} (95% CI {ci[0]:+.2f} to {ci[1]:+.2f}), "
-                     f"Pearson {r['pearson']:+.2f}, n={r['n']}")
+        part = (f"{r['metric']}: Spearman {r['spearman']:+.2f} (95% CI {ci[0]:+.2f} to {ci[1]:+.2f}), "
+                f"Pearson {r['pearson']:+.2f}, n={r['n']}")
+        within = [w for w in corr_rows if w["metric"] == r["metric"] and w["group"] != "all"
+                  and w.get("spearman") is not None]
+        w = weakest(within) if len(within) >= 2 else None
+        if w is not None:
+            weak[r["metric"]] = w["group"]
+            part += ("; per model " + ", ".join(f"{x['group']} {x['spearman']:+.2f}" for x in within)
+                     + f", weakest (closest to zero) for {w['group']}")
+        parts.append(part)
     verdict = "yes" if all(oks) else "partly" if any(oks) else "no"
     return {"finding": "validation loss predicts downstream accuracy", "verdict": verdict,
-            "text": "; ".join(parts) + f" (target: Spearman <= {SPEARMAN_TARGET:g} for "
+            "text": "; ".join(parts) + f" (target: Spearman <= {SPEARMAN_TARGET:g} over all runs for "
             + ", ".join(r["metric"] for r in headline) + ").",
             "numbers": {r["metric"]: r["spearman"] for r in headline},
-            "other_metrics": {r["metric"]: r["spearman"] for r in rows if r not in headline}}
+            "other_metrics": {r["metric"]: r["spearman"] for r in rows if r not in headline},
+            "weakest_model": weak}
 
 
 def paper_findings(res: dict, runs: pd.DataFrame, curves: pd.DataFrame) -> list[dict]:
     """The three checks, in the paper's order."""
     models = [m["name"] for m in res["models"]]  # ordered by parameter count
     tol = res["config"]["tolerance"]
-    return [overfitting_finding(runs, curves, models, tol), data_gain_finding(res["data_gain"], models),
-            correlation_finding(res["correlation"])]
+    primary = res.get("primary_dataset")
+    return [overfitting_finding(runs, curves, models, tol, res.get("overfitting"),
+                                headline_metric(res.get("metrics") or []), primary),
+            data_gain_finding(res["data_gain"], models, primary), correlation_finding(res["correlation"])]

@@ -7,7 +7,8 @@ be analysed from a plain CSV the same way.
 Columns of the results table (CSV input must have the first five):
 
     model, params, data_size, iters, val_loss          required
-    data_fraction, run, seed, status, global_batch,    optional
+    dataset, data_fraction, run, seed, status,         optional (a missing or empty dataset is
+    global_batch,                                      "unnamed"; see datasets.py)
     epochs_equivalent, best_val_loss, best_val_step,
     train_probe_loss
     eval_<name>                                        any number of downstream metrics; higher is
@@ -21,6 +22,7 @@ Study directories map onto it as follows (`STUDY_DIR/runs/<run_id>/`):
                  best_val_loss, best_val_step, images_per_s, train_time_s, skipped_steps,
                  skipped_files, status                  -> same names
     config.yaml  model.name, data.fraction, train.iters, train.batch_size, seed -> fallbacks / seed
+    config.yaml  data.source without a fraction option  -> dataset
     eval/<name>.json {"metrics": {"top1": v, ...}}      -> eval_<name>_top1, ...
     eval/<name>.json {"name": ..., "value": v}          -> eval_<name>  (<name> = the file's stem)
 
@@ -57,6 +59,7 @@ _SUMMARY_RENAME = {"final_val_loss": "val_loss", "final_train_probe_loss": "trai
                    "final_train_loss": "train_loss"}
 CURVE_COLUMNS = ("run", "step", "split", "name", "value")
 USABLE_STATUS = ("done", "partial")
+UNNAMED_DATASET = "unnamed"
 
 
 def is_study_dir(path: Path) -> bool:
@@ -93,6 +96,20 @@ def _number(v):
     return f if math.isfinite(f) else None
 
 
+def dataset_name(source) -> str | None:
+    """A data source spec without its fraction: the name of the dataset a run's subset is drawn from."""
+    if source is None:
+        return None
+    if isinstance(source, dict):
+        return ",".join(f"{k}={v}" for k, v in source.items() if k != "fraction") or None
+    text = str(source).strip()
+    kind, sep, rest = text.partition(":")
+    if sep and kind not in ("folder", "shards"):
+        rest = ",".join(p for p in rest.split(",") if p.strip() and not p.strip().startswith("fraction="))
+        text = f"{kind}:{rest}"
+    return text or None
+
+
 def read_eval(run_dir: Path) -> dict[str, float]:
     """Downstream metrics of one run as `eval_*` columns (see the module docstring for the mapping)."""
     out: dict[str, float] = {}
@@ -125,6 +142,8 @@ def read_run(run_dir: Path) -> dict:
                      ("iters", "train.iters"), ("global_batch", "train.batch_size"), ("seed", "seed")):
         if _get(cfg, key) is not None:
             row[col] = _get(cfg, key)
+    if dataset_name(_get(cfg, "data.source")) is not None:
+        row["dataset"] = dataset_name(_get(cfg, "data.source"))
     summary = run_dir.read_summary()
     if summary is None:
         row["status"] = "incomplete"
@@ -153,7 +172,7 @@ def results_table(study_dir) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=["run", *REQUIRED])
     df = pd.DataFrame(rows)
-    first = ["run", "status", *REQUIRED, "data_fraction", "train_probe_loss"]
+    first = ["run", "status", *REQUIRED, "dataset", "data_fraction", "train_probe_loss"]
     ordered = [c for c in first if c in df.columns]
     rest = [c for c in df.columns if c not in ordered and not c.startswith("eval_")]
     return df[ordered + rest + sorted(eval_columns(df))]
@@ -202,8 +221,9 @@ def load_results(input_path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _run_labels(df: pd.DataFrame) -> pd.Series:
-    base = df["model"].astype(str) + "|D" + df["data_size"].map(lambda v: f"{v:g}") + "|" + \
-        df["iters"].map(lambda v: f"{v:g}") + "it"
+    ds = df["dataset"] + ":" if df["dataset"].nunique() > 1 else ""
+    base = (df["model"].astype(str) + "|" + ds + "D" + df["data_size"].map(lambda v: f"{v:g}") + "|"
+            + df["iters"].map(lambda v: f"{v:g}") + "it")
     dup = base.groupby(base).cumcount()
     return base.where(dup == 0, base + "#" + dup.astype(str))
 
@@ -232,6 +252,10 @@ def clean_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         raise ResultsError(f"missing required column(s): {', '.join(missing)} "
                            f"(need {', '.join(REQUIRED)}; have {', '.join(map(str, df.columns))})")
     df["model"] = df["model"].astype(str).str.strip()
+    if "dataset" not in df.columns:
+        df["dataset"] = UNNAMED_DATASET
+    ds = df["dataset"].astype("string").str.strip()
+    df["dataset"] = ds.mask(ds.isna() | (ds == ""), UNNAMED_DATASET).astype(str)
     for col in [*REQUIRED[1:], *[c for c in NUMERIC_OPTIONAL if c in df.columns], *eval_columns(df)]:
         raw = df[col]
         num = pd.to_numeric(raw, errors="coerce")
@@ -265,11 +289,16 @@ def clean_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 
 def settings_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per setting (model, data_size, iters): seeds of a setting are averaged, n_runs counts them."""
+    """One row per setting (model, dataset, data_size, iters): seeds of a setting are averaged, n_runs
+    counts them; `val_loss_sd` is their standard deviation (NaN for one seed)."""
     agg = {"params": ("params", "median"), "val_loss": ("val_loss", "mean"), "n_runs": ("run", "size"),
-           "runs": ("run", lambda s: list(s))}
+           "val_loss_sd": ("val_loss", "std"), "runs": ("run", lambda s: list(s))}
     for col in ("train_probe_loss", "data_fraction", "epochs_equivalent", *eval_columns(runs)):
         if col in runs.columns:
             agg[col] = (col, "mean")
-    out = runs.groupby(["model", "data_size", "iters"], as_index=False).agg(**agg)
-    return out.sort_values(["params", "model", "iters", "data_size"]).reset_index(drop=True)
+    if "series" in runs.columns:
+        agg["series"] = ("series", "first")
+    keys = ["model", "dataset", "data_size", "iters"] if "dataset" in runs.columns else [
+        "model", "data_size", "iters"]
+    out = runs.groupby(keys, as_index=False).agg(**agg)
+    return out.sort_values(["params", "model", "iters", *keys[1:-1]]).reset_index(drop=True)
