@@ -157,10 +157,13 @@ def fit_data_law(d, loss, *, n_boot: int = 200, level: float = 0.95, seed: int =
     out.update(_clean(res))
     if float(pred.max() - pred.min()) < 1e-6:
         out["note"] = "the fitted curve is flat: the loss does not fall with more data here; beta is undetermined"
-    elif len(sizes) == 3:
+    elif len(sizes) == 3 and len(d) == 3:
         out["note"] = ("3 data sizes for 3 parameters: the curve passes through every point; R^2 is not evidence "
                        "and a bootstrap CI would only repeat the point (none given)")
         out["ci"] = None
+    elif len(sizes) == 3:
+        out["note"] = ("3 data sizes for 3 parameters: the curve passes through every size's mean; R^2 and the "
+                       "CIs reflect the seeds' spread only")
     elif len(sizes) == 4:
         out["note"] = "4 data sizes for 3 parameters: barely identified, read the CIs"
     out["holdout"] = _holdout_d(d, y, delta)

@@ -175,7 +175,7 @@ def fits(res: dict) -> list[str]:
                 continue
             hold = r.get("holdout") or {}
             miss = f", holdout error {hold['error']:+.4f}" if hold.get("error") is not None else ""
-            nci = " (no CI: 3 sizes for 3 parameters)" if r.get("n_sizes") == 3 else ""
+            nci = " (no CI: 3 sizes for 3 parameters)" if r.get("n_sizes") == 3 and not r.get("ci") else ""
             items.append(f"{r['model']} {_param(r, 'beta')}{nci}, {_param(r, 'E', '.3f', False)}{miss}")
         if items:
             out.append(f"Per-model fits L(D) = E + B*D^-beta{of} at {int(longest):,} iterations (Huber on log-loss): "

@@ -82,28 +82,49 @@ def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Path | 
 
 
 def _fit_curve(fit: dict, xs: np.ndarray) -> np.ndarray:
-    return fit["E"] + fit["B"] * np.power(xs, -fit["beta"])
+    p = fit.get("estimate") or fit
+    return p["E"] + p["B"] * np.power(xs, -p["beta"])
 
 
-def loss_vs_data(runs: pd.DataFrame, per_model_fits: list[dict], path: Path) -> Path:
+def _primary(runs: pd.DataFrame, primary: str | None) -> str | None:
+    if "series" not in runs.columns:
+        return None
+    return primary if primary is not None else runs["series"].value_counts().index[0]
+
+
+def _series_line(ax, st: pd.DataFrame, col: str, primary: str | None, color, label: str) -> pd.DataFrame:
+    """One model at one length: a line along the primary series, open markers for other series (not
+    joined to it: another dataset is not further along the same data axis). Returns the primary part."""
+    st = st.sort_values("data_size")
+    main = st if primary is None else st[st["series"] == primary]
+    if not main.empty:
+        ax.plot(main["data_size"], main[col], "o-", color=color, label=label)
+    for series, other in ([] if primary is None else st[st["series"] != primary].groupby("series")):
+        ax.plot(other["data_size"], other[col], "s", mfc="none", color=color, label=f"{label} ({series})")
+    return main
+
+
+def loss_vs_data(runs: pd.DataFrame, per_model_fits: list[dict], path: Path, primary: str | None = None) -> Path:
     """Final held-out loss vs data size per model, one panel per length; dashed: fitted L(D)."""
     st = settings_table(runs)
+    primary = _primary(runs, primary)
     models, lengths = model_order(runs), sorted(runs["iters"].unique())
     color = dict(zip(models, _colors(len(models), "plasma")))
     fig, axes = _grid(1, len(lengths), sharey=True)
     for j, it in enumerate(lengths):
         ax = axes[0, j]
         for m in models:
-            s = st[(st["model"] == m) & (st["iters"] == it)].sort_values("data_size")
+            s = st[(st["model"] == m) & (st["iters"] == it)]
             if s.empty:
                 continue
-            ax.plot(s["data_size"], s["val_loss"], "o-", color=color[m], label=m)
+            main = _series_line(ax, s, "val_loss", primary, color[m], m)
             r = runs[(runs["model"] == m) & (runs["iters"] == it)]
             ax.scatter(r["data_size"], r["val_loss"], s=8, color=color[m], alpha=0.4)
             fit = next((f for f in per_model_fits if f["model"] == m and f["iters"] == it
-                        and f.get("beta") is not None), None)
-            if fit is not None:
-                xs = np.geomspace(s["data_size"].min(), s["data_size"].max(), 50)
+                        and f.get("series", primary) == primary and (f.get("estimate") or f).get("beta") is not None),
+                       None)
+            if fit is not None and not main.empty:
+                xs = np.geomspace(main["data_size"].min(), main["data_size"].max(), 50)
                 ax.plot(xs, _fit_curve(fit, xs), "--", color=color[m], lw=1, alpha=0.8)
         _size_ticks(ax, sorted(runs["data_size"].unique()))
         ax.set_title(_len_label(it), fontsize=10)
@@ -114,11 +135,12 @@ def loss_vs_data(runs: pd.DataFrame, per_model_fits: list[dict], path: Path) -> 
     return _save(fig, path)
 
 
-def metric_vs_data(runs: pd.DataFrame, metrics: list[str], path: Path) -> Path | None:
+def metric_vs_data(runs: pd.DataFrame, metrics: list[str], path: Path, primary: str | None = None) -> Path | None:
     """Each downstream metric vs data size; rows = metrics, columns = lengths, a line per model."""
     if not metrics:
         return None
     st = settings_table(runs)
+    primary = _primary(runs, primary)
     models, lengths = model_order(runs), sorted(runs["iters"].unique())
     color = dict(zip(models, _colors(len(models), "plasma")))
     fig, axes = _grid(len(metrics), len(lengths), sharey="row")
@@ -126,9 +148,9 @@ def metric_vs_data(runs: pd.DataFrame, metrics: list[str], path: Path) -> Path |
         for j, it in enumerate(lengths):
             ax = axes[i, j]
             for m in models:
-                s = st[(st["model"] == m) & (st["iters"] == it)].dropna(subset=[metric]).sort_values("data_size")
+                s = st[(st["model"] == m) & (st["iters"] == it)].dropna(subset=[metric])
                 if not s.empty:
-                    ax.plot(s["data_size"], s[metric], "o-", color=color[m], label=m)
+                    _series_line(ax, s, metric, primary, color[m], m)
             _size_ticks(ax, sorted(runs["data_size"].unique()))
             ax.set_title(f"{metric}, {_len_label(it)}", fontsize=10)
             ax.set_xlabel("pre-training images (log)")
@@ -177,7 +199,13 @@ def grid_heatmap(overfit: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Path 
     if overfit.empty:
         return None
     models, lengths = model_order(runs), sorted(runs["iters"].unique())
-    sizes = sorted(runs["data_size"].unique())
+    overfit = overfit.copy()
+    several = "dataset" in overfit.columns and overfit["dataset"].nunique() > 1
+    cols = overfit[["dataset", "data_size"]].drop_duplicates() if several else overfit[["data_size"]].drop_duplicates()
+    cols = cols.sort_values(["data_size", *(["dataset"] if several else [])])
+    labels = [f"{human(r.data_size)}\n{r.dataset}" if several else human(r.data_size) for r in cols.itertuples()]
+    overfit["column"] = (overfit["dataset"] + "|" + overfit["data_size"].map(str)) if several else overfit["data_size"]
+    sizes = list(cols["dataset"] + "|" + cols["data_size"].map(str)) if several else list(cols["data_size"])
     rows = [("val_loss", "held-out loss", "viridis")]
     if overfit["gap"].notna().any():
         rows.append(("gap", "train/val gap", "magma"))
@@ -187,9 +215,8 @@ def grid_heatmap(overfit: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Path 
         for j, it in enumerate(lengths):
             ax = axes[i, j]
             sub = overfit[overfit["iters"] == it]
-            grid = sub.pivot_table(index="model", columns="data_size", values=col).reindex(
-                index=models, columns=sizes)
-            flags = sub.pivot_table(index="model", columns="data_size", values="flag", aggfunc="max").reindex(
+            grid = sub.pivot_table(index="model", columns="column", values=col).reindex(index=models, columns=sizes)
+            flags = sub.pivot_table(index="model", columns="column", values="flag", aggfunc="max").reindex(
                 index=models, columns=sizes)
             im = ax.imshow(grid.to_numpy(dtype=float), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
             for (a, b), v in np.ndenumerate(grid.to_numpy(dtype=float)):
@@ -199,7 +226,7 @@ def grid_heatmap(overfit: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Path 
                             color="black" if frac > 0.6 else "white")
                 if flags.iloc[a, b] == 1:
                     ax.add_patch(Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
-            ax.set_xticks(range(len(sizes)), [human(s) for s in sizes])
+            ax.set_xticks(range(len(sizes)), labels)
             ax.set_yticks(range(len(models)), models)
             ax.set_xlabel("pre-training images")
             ax.set_title(f"{label}, {_len_label(it)}", fontsize=10)

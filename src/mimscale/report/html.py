@@ -54,8 +54,8 @@ def fmt(v) -> str:
     return str(v)
 
 
-TEXT = ("model", "group", "metric", "run", "expected_sign")
-LONG_TEXT = ("reason", "message", "note")
+TEXT = ("model", "group", "metric", "run", "expected_sign", "dataset", "series", "shared_sizes")
+LONG_TEXT = ("reason", "message", "note", "identification")
 
 
 def _cls(col: str) -> str:
@@ -113,8 +113,11 @@ def page(res: dict, figures: list[dict], tables: dict[str, str], gallery_html: s
     """The whole document. figures: {path, title, caption, section}; tables: section title -> HTML."""
     cfg = res["config"]
     when = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    meta = (f"Input: {res['input']} ({res['kind']}), {res['n_runs']} runs. Generated {when}. Overfitting "
-            f"tolerance {cfg['tolerance']:g} (loss units); CIs: {int(round(100 * cfg['ci_level']))}% "
+    primary = (f" Primary dataset (the held-out set's): {cfg['primary_dataset']} ({cfg['primary_dataset_basis']})"
+               + ("; every dataset treated as the same distribution" if cfg.get("same_distribution") else "")
+               + "." if len(res.get("datasets") or []) > 1 else "")
+    meta = (f"Input: {res['input']} ({res['kind']}), {res['n_runs']} runs. Generated {when}.{primary} Overfitting "
+            f"tolerance {cfg['tolerance']:.2g} (loss units; {cfg.get('tolerance_basis', 'set by the caller')}); CIs: {int(round(100 * cfg['ci_level']))}% "
             f"{cfg['ci_method']} ({cfg['n_boot']} resamples for correlations, {cfg['fit_boot']} for fits, "
             f"seed {cfg['seed']}).")
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>mimscale report: "
