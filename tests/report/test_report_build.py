@@ -1,6 +1,7 @@
 """The report's files: self-contained HTML, PNG figures, CSV tables; bad input; CSV input."""
 
 import base64
+import html
 import json
 import re
 import shutil
@@ -98,3 +99,22 @@ def test_study_with_no_finished_run_exits_2(tmp_path, capsys):
     assert main(["report", str(study), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no usable runs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_two_dataset_report_states_its_bases(tmp_path):
+    from mimscale.analysis.synthetic import paper_grid
+
+    paper_grid().to_csv(tmp_path / "g.csv", index=False)
+    path = build_report(tmp_path / "g.csv", tmp_path / "o", same_distribution=True, **FAST)
+    text = html.unescape(path.read_text())
+    assert "Primary dataset (the held-out set's): in1k (the dataset with the most runs); every dataset treated as " \
+           "the same distribution" in text
+    assert "0.2% of the median held-out loss" in text and "Every rise of the held-out loss" in text
+    doc = json.loads((tmp_path / "o" / "tables" / "analysis.json").read_text())
+    g = [f for f in doc["fits"]["per_model"] if f["model"] == "swinv2-g" and f["message"] is None]
+    # With in22k on in1k's axis, swinv2-g's loss rises at 14.2M: beta runs to its bound and is shown as such.
+    assert g and all(f["beta"] is None and f["estimate"]["beta"] == 5.0 for f in g)
+    fits = text[text.index(">Scaling-law fits<"):]
+    assert "not identified" in fits and "beta at its bound 5" in fits
+    assert {p.stem for p in (tmp_path / "o" / "figures").glob("*.png")} == FIGURES - {"loss_curves"}
+    assert "weakest (closest to zero) for" in text

@@ -11,26 +11,38 @@ The JSON document (NaN is written as null; every list item that could not be com
 non-null `message` saying why):
 
     input, kind ("study" | "csv"), n_runs, n_settings, models [{name, params}], data_sizes, iters,
-    metrics [eval_* names], config {tolerance, seed, n_boot, fit_boot, ci_level, ci_method},
+    metrics [eval_* names],
+    datasets [{name, n_runs, sizes, series, role}], primary_dataset      see datasets.py
+    config {tolerance, tolerance_basis, tolerance_source ("seeds" | "loss scale" | "user"), seed,
+            n_boot, fit_boot, ci_level, ci_method, primary_dataset, primary_dataset_basis,
+            same_distribution, fit_loss}
     messages [str]                        problems with the input (dropped rows, skipped runs, ...)
     correlation [{group ("all" | model), metric, expected_sign, n, pearson, pearson_p, spearman,
                   spearman_p, kendall, kendall_p, pearson_ci [lo, hi], spearman_ci, ci_level, n_boot,
                   n_boot_valid, message}]
-    overfitting [{model, params, data_size, iters, n_runs, val_loss, train_probe_loss, gap,
-                  shorter_iters, rise_vs_shorter, curve_min, curve_min_step, curve_final_step,
-                  curve_rise, flag, reason}]                                    one row per setting
-    fits {per_model: [{model, params, iters, n_points, n_sizes, dof, E, B, beta, r2,
+    overfitting [{model, params, dataset, series, data_size, iters, n_runs, val_loss, val_loss_sd,
+                  train_probe_loss, gap, shorter_iters, rise_vs_shorter, curve_min, curve_min_step,
+                  curve_final_step, curve_rise, flag, reason}]                 one row per setting
+    rises [{model, dataset, data_size, iters, shorter_iters, rise_vs_shorter, flag}]   every rise > 0
+    fits {per_model: [{model, params, series, iters, n_points, n_sizes, dof, E, B, beta, r2,
                        ci {E, B, beta: [lo, hi]}, ci_level, n_boot, n_boot_valid,
+                       estimate {E, B, beta}, identified {E, B, beta: bool}, identification,
                        holdout {held_out_size, predicted, observed, error, rel_error, message},
                        note, message}],
-          joint: [{iters, n_points, n_models, n_sizes, E, A, alpha, B, beta, r2, ci {...}, ci_level,
-                   n_boot, n_boot_valid, loss, f_scale,
+          joint: [{series, iters, n_points, n_models, n_sizes, E, A, alpha, B, beta, r2, ci {...},
+                   ci_level, n_boot, n_boot_valid, loss ("huber"), f_scale (its delta on log-loss),
+                   estimate {...}, identified {...}, identification,
                    holdout {held_out_size, n_held_out, mean_abs_error, max_abs_error,
                             mean_rel_error, message}, message}]}
-    data_gain [{model, params, iters, n_sizes, d_min, d_max, loss_at_d_min, loss_at_d_max, gain,
-                rel_gain, last_gain, still_gains}]
+          A parameter the data do not identify (at a bound; CI reaching a bound or spanning half the
+          exponent range) is null, with the optimiser's number under `estimate` and the reason in
+          `identification`.
+    data_gain [{model, params, series, iters, n_sizes, shared_sizes, d_min, d_max, loss_at_d_min,
+                loss_at_d_max, gain, rel_gain, last_gain, still_gains, own_d_min, own_d_max, own_gain,
+                message}]             gain over the sizes every compared model has (scaling.py)
     selection [{group ("all" | "iters=<n>"), metric, n, same, metric_lost,
                 by_val_loss {run, model, data_size, iters, val_loss, value}, by_metric {...}, message}]
+    paper_findings [{finding, verdict, text, numbers, ...}]                  see findings.py
     summary [str]                         the plain-words findings
     tables {name: path}                   the CSV files written (absent with write=False)
 """

@@ -191,7 +191,7 @@ def overfitting_finding(runs: pd.DataFrame, curves: pd.DataFrame, models: list[s
             "numbers": numbers}
 
 
-def data_gain_finding(gain_rows: list[dict], models: list[str], primary=None) -> dict:
+def data_gain_finding(gain_rows: list[dict], models: list[str], primary=None, name_it: bool = True) -> dict:
     name = "more data helps larger models more"
     rows = [r for r in gain_rows if r.get("gain") is not None and np.isfinite(r["gain"])
             and (primary is None or r.get("series", primary) == primary)]
@@ -210,7 +210,7 @@ def data_gain_finding(gain_rows: list[dict], models: list[str], primary=None) ->
     increasing = len(gains) > 1 and all(b > a for a, b in zip(gains, gains[1:]))
     verdict = "yes" if increasing else "partly" if len(gains) > 1 and gains[-1] > gains[0] else "no"
     shared = top[0].get("shared_sizes") or [v for v in (top[0].get("d_min"), top[0].get("d_max")) if v is not None]
-    where = f" of {primary}" if primary else ""
+    where = f" of {primary}" if primary and name_it else ""
     on = (f", on the data sizes every compared model has ({', '.join(f'{int(s):,}' for s in shared)} images"
           f"{where})" if shared else "")
     text = (f"At {int(longest):,} it{on}, held-out loss at the smallest minus at the "
@@ -269,4 +269,5 @@ def paper_findings(res: dict, runs: pd.DataFrame, curves: pd.DataFrame) -> list[
     primary = res.get("primary_dataset")
     return [overfitting_finding(runs, curves, models, tol, res.get("overfitting"),
                                 headline_metric(res.get("metrics") or []), primary),
-            data_gain_finding(res["data_gain"], models, primary), correlation_finding(res["correlation"])]
+            data_gain_finding(res["data_gain"], models, primary, len(res.get("datasets") or []) > 1),
+            correlation_finding(res["correlation"])]

@@ -32,7 +32,7 @@ from .results import settings_table
 PER_MODEL_PARAMS = ("E", "B", "beta")
 JOINT_PARAMS = ("E", "A", "alpha", "B", "beta")
 EPS_EXP = 1e-3  # an exponent this close to a bound is at it
-EPS_LIN = 1e-6  # a coefficient below this fraction of the loss scale is 0
+EPS_LIN = 1e-4  # a term whose largest value over the data is below this fraction of the loss scale is 0
 
 
 def _r2(y, pred) -> float | None:
@@ -54,30 +54,47 @@ def _original(theta: np.ndarray, refs: list[float], names) -> dict:
     return {n: float(v) for n, v in zip(names, vals)}
 
 
-def identification(theta: np.ndarray, pct: np.ndarray | None, names, scale: float) -> tuple[dict, str | None]:
-    """({name: identified}, why not, in words) from the normalised estimate and its CI percentiles."""
+def _term_sizes(theta: np.ndarray, xmin: np.ndarray) -> np.ndarray:
+    """theta (S, P) -> (S, P) with each coefficient C_k replaced by its term's largest value over the data,
+    C_k * min(x_k)^-a_k: a term is 0 over these data when that is, whatever C_k's units."""
+    out = np.array(theta, dtype=float, copy=True)
+    for k, xm in enumerate(xmin):
+        out[:, 1 + 2 * k] = theta[:, 1 + 2 * k] * xm ** -theta[:, 2 + 2 * k]
+    return out
+
+
+def identification(theta: np.ndarray, samples: np.ndarray | None, names, scale: float, xmin,
+                   level: float = 0.95, e_max: float = np.inf) -> tuple[dict, str | None]:
+    """({name: identified}, why not, in words) from the normalised estimate and its bootstrap samples.
+    e_max: the largest sensible E (the lowest observed loss)."""
+    point = _term_sizes(theta[None], xmin)[0]
+    pct = None if samples is None else _percentiles(_term_sizes(samples, xmin), level)
     why: dict[str, str] = {}
     can_be_zero: set[str] = set()
     for i, name in enumerate(names):
         is_exp = i > 0 and i % 2 == 0
         hi_b, tol = (F.EXP_MAX, EPS_EXP) if is_exp else (np.inf, EPS_LIN * scale)
-        lo_ci, hi_ci = (pct[0, i], pct[1, i]) if pct is not None else (theta[i], theta[i])
-        if theta[i] <= tol or lo_ci <= tol:
-            why[name] = "at its bound 0" if theta[i] <= tol else "its CI reaches the bound 0"
+        lo_ci, hi_ci = (pct[0, i], pct[1, i]) if pct is not None else (point[i], point[i])
+        zero = "0" if is_exp or i == 0 else "0 (its term vanishes)"
+        if point[i] <= tol or lo_ci <= tol:
+            why[name] = f"at its bound {zero}" if point[i] <= tol else f"its CI reaches the bound {zero}"
             can_be_zero.add(name)
-        elif theta[i] >= hi_b - tol:
+        elif point[i] >= hi_b - tol:
             why[name] = f"at its bound {hi_b:g}"
         elif hi_ci >= hi_b - tol:
             why[name] = f"its CI reaches the bound {hi_b:g}"
         elif is_exp and hi_ci - lo_ci >= F.EXP_MAX / 2:
             why[name] = f"its CI spans over half the allowed range 0 to {F.EXP_MAX:g}"
+        elif i == 0 and hi_ci - lo_ci >= e_max / 2:
+            why[name] = f"its CI spans over half the range 0 to the lowest loss {e_max:.3g}"
     for k in range((len(names) - 1) // 2):
         coef, exp = names[1 + 2 * k], names[2 + 2 * k]
         if coef in can_be_zero:
             why.setdefault(exp, f"its term can vanish ({coef} can be 0)")
+        if exp in why:  # B is reported in the original units, B = C * D_max^beta: no beta, no B
+            why.setdefault(coef, f"its exponent {exp} is not identified")
         if exp in can_be_zero:
-            for other in (coef, names[0]):
-                why.setdefault(other, f"confounded with the constant while {exp} can be 0")
+            why.setdefault(names[0], f"confounded with the constant while {exp} can be 0")
     ident = {n: n not in why for n in names}
     msg = None if not why else "not identified by these data: " + "; ".join(f"{n} {w}" for n, w in why.items())
     return ident, msg
@@ -104,20 +121,21 @@ def _fit_law(cov: list[np.ndarray], y: np.ndarray, names, *, n_boot: int, level:
     counts = _boot_counts(len(y), n_boot, seed)
     # A resample needs 3 distinct values of every covariate to identify its curve.
     ok = np.all([[len(np.unique(c[w > 0])) >= 3 for c in cov] for w in counts], axis=1) if n_boot else []
-    pct = None
+    tb = None
     if n_boot and np.any(ok):
         tb, _ = F.refine(np.repeat(theta[None], int(np.sum(ok)), axis=0), x, y, counts[ok], delta)
         tb = tb[np.all(np.isfinite(tb), axis=1)]
         out["n_boot_valid"] = int(len(tb))
-        pct = _percentiles(tb, level)
         orig = np.array([list(_original(t, refs, names).values()) for t in tb]) if len(tb) else tb
         opct = _percentiles(orig, level)
         out["ci"] = None if opct is None else {n: [float(opct[0, i]), float(opct[1, i])]
                                                 for i, n in enumerate(names)}
-    ident, why = identification(theta, pct, names, float(np.median(y)))
+    if tb is not None and len(tb) < 10:
+        tb = None
+    ident, why = identification(theta, tb, names, float(np.median(y)), x.min(axis=0), level, float(np.min(y)))
     out.update({n: (out["estimate"][n] if ident[n] else None) for n in names})
     out["identified"], out["identification"] = ident, why
-    if pct is None and n_boot:
+    if tb is None and n_boot:
         out["identification"] = ((why + "; ") if why else "") + (
             f"no CI: only {out['n_boot_valid']} usable resamples")
     out["_theta"], out["_x"], out["_refs"] = theta, x, refs
