@@ -248,6 +248,10 @@ class RunDir:
     def is_finished(self) -> bool:
         return self.summary.is_file()
 
+    def eval_state(self, name: str) -> Path:
+        """A fine-tuning evaluation's resumable state while it runs (removed when its result is written)."""
+        return self.eval_dir / f"{name}.state.pt"
+
     def eval_is_current(self, name: str, identity: dict | None = None) -> bool:
         """Whether ``eval/<name>.json`` evaluated this finished run's final weights (a result of an intermediate
         checkpoint, from a ``finetune`` while pre-training went on, is stale) with the settings whose

@@ -41,7 +41,8 @@ class EvalConfig:
     train_source: str = ""
     test_source: str = ""  # empty with a train_source: that source's own validation split
     num_classes: int = 0  # 0: from the data; >0 is checked against it
-    batch_size: int = 64  # per step (fine-tuning) / per forward (feature extraction)
+    batch_size: int = 64  # global batch per step (fine-tuning: over all processes and accumulation) / per forward
+    accum_steps: int = 1  # fine-tuning: micro-batches per step and process (memory, not results)
     num_workers: int = 0
 
     # --- frozen-feature probes ---------------------------------------------------------------
@@ -153,8 +154,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"init must be 'pretrained' or 'random', got '{cfg.init}'")
     if cfg.precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision must be fp32 or bf16, got '{cfg.precision}'")
-    if cfg.batch_size <= 0 or cfg.epochs <= 0 or cfg.knn_k <= 0 or cfg.linear_epochs <= 0:
-        raise ConfigError("batch_size, epochs, knn_k and linear_epochs must be positive")
+    if cfg.batch_size <= 0 or cfg.epochs <= 0 or cfg.knn_k <= 0 or cfg.linear_epochs <= 0 or cfg.accum_steps <= 0:
+        raise ConfigError("batch_size, accum_steps, epochs, knn_k and linear_epochs must be positive")
     if not cfg.linear_lrs or min(cfg.linear_lrs) <= 0:
         raise ConfigError("linear_lrs must be a non-empty list of positive learning rates")
     if not 0.0 <= cfg.linear_holdout < 1.0:

@@ -26,11 +26,13 @@ from omegaconf import OmegaConf
 from mimscale.errors import EvalError
 from mimscale.evaluate import data as D
 from mimscale.evaluate.config import as_eval_config, identity, result_name, same_identity
-from mimscale.evaluate.finetune import finetune, log
+from mimscale.evaluate.engine import log
+from mimscale.evaluate.finetune import finetune
 from mimscale.evaluate.loading import load_encoder
 from mimscale.evaluate.probes import extract_features, knn_eval, linear_probe, logistic_probe
 from mimscale.evaluate.segment import segment
 from mimscale.rundir import RunDir, atomic_write_json
+from mimscale.train import distributed as dist
 from mimscale.train.distributed import resolve_device
 
 FINE_TUNED = ("finetune", "segment")
@@ -107,6 +109,7 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    dist.init_from_env(device)  # under torchrun: fine-tuning runs DDP, evaluation is sharded
     tuned = cfg.task in FINE_TUNED
     overrides = OmegaConf.to_container(cfg.model_kwargs, resolve=True)  # plain lists, not ListConfig
     loaded = load_encoder(run_dir.path, model=cfg.model, overrides=overrides, img_size=cfg.img_size,
@@ -117,17 +120,22 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     if img_size % encoder.patch_size:
         raise EvalError(f"img_size {img_size} is not a multiple of the model's patch size {encoder.patch_size}")
     train, test = D.build_sources(cfg.train_source, cfg.test_source, img_size)
+    state = run_dir.eval_state(result_name(cfg))  # a fine-tuning resumes from it; --force starts over
+    if force and dist.is_main():
+        state.unlink(missing_ok=True)
+    dist.barrier()
+    resume = (state, {**identity(cfg), "checkpoint": loaded.checkpoint})
     torch.manual_seed(cfg.seed)  # head init and everything after it
     if cfg.task == "segment":
         num_classes = D.segmentation_classes(train, cfg.ignore_index, dict(cfg.seg_label_map))
         if cfg.num_classes and cfg.num_classes != num_classes:
             raise EvalError(f"num_classes={cfg.num_classes} but the masks have {num_classes} classes")
-        res = segment(encoder, train, test, num_classes, cfg, device, img_size)
+        res = segment(encoder, train, test, num_classes, cfg, device, img_size, *resume)
         headline = "miou"
     else:
         num_classes = D.check_labels(train, test, cfg.num_classes, cfg.task)
         if cfg.task == "finetune":
-            res = finetune(encoder, train, test, num_classes, cfg, device, img_size)
+            res = finetune(encoder, train, test, num_classes, cfg, device, img_size, *resume)
         else:
             res = _probe(encoder, train, test, num_classes, cfg, device, img_size)
         headline = "top1"
@@ -141,5 +149,8 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
                  "num_test": len(test), "num_classes": num_classes},
         "history": res.get("history", []), "wall_time_s": time.time() - t0,
     }
-    atomic_write_json(out, result)
+    if dist.is_main():
+        atomic_write_json(out, result)
+        state.unlink(missing_ok=True)
+    dist.barrier()
     return result

@@ -8,14 +8,17 @@ gets the simple pyramid of ViTDet: up to four evenly spaced blocks, resampled to
 from __future__ import annotations
 
 import math
-import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mimscale.evaluate.data import SegmentationData, loader
-from mimscale.evaluate.finetune import Schedule, autocast, build_optimizer, log, train_one_epoch
+from mimscale.evaluate.engine import Tuner, shard, steps_per_epoch
+from mimscale.evaluate.finetune import Schedule, build_optimizer
+from mimscale.train import distributed as dist
+from mimscale.train.step import autocast
 
 _VIT_SCALES = (4.0, 2.0, 1.0, 0.5)
 
@@ -108,14 +111,16 @@ def iou_metrics(conf: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def evaluate_segmentation(model, data_loader, num_classes: int, ignore: int, device, precision) -> dict:
+def evaluate_segmentation(model, dataset, cfg, num_classes: int, device) -> dict:
+    """mIoU and pixel accuracy over ``dataset``, each rank on its shard (confusion matrices summed)."""
     model.eval()
     conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    for x, y in data_loader:
-        with autocast(device, precision):
+    subset = torch.utils.data.Subset(dataset, shard(len(dataset)))
+    for x, y in loader(subset, cfg.batch_size, False, cfg.num_workers, cfg.seed):
+        with autocast(device, cfg.precision):
             pred = model(x.to(device)).argmax(1).cpu()
-        conf += confusion(pred, y, num_classes, ignore)
-    return iou_metrics(conf)
+        conf += confusion(pred, y, num_classes, cfg.ignore_index)
+    return iou_metrics(dist.all_reduce_sum(conf))
 
 
 def majority_baseline(train_ds, test_dl, num_classes: int, ignore: int) -> dict:
@@ -132,33 +137,23 @@ def majority_baseline(train_ds, test_dl, num_classes: int, ignore: int) -> dict:
     return {**iou_metrics(conf), "class": majority}
 
 
-def segment(encoder, train_src, test_src, num_classes: int, cfg, device, img_size: int) -> dict:
+def segment(encoder, train_src, test_src, num_classes: int, cfg, device, img_size: int,
+            state_path: Path | None = None, identity: dict | None = None) -> dict:
     model = SegmentationModel(encoder, num_classes, cfg.seg_width, img_size, cfg.freeze_backbone).to(device)
     label_map = dict(cfg.seg_label_map)
     train_ds = SegmentationData(train_src, img_size, train=True, seed=cfg.seed, hflip=cfg.hflip, label_map=label_map)
     test_ds = SegmentationData(test_src, img_size, label_map=label_map)
     test_dl = loader(test_ds, cfg.batch_size, False, cfg.num_workers, cfg.seed)
-    schedule = Schedule(cfg, math.ceil(len(train_ds) / cfg.batch_size))
+    schedule = Schedule(cfg, steps_per_epoch(len(train_ds), cfg.batch_size, dist.world_size() * cfg.accum_steps))
     optimizer = build_optimizer(model, cfg)
 
     def loss_fn(logits, target):
         return F.cross_entropy(logits, target, ignore_index=cfg.ignore_index)
 
-    step, history, best = 0, [], None
-    for epoch in range(cfg.epochs):
-        train_ds.set_epoch(epoch)
-        t0 = time.time()
-        dl = loader(train_ds, cfg.batch_size, True, cfg.num_workers, cfg.seed, epoch)
-        step, train_loss = train_one_epoch(model, dl, optimizer, schedule, step, cfg, device, loss_fn)
-        if (epoch + 1) % cfg.eval_every and epoch + 1 != cfg.epochs:
-            continue
-        res = evaluate_segmentation(model, test_dl, num_classes, cfg.ignore_index, device, cfg.precision)
-        res = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, **res}
-        history.append(res)
-        if best is None or res["miou"] > best["miou"]:
-            best = res
-        log(f"[segment] epoch {epoch + 1}/{cfg.epochs} train_loss {train_loss:.4f} mIoU {res['miou']:.4f} "
-            f"best {best['miou']:.4f} ({time.time() - t0:.1f}s)")
+    tuning = Tuner(model, train_ds, optimizer, schedule, cfg, device, loss_fn,
+                   lambda m: evaluate_segmentation(m, test_ds, cfg, num_classes, device), "miou", state_path,
+                   identity or {}, tag="segment").run(cfg.epochs)
+    history, best = tuning.history, tuning.best
     base = majority_baseline(train_ds, test_dl, num_classes, cfg.ignore_index)
     final = history[-1]
     metrics = {"miou": best["miou"], "pixel_acc": best["pixel_acc"], "best_epoch": best["epoch"],

@@ -95,8 +95,9 @@ def run_slurm(study: Study, study_dir: Path, *, cluster: str | None = None, part
     executor = submitit.AutoExecutor(folder=study_dir / "slurm", cluster=cluster)
     threads = max(1, cpus_per_run // max(1, gpus_per_run))  # per rank under torchrun
     params = dict(name=f"mimscale-{study.name}", timeout_min=timeout_min, nodes=1, tasks_per_node=1,
-                  cpus_per_task=cpus_per_run, gpus_per_node=gpus_per_run,
-                  slurm_array_parallelism=array_parallelism)
+                  cpus_per_task=cpus_per_run, slurm_array_parallelism=array_parallelism)
+    if gpus_per_run > 0:
+        params["gpus_per_node"] = gpus_per_run
     if partition:
         params["slurm_partition"] = partition
     if mem_gb:

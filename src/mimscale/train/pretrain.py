@@ -7,7 +7,6 @@ step itself ``train/step.py``. Periodic work is three named steps: validate, che
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from mimscale.train.pictures import save_reconstruction
 from mimscale.train.progress import Progress
 from mimscale.train.schedule import every
 from mimscale.train.setup import PretrainRun, build_simmim, open_run
-from mimscale.train.state import rng_state
+from mimscale.train.state import SignalFlag, rng_state
 from mimscale.train.step import reconstruction_loss, train_step, weight_norm
 
 __all__ = ["pretrain", "build_simmim", "resolve_run_dir", "Interrupted", "TrainingError"]
@@ -53,29 +52,6 @@ def _claim_run_dir(run_dir: RunDir, cfg: DictConfig) -> None:
         R.atomic_write_text(run_dir.config, C.dump_yaml(cfg))
 
 
-class _SignalFlag:
-    """Records SIGTERM / SIGINT so the loop can checkpoint at the next step boundary."""
-
-    def __init__(self):
-        self.signum = 0
-        self._previous = {}
-
-    def __enter__(self):
-        for s in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[s] = signal.signal(s, self._handle)
-            except ValueError:  # not the main thread (e.g. inside a worker thread): no handler
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for s, h in self._previous.items():
-            signal.signal(s, h)
-
-
 def pretrain(cfg: DictConfig) -> dict:
     """Run (or resume, or return the summary of) the pre-training described by ``cfg``.
 
@@ -86,7 +62,7 @@ def pretrain(cfg: DictConfig) -> dict:
     _claim_run_dir(run_dir, cfg)  # before anything else: a finished run of another config is not this run
     if run_dir.is_finished():
         return R.read_json(run_dir.summary) or {}
-    with _SignalFlag() as stop:
+    with SignalFlag() as stop:
         run = open_run(cfg, run_dir)
         try:
             return _train(run, stop)
@@ -94,7 +70,7 @@ def pretrain(cfg: DictConfig) -> dict:
             run.close()
 
 
-def _train(run: PretrainRun, stop: _SignalFlag) -> dict:
+def _train(run: PretrainRun, stop: SignalFlag) -> dict:
     s = run.state
     if s.step == 0:
         _validate(run, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import platform
 import random
+import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -133,3 +134,26 @@ def provenance(device: torch.device, world: int) -> dict:
         "threads": torch.get_num_threads(),
         "world_size": world,
     }
+
+
+class SignalFlag:
+    """Records SIGTERM / SIGINT so a training loop can checkpoint at its next step boundary (a context manager)."""
+
+    def __init__(self):
+        self.signum = 0
+        self._previous = {}
+
+    def __enter__(self):
+        for s in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread (e.g. inside a worker thread): no handler
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._previous.items():
+            signal.signal(s, h)
