@@ -30,10 +30,15 @@ __all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "val
 
 # Version of the config schema; written to provenance.json. Bump it when a key is added (and list that key
 # in ADDED_KEYS with its neutral value) or when a default changes what runs compute.
-SCHEMA_VERSION = 3  # 2: train.divergence_factor (a guard, not identity); 3: data.jpeg_draft, train.decay_position_bias
+# 2: train.divergence_factor (a guard, not identity); 3: data.jpeg_draft, train.decay_position_bias;
+# 4: the wsd schedule (train.decay_fraction, train.decay_shape); train.share_with, train.branch_from (not identity).
+SCHEMA_VERSION = 4
 # Keys added after schema version 1: dotted key -> (version that added it, the value that reproduces the
 # behaviour before it existed). At that value a key does not enter the run id.
-ADDED_KEYS: dict[str, tuple[int, Any]] = {"data.jpeg_draft": (3, True), "train.decay_position_bias": (3, False)}
+ADDED_KEYS: dict[str, tuple[int, Any]] = {
+    "data.jpeg_draft": (3, True), "train.decay_position_bias": (3, False),
+    "train.decay_fraction": (4, 0.2), "train.decay_shape": (4, "linear"),
+}
 
 
 @dataclass
@@ -84,9 +89,11 @@ class TrainConfig:
     min_lr: float = 5e-6  # per 512 images
     warmup_iters: int = -1  # -1: warmup_fraction of the run
     warmup_fraction: float = 0.05
-    schedule: str = "cosine"  # cosine | step (x step_gamma at step_at of training)
+    schedule: str = "cosine"  # cosine | step (x step_gamma at step_at of training) | wsd (warmup-stable-decay)
     step_at: float = 0.875
     step_gamma: float = 0.1
+    decay_fraction: float = 0.2  # wsd: the last fraction of the run decays to min_lr
+    decay_shape: str = "linear"  # wsd: linear | cosine
     weight_decay: float = 0.05
     # Swin V2: also decay the continuous-position-bias MLP weights and the logit scales, as the official
     # SimMIM pre-training does (its no-decay names never match) and the released checkpoints were trained.
@@ -112,6 +119,11 @@ class TrainConfig:
     recon_images: int = 8  # held-out images in the reconstruction picture (0 = none)
     tensorboard: bool = False
     debug_nan_steps: list[int] = field(default_factory=list)  # fault injection: steps whose loss is NaN
+    # Shared prefixes (train/prefix.py; set by the study runner): a trunk evaluates and keeps checkpoints where
+    # the shorter runs of these lengths need them; a branch starts from "TRUNK_RUN_DIR@STEP". Neither changes
+    # what the run computes.
+    share_with: list[int] = field(default_factory=list)
+    branch_from: str = ""
 
 
 @dataclass
@@ -131,7 +143,7 @@ class Config:
 # Keys that say where or how fast a run goes, not what it computes: they do not enter the run id.
 NON_IDENTITY_KEYS = ("device", "threads", "out", "name", "run_dir", "data.num_workers", "train.log_every",
                      "train.keep_last", "train.tensorboard", "train.compile", "train.ckpt_every",
-                     "train.divergence_factor")
+                     "train.divergence_factor", "train.share_with", "train.branch_from")
 
 
 def _all_keys(node: Any, prefix: str = "") -> list[str]:
@@ -235,6 +247,7 @@ _RANGES = (
     ("train.warmup_fraction", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("train.step_at", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("train.step_gamma", _positive, "positive"),
+    ("train.decay_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("train.weight_decay", _non_negative, ">= 0"),
     ("train.eps", _positive, "positive"),
     ("train.clip_grad", _non_negative, ">= 0 (0: off)"),
@@ -278,14 +291,18 @@ def validate(cfg: DictConfig) -> None:
     _check_pair("data.crop_ratio", d.crop_ratio, 0.0, math.inf)
     if not all(0 <= b < 1 for b in t.betas):
         raise ConfigError(f"train.betas must both be in [0, 1), got {list(t.betas)}")
-    if t.schedule not in ("cosine", "step"):
-        raise ConfigError(f"train.schedule must be 'cosine' or 'step', got '{t.schedule}'")
+    if t.schedule not in ("cosine", "step", "wsd"):
+        raise ConfigError(f"train.schedule must be 'cosine', 'step' or 'wsd', got '{t.schedule}'")
+    if t.decay_shape not in ("linear", "cosine"):
+        raise ConfigError(f"train.decay_shape must be 'linear' or 'cosine', got '{t.decay_shape}'")
     if t.precision not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"train.precision must be fp32, bf16 or fp16, got '{t.precision}'")
     if t.eval_every <= 0 and t.eval_points <= 0:
         raise ConfigError("train.eval_points must be positive (or set train.eval_every)")
     if cfg.objective.norm_target and cfg.objective.norm_target_window % 2 == 0:
         raise ConfigError("objective.norm_target_window must be odd")
+    if t.branch_from and not re.fullmatch(r".+@\d+", t.branch_from):
+        raise ConfigError(f"train.branch_from must be RUN_DIR@STEP, got '{t.branch_from}'")
     if not _DEVICE.fullmatch(cfg.device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
     if t.precision == "fp16" and cfg.device == "cpu":

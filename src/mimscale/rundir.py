@@ -9,6 +9,7 @@ records, ``study status``, the analysis) use it without importing torch.
     RUN_DIR/subset.json         manifest of the training subset (ids + content hash)
     RUN_DIR/heldout.json        manifest of the held-out set
     RUN_DIR/excluded.json       unreadable images left out (held-out, training probe, folder scan), if any
+    RUN_DIR/branch.json         {"trunk", "step"}: a run trained from another run's checkpoint (train/prefix.py)
     RUN_DIR/metrics.jsonl       one {"step", "split", "name", "value", "time"} object per line
     RUN_DIR/checkpoints/        step_XXXXXXX.pt (+ step_XXXXXXX.json meta), newest ``keep_last`` kept
     RUN_DIR/recon/              step_XXXXXXX.png reconstruction pictures
@@ -36,14 +37,17 @@ import yaml
 
 # ---------------------------------------------------------------------------------------------- names
 
-CONFIG, PROVENANCE, SUBSET, HELDOUT, EXCLUDED = (
-    "config.yaml", "provenance.json", "subset.json", "heldout.json", "excluded.json")
+CONFIG, PROVENANCE, SUBSET, HELDOUT, EXCLUDED, BRANCH = (
+    "config.yaml", "provenance.json", "subset.json", "heldout.json", "excluded.json", "branch.json")
 METRICS, SUMMARY, STATUS, ERROR, WORKER_LOG = "metrics.jsonl", "summary.json", "status.json", "error.txt", "worker.log"
 CHECKPOINTS, EVAL, RECON, TENSORBOARD = "checkpoints", "eval", "recon", "tb"
 
 # Metric records: (split, name). The held-out and training-probe losses use the same name so a curve is
 # selected by split alone.
 TRAIN, VAL, TRAIN_PROBE = "train", "val", "train_probe"
+# A trunk's evaluations for its branches only (train/prefix.py): kept apart so the trunk's own curve is the
+# one it would have alone; a branch takes them as its VAL / TRAIN_PROBE.
+SHARED_VAL, SHARED_TRAIN_PROBE = "shared_val", "shared_train_probe"
 LOSS, LR, GRAD_NORM, IMAGES_PER_S, FLOPS_PER_S, SKIPPED_STEP, SKIPPED_FILES = (
     "loss", "lr", "grad_norm", "images_per_s", "flops_per_s", "skipped_step", "skipped_files")
 
@@ -52,7 +56,7 @@ SUMMARY_KEYS = (
     "status", "run_id", "model", "params", "data_size", "data_fraction", "iters", "global_batch",
     "epochs_equivalent", "final_val_loss", "final_val_step", "best_val_loss", "best_val_step",
     "initial_val_loss", "final_train_probe_loss", "final_train_loss", "images_per_s", "flops_per_image",
-    "achieved_flops_per_s", "train_time_s", "skipped_steps", "skipped_files", "run_dir",
+    "achieved_flops_per_s", "train_time_s", "skipped_steps", "skipped_files", "run_dir", "branched_from",
 )
 
 _STEP_FILE = re.compile(r"^step_(\d{7,})\.(pt|png)$")
@@ -204,6 +208,7 @@ class RunDir:
     subset = property(lambda self: self.path / SUBSET)
     heldout = property(lambda self: self.path / HELDOUT)
     excluded = property(lambda self: self.path / EXCLUDED)
+    branch = property(lambda self: self.path / BRANCH)
     metrics = property(lambda self: self.path / METRICS)
     summary = property(lambda self: self.path / SUMMARY)
     status = property(lambda self: self.path / STATUS)

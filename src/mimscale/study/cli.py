@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="study directory (default: the file's 'out', else runs/<name>)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.add_argument("--no-flops", action="store_true", help="skip the FLOP count (builds each model on meta)")
+    q.add_argument("--no-share", action="store_true", help="plan every run in full (no shared prefixes)")
 
     r = sub.add_parser(
         "run", help="run every unfinished run of a study (rerun to resume)",
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=0,
                    help="local: torch threads per worker (default: this machine's CPUs / workers)")
     r.add_argument("--skip-failed", action="store_true", help="do not retry runs that failed before")
+    r.add_argument("--no-share", action="store_true",
+                   help="train every run in full instead of branching shorter runs from longer ones where exact")
     r.add_argument("--no-wait", action="store_true",
                    help="local: return when nothing is left to start here, without waiting for runs that "
                         "another process has claimed")
@@ -93,20 +96,33 @@ def _open_dir(arg: str) -> tuple[Study, Path]:
 
 
 def cmd_plan(args) -> int:
+    from mimscale.study import sharing
     from mimscale.study.cost import human, run_cost
 
     study = load_study(args.study)
     check_evals(study.evals)
     costs = [run_cost(r, flops=not args.no_flops) for r in study.runs]
-    images = [c["images"] for c in costs]
+    branches, alone = sharing.plan(study, not args.no_share)
+    for r, c in zip(study.runs, costs):  # what each run costs with sharing: a branch only from its departure
+        b = branches.get(r.id)
+        c["branch"] = {"trunk": b.trunk, "step": b.step} if b else None
+        c["not_shared"] = alone.get(r.id)
+        share = (1 - b.step / int(r.cfg.train.iters)) if b else 1.0
+        c["flops_shared"] = c["flops"] * share if c["flops"] is not None else None
     flops = [c["flops"] for c in costs]
+    images = [c["images"] for c in costs]
     tot_images = sum(images) if None not in images else None
     tot_flops = sum(flops) if None not in flops and not args.no_flops else None
+    tot_flops_shared = sum(c["flops_shared"] for c in costs) if tot_flops is not None else None
+    unshared = sum(int(r.cfg.train.iters) for r in study.runs) if all(r.cfg.train.iters > 0 for r in study.runs) else None
+    shared = sharing.iterations(study, branches) if unshared is not None else None
     out_dir = _study_dir(study, args.out)
     if args.json:
         doc = {"study": study.name, "study_dir": str(out_dir), "evals": study.evals,
                "runs": [{"run": r.id, "axes": r.axes, **c} for r, c in zip(study.runs, costs)],
-               "total": {"runs": len(study.runs), "images": tot_images, "flops": tot_flops}}
+               "total": {"runs": len(study.runs), "images": tot_images, "flops": tot_flops_shared,
+                         "flops_unshared": tot_flops, "train_iterations": shared,
+                         "train_iterations_unshared": unshared, "branches": len(branches)}}
         print(json.dumps(doc, indent=2, default=str))
         return 0
     from mimscale.study.spec import axis_text
@@ -114,15 +130,23 @@ def cmd_plan(args) -> int:
 
     axes = study.axis_keys()
     rows = [[r.id, *(axis_text(r.axes[k]) for k in axes), human(c["params"]), str(r.cfg.train.batch_size),
-             human(c["images"]), human(c["flops"])] for r, c in zip(study.runs, costs)]
+             human(c["images"]), human(c["flops"]), f"{c['branch']['trunk']}@{c['branch']['step']}" if c["branch"]
+             else "-"] for r, c in zip(study.runs, costs)]
     shape = " x ".join(f"{k} ({len(v)})" for k, v in study.axes.items())
     shape += "".join(f" x zip[{', '.join(g)}] ({len(next(iter(g.values())))})" for g in study.zip)
     evals = ", ".join(f"{e['name']} ({e['task']})" for e in study.evals) or "none"
     print(f"study {study.name}: {len(study.runs)} runs = {shape or 'the base config'}; evals: {evals}")
     print(f"study directory: {out_dir}\n")
-    print(format_table(["run", *axes, "params", "batch", "images", "FLOPs"], rows))
+    print(format_table(["run", *axes, "params", "batch", "images", "FLOPs", "branches from"], rows))
     print(f"\ntotal: {len(study.runs)} runs, {human(tot_images)} images, {human(tot_flops)} FLOPs "
           f"(training = forward + backward, counted per model; evals not included)")
+    if branches:
+        print(f"shared prefixes: {len(branches)} run(s) branch from a longer one where their schedules are equal: "
+              f"{human(shared)} instead of {human(unshared)} training iterations ({unshared / shared:.2f}x), "
+              f"{human(tot_flops_shared)} instead of {human(tot_flops)} FLOPs (--no-share: every run in full)")
+    else:
+        reasons = sorted({why for why in alone.values()})
+        print(f"shared prefixes: none ({'; '.join(reasons)})")
     return 0
 
 
@@ -133,6 +157,8 @@ def cmd_run(args) -> int:
     study_dir = _study_dir(study, args.out)
     store.init_study_dir(study, study_dir)
     if args.executor == "slurm":
+        print(f"{PROG}: note: shared prefixes are for the local executor; on Slurm every run trains in full",
+              file=sys.stderr)
         from mimscale.study.slurm import run_slurm
 
         results = run_slurm(study, study_dir, cluster=args.slurm_cluster, partition=args.partition,
@@ -154,7 +180,8 @@ def cmd_run(args) -> int:
     print(f"study {study.name}: {len(study.runs)} runs in {study_dir}, {args.workers} worker(s) x {threads} "
           f"thread(s); worker output goes to runs/<id>/worker.log", file=sys.stderr, flush=True)
     report = run_local(study, study_dir, workers=args.workers, threads=threads, run_fn=args.run_fn,
-                       retry_failed=not args.skip_failed, wait_for_others=not args.no_wait)
+                       retry_failed=not args.skip_failed, wait_for_others=not args.no_wait,
+                       share=not args.no_share)
     left = [r.id for r in study.runs if store.run_state(study_dir, r.id, study.evals) != "done"]
     if report.stopped:
         print(f"{PROG}: interrupted: {len(study.runs) - len(left)} of {len(study.runs)} runs done; "

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from mimscale.study import store
+from mimscale.study import sharing, store
 from mimscale.study.spec import Study, StudyRun
 from mimscale.study.worker import (
     EXIT_CLAIMED,
@@ -102,8 +102,11 @@ class _Signals:
 
 def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | None = None, run_fn=None,
               retry_failed: bool = True, wait_for_others: bool = True, poll_s: float = 1.0,
-              log: Callable[[str], None] | None = None) -> RunReport:
-    """Run every unfinished run of ``study`` in ``study_dir`` (initialised) with ``workers`` processes."""
+              log: Callable[[str], None] | None = None, share: bool = True) -> RunReport:
+    """Run every unfinished run of ``study`` in ``study_dir`` (initialised) with ``workers`` processes.
+
+    ``share``: runs that differ only in length train their common prefix once (``study/sharing.py``): a
+    branch starts when its trunk has checkpointed the step where the two part."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     study_dir = Path(study_dir).resolve()
     workers = max(1, int(workers))
@@ -123,8 +126,11 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
     def finished_count() -> int:
         return len(report.skipped) + len(report.done) + len(report.failed)
 
+    branches, _ = sharing.plan(study, share)
+
     def start(run: StudyRun) -> None:
-        cfg = with_runtime(run.cfg, store.run_dir(study_dir, run.id), nthreads)
+        extra = sharing.runtime_keys(study, study_dir, run.id, branches)
+        cfg = with_runtime(run.cfg, store.run_dir(study_dir, run.id), nthreads, extra)
         proc = ctx.Process(target=child_main, name=f"mimscale-study-{run.id}",
                            args=(str(study_dir), run.id, cfg, study.evals, run_fn, nthreads, os.getpid()))
         proc.start()
@@ -162,6 +168,8 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
                     if run.id in active or run.id in attempted or run.id in report.skipped:
                         continue
                     state = store.run_state(study_dir, run.id, study.evals)
+                    if state in store.RUNNABLE and sharing.waiting_for(study_dir, run.id, branches):
+                        continue  # its trunk is still on its way to the branch point
                     if state in store.RUNNABLE and (retry_failed or state != "failed"):
                         log(f"start   {run.id} {run.label()}" + (f" ({state})" if state != "pending" else ""))
                         start(run)
@@ -171,6 +179,10 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
                 elsewhere = [r.id for r in order if r.id not in attempted and r.id not in report.skipped
                              and store.run_state(study_dir, r.id, study.evals) == "running"]
                 if not (elsewhere and wait_for_others):
+                    for r in order:
+                        why = sharing.waiting_for(study_dir, r.id, branches)
+                        if why and r.id not in report.skipped:
+                            log(f"not run {r.id} {r.label()}: it {why}, which did not finish; rerun to retry")
                     break
                 time.sleep(poll_s)  # runs claimed by another process: wait, and take over if it dies
                 continue

@@ -41,12 +41,15 @@ def resolve_run_fn(run_fn: RunFn | str | None) -> RunFn:
     return getattr(importlib.import_module(module), attr)
 
 
-def with_runtime(cfg: DictConfig, run_dir: Path, threads: int) -> DictConfig:
-    """The run's config with where it goes and how many threads it uses (neither enters the run id)."""
+def with_runtime(cfg: DictConfig, run_dir: Path, threads: int, extra: dict | None = None) -> DictConfig:
+    """The run's config with where it goes, how many threads it uses and ``extra`` runtime keys (shared
+    prefixes): none of them enters the run id."""
     cfg = copy.deepcopy(cfg)
     OmegaConf.set_readonly(cfg, False)
     cfg.run_dir = str(run_dir)
     cfg.threads = int(threads)
+    for key, value in (extra or {}).items():
+        OmegaConf.update(cfg, key, value)
     OmegaConf.set_readonly(cfg, True)
     return cfg
 

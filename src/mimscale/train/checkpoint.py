@@ -33,13 +33,16 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def save_checkpoint(run_dir: RunDir, step: int, state: dict, meta: dict, keep_last: int = 2) -> Path:
-    """Write state then its JSON meta, then prune to the newest ``keep_last`` checkpoints."""
+def save_checkpoint(run_dir: RunDir, step: int, state: dict, meta: dict, keep_last: int = 2,
+                    keep: set[int] = frozenset()) -> Path:
+    """Write state then its JSON meta, then prune to the newest ``keep_last`` checkpoints (and ``keep``)."""
     path = run_dir.checkpoint(step)
     atomic_torch_save(path, state)
     atomic_write_json(path.with_suffix(".json"), {"step": step, "time": time.time(), **meta})
     if keep_last > 0:
-        for _, old in run_dir.list_checkpoints()[:-keep_last]:
+        for s, old in run_dir.list_checkpoints()[:-keep_last]:
+            if s in keep:
+                continue
             old.unlink(missing_ok=True)
             old.with_suffix(".json").unlink(missing_ok=True)
     return path

@@ -1,5 +1,5 @@
 """Everything a pre-training run holds while it trains, built (or resumed from its latest checkpoint) in one
-place: ``open_run(cfg, run_dir) -> PretrainRun``. The loop in ``train/pretrain.py`` only reads and advances it.
+place: ``open_run(cfg, run_dir) -> PretrainRun``. The loop in ``train/loop.py`` only reads and advances it.
 
 The order of construction is part of the run's identity: the model is initialised right after seeding, and
 nothing between seeding and the first step draws from the global RNGs except what a resumed checkpoint
@@ -21,11 +21,13 @@ from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
 from mimscale.rundir import RunDir
 from mimscale.train import distributed as dist
+from mimscale.train.branch import fork
 from mimscale.train.checkpoint import CheckpointError, load_checkpoint
 from mimscale.train.flops import flops_per_image
 from mimscale.train.inputs import RunInputs
 from mimscale.train.metrics import MetricsWriter
 from mimscale.train.optim import build_optimizer
+from mimscale.train.prefix import departure
 from mimscale.train.progress import Progress
 from mimscale.train.schedule import LRSchedule, budgeted_eval_points, eval_steps, total_steps
 from mimscale.train.state import TrainState, provenance, seed_everything, set_rng_state
@@ -58,7 +60,9 @@ class PretrainRun:
     lr: LRSchedule
     steps: int
     eval_at: set[int]
+    shared_eval_at: set[int]  # a trunk's evaluations for its branches only (logged apart: rundir.SHARED_VAL)
     ckpt_at: set[int]
+    keep_ckpts: set[int]  # never pruned: the departure steps of the runs branching from this one
     flops: float  # per training image, forward + backward
     writer: MetricsWriter
     state: TrainState
@@ -82,20 +86,35 @@ def _check_world(cfg: DictConfig, world: int, device: torch.device) -> int:
     return t.batch_size // (world * t.accum_steps)
 
 
-def _schedules(cfg: DictConfig, steps: int, eval_images: int, announce: bool) -> tuple[set[int], set[int]]:
-    """(evaluation steps, checkpoint steps). Checkpoints keep the unthinned schedule: the eval budget saves
-    compute, not resume points."""
+def _eval_points(t, steps: int, eval_images: int) -> int:
+    if t.eval_every > 0:
+        return t.eval_points
+    return budgeted_eval_points(t.eval_points, steps, t.batch_size, eval_images, t.eval_budget)
+
+
+def _schedules(cfg: DictConfig, steps: int, eval_images: int, announce: bool):
+    """(evaluation steps, extra evaluation steps for branches, checkpoint steps, checkpoints never pruned).
+    Checkpoints keep the unthinned schedule: the eval budget saves compute, not resume points. A trunk
+    (``train.share_with``) also evaluates at its branches' evaluation steps before their departure, and keeps
+    its checkpoint at each departure."""
     t = cfg.train
-    points = t.eval_points
-    if t.eval_every <= 0:
-        points = budgeted_eval_points(t.eval_points, steps, t.batch_size, eval_images, t.eval_budget)
-        if points < t.eval_points and announce:
-            print(f"[pretrain] validation at {points} evenly spaced points instead of {t.eval_points}: "
-                  f"{eval_images} held-out+probe images per evaluation would exceed "
-                  f"train.eval_budget={t.eval_budget:g} of this {steps}-step run's compute", file=sys.stderr)
+    points = _eval_points(t, steps, eval_images)
+    if points < t.eval_points and announce:
+        print(f"[pretrain] validation at {points} evenly spaced points instead of {t.eval_points}: "
+              f"{eval_images} held-out+probe images per evaluation would exceed "
+              f"train.eval_budget={t.eval_budget:g} of this {steps}-step run's compute", file=sys.stderr)
+    evals = eval_steps(steps, t.eval_every, points)
     ckpts = (eval_steps(steps, t.eval_every, t.eval_points) if t.ckpt_every <= 0
              else set(range(t.ckpt_every, steps + 1, t.ckpt_every)) | {steps})
-    return eval_steps(steps, t.eval_every, points), ckpts
+    keep, extra = set(), set()
+    for length in t.share_with:
+        step, why = departure(t, int(length))
+        if step is None or step >= steps:
+            raise C.ConfigError(f"train.share_with: a {length}-step run cannot branch from this one ({why})")
+        extra |= {e for e in eval_steps(length, t.eval_every, _eval_points(t, length, eval_images)) if e <= step}
+        ckpts.add(step)
+        keep.add(step)
+    return evals, extra - evals, ckpts, keep
 
 
 _RESUME_KEYS = ("model", "optimizer", "inputs", "rng", "step", "skipped_steps", "train_time_s", "images_done")
@@ -155,6 +174,12 @@ def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
     optimizer = build_optimizer(model, lr.peak, t.weight_decay, t.betas, t.eps, t.decay_position_bias)
     scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
 
+    fresh = not run_dir.list_checkpoints()
+    eval_at, shared_eval_at, ckpt_at, keep = _schedules(cfg, steps, inputs.eval_images,
+                                                         announce=dist.is_main() and fresh)
+    if t.branch_from and fresh and dist.is_main():
+        fork(t.branch_from, run_dir, eval_at)  # then resumed like any interrupted run
+    dist.barrier()
     state, (ckpt, saved) = TrainState(), _newest_intact_checkpoint(run_dir, device)
     if ckpt is not None:
         model.load_state_dict(saved["model"])
@@ -177,6 +202,5 @@ def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
     if dist.is_main() and ckpt is None:
         R.atomic_write_json(run_dir.provenance, provenance(device, world))
     flops = flops_per_image(model, inputs.example_batch(), device)
-    eval_at, ckpt_at = _schedules(cfg, steps, inputs.eval_images, announce=dist.is_main() and ckpt is None)
     return PretrainRun(cfg, run_dir, device, model, train_model, inputs, optimizer, scaler, lr, steps, eval_at,
-                       ckpt_at, flops, writer, state, resumed=ckpt is not None)
+                       shared_eval_at, ckpt_at, keep, flops, writer, state, resumed=ckpt is not None)

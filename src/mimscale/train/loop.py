@@ -77,8 +77,8 @@ def _train(run: PretrainRun, stop: SignalFlag) -> dict:
     run.progress = Progress(run.steps, start=s.step, enabled=dist.is_main())
     while s.step < run.steps:
         _step(run)
-        if s.step in run.eval_at:
-            _validate(run, s.step)
+        if s.step in run.eval_at or s.step in run.shared_eval_at:
+            _validate(run, s.step, shared=s.step not in run.eval_at)
         if (s.step in run.ckpt_at or stop.signum) and s.consecutive_bad == 0:
             _checkpoint(run)
         if stop.signum:
@@ -123,10 +123,15 @@ def _step(run: PretrainRun) -> None:
     run.progress.update(s.step, result.loss, s.images_per_s)
 
 
-def _validate(run: PretrainRun, step: int) -> None:
-    """Held-out and training-probe losses (and, on the main rank, the reconstruction picture)."""
+def _validate(run: PretrainRun, step: int, shared: bool = False) -> None:
+    """Held-out and training-probe losses (and, on the main rank, the reconstruction picture). ``shared``: an
+    evaluation only a branch of this run needs, logged apart so that this run's own curve is unchanged."""
     val = reconstruction_loss(run.model, run.inputs.val_batches(), run.device, run.cfg.train.precision)
     probe = reconstruction_loss(run.model, run.inputs.probe_batches(), run.device, run.cfg.train.precision)
+    if shared:
+        run.writer.log(step, R.SHARED_VAL, R.LOSS, val)
+        run.writer.log(step, R.SHARED_TRAIN_PROBE, R.LOSS, probe)
+        return
     run.writer.log(step, R.VAL, R.LOSS, val)
     run.writer.log(step, R.TRAIN_PROBE, R.LOSS, probe)
     run.state.history[step] = {R.VAL: val, R.TRAIN_PROBE: probe}
@@ -155,7 +160,7 @@ def _checkpoint(run: PretrainRun) -> None:
              "scaler": run.scaler.state_dict() if run.scaler is not None else None,
              "inputs": run.inputs.state_dict(), "rng": states, "config": C.to_container(run.cfg), **s.counters()}
     save_checkpoint(run.run_dir, s.step, saved, {"val_loss": s.history.get(s.step, {}).get(R.VAL)},
-                    keep_last=run.cfg.train.keep_last)
+                    keep_last=run.cfg.train.keep_last, keep=run.keep_ckpts)
 
 
 def _finish(run: PretrainRun) -> dict:
@@ -197,4 +202,5 @@ def _summary(run: PretrainRun) -> dict:
         "skipped_steps": s.skipped_steps,
         "skipped_files": s.skipped_files,
         "run_dir": str(run.run_dir.path),
+        "branched_from": R.read_json(run.run_dir.branch),  # {"trunk", "step"}: trained from that run's step
     }
