@@ -59,7 +59,7 @@ def jpeg_draft(n: int) -> None:
         for draft in (False, True):
             tf = TrainTransform(192, scale=(0.67, 1.0), draft=draft)
             seeds = iter(range(10**9))
-            speeds[draft] = _time(lambda img, tf=tf: tf(img, np.random.default_rng(next(seeds))), files)
+            speeds[draft] = _time(lambda img, tf=tf, seeds=seeds: tf(img, np.random.default_rng(next(seeds))), files)
         print(f"jpeg_draft {w}x{h}: train transform {speeds[False]:.0f} -> {speeds[True]:.0f} img/s "
               f"(x{speeds[True] / speeds[False]:.2f})")
         full = torch.stack([EvalTransform(192, draft=False)(Image.open(io.BytesIO(b))) for b in files])
