@@ -54,3 +54,18 @@ def test_cosine_study_trains_every_run_alone_and_says_why(tmp_path, capsys):
                                     "axes": {"train.iters": [12, 20]}}))
     assert main(["study", "plan", str(path), "--no-flops"]) == 0
     assert "shared prefixes: none (not shared: a cosine schedule depends on the length" in capsys.readouterr().out
+
+
+def test_results_csv_marks_branched_runs(tmp_path):
+    import pandas as pd
+
+    path = _study(tmp_path, lengths=(12, 20))
+    assert main(["study", "run", str(path), "--out", str(tmp_path / "o"), "--workers", "2"]) == 0
+    assert main(["study", "results", str(tmp_path / "o")]) == 0
+    table = pd.read_csv(tmp_path / "o" / "results.csv").set_index("train.iters")
+    trunk = table.loc[20, "run"]
+    assert table.loc[12, "branched_from"] == f"{trunk}@10" and pd.isna(table.loc[20, "branched_from"])
+    from mimscale.report import build_report
+
+    html = build_report(tmp_path / "o", tmp_path / "report").read_text()
+    assert "Shared training prefixes" in html and f"{trunk}@10" in html

@@ -154,6 +154,9 @@ def read_run(run_dir: Path) -> dict:
         for key, col in _SUMMARY_RENAME.items():
             if summary.get(key) is not None:
                 row[col] = summary[key]
+        branch = summary.get("branched_from")
+        if isinstance(branch, dict):  # trained from another run's checkpoint (shared prefix): "RUN@STEP"
+            row["branched_from"] = f"{Path(str(branch.get('trunk'))).name}@{branch.get('step')}"
         row.setdefault("status", "done")
     row.update(read_eval(run_dir.path))
     return row

@@ -142,7 +142,14 @@ def build_report(input_path, out_dir=None, **analyze_kw) -> Path:
     figs = _figures(res, runs, curves, out / "figures")
     gallery = H.gallery(_gallery(input_path, runs)) if is_study_dir(input_path) else None
     path = out / "report.html"
-    atomic_write_text(path, H.page(res, figs, _tables(res), gallery))
+    tables = _tables(res)
+    if "branched_from" in runs.columns and runs["branched_from"].notna().any():
+        shared = runs[runs["branched_from"].notna()]
+        tables["Shared training prefixes"] = (
+            "<p>These runs were trained from a longer run's checkpoint at the step where their learning-rate "
+            "schedules part (the same run it would have been alone, for less compute).</p>"
+            + H.table(shared, ["run", "model", "data_size", "iters", "branched_from"]))
+    atomic_write_text(path, H.page(res, figs, tables, gallery))
     return path
 
 
