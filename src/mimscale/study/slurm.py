@@ -333,7 +333,7 @@ def run_slurm(study: Study, study_dir: Path, *, cluster: str | None = None, part
         jobs = executor.map_array(task, [r.id for r in todo], cfgs, [study.evals] * len(todo))
     except FailedJobError as e:  # sbatch refused: a bad partition, GPU request, ...
         line = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).strip()[:300])
-        raise StudyError(f"sbatch refused the job array: {line.strip()}") from None
+        raise StudyError(f"sbatch refused the job array: {line.strip().removeprefix('sbatch: error: ')}") from None
     first = jobs[0].job_id.split("_")[0] if jobs else "?"
     if executor.cluster == "slurm" and jobs:
         _record_submission(study_dir, first, job_name(study), [r.id for r in todo])
