@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,10 +29,21 @@ from PIL import Image
 
 from mimscale.errors import DataError
 
+from .scan import (
+    dir_entries,
+    has_images,
+    is_dir_entry,
+    is_split_layout,
+    is_utf8,
+    link_error,
+    list_images,
+    path_contains,
+    printable,
+    skip_note,
+)
 from .shapes import NUM_CLASSES, shapes_array, split_seed
 
 log = logging.getLogger("mimscale.data")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 @runtime_checkable
@@ -227,7 +237,7 @@ class FolderSource(_Labelled):
             raise DataError(f"data path is not a directory: {root}")
         self.top = root.resolve()
         self.split = split
-        if split == "auto" and _is_split_layout(root):
+        if split == "auto" and is_split_layout(root):
             self.split = "train"
         self.root = self.top / self.split if self.split in ("train", "val") else self.top
         if not self.root.is_dir():
@@ -235,24 +245,24 @@ class FolderSource(_Labelled):
         skips: dict[str, str] = {}
         root_real = os.path.realpath(self.root)
         classes, files, labels = [], [], []
-        for entry in sorted(_entries(str(self.root), "", skips), key=lambda e: e.name):
+        for entry in sorted(dir_entries(str(self.root), "", skips), key=lambda e: e.name):
             name = entry.name
-            if not _is_dir(entry):
-                if entry.is_symlink() and _link_error(entry) == errno.ELOOP:
-                    skips[_printable(name)] = "symlink loop"
+            if not is_dir_entry(entry):
+                if entry.is_symlink() and link_error(entry) == errno.ELOOP:
+                    skips[printable(name)] = "symlink loop"
                 continue
-            if not _utf8(name):
-                if _has_images(entry.path):
-                    skips[_printable(name)] = "folder name is not valid UTF-8"
+            if not is_utf8(name):
+                if has_images(entry.path):
+                    skips[printable(name)] = "folder name is not valid UTF-8"
                 continue
-            if entry.is_symlink() and _contains(os.path.realpath(entry.path), root_real):
+            if entry.is_symlink() and path_contains(os.path.realpath(entry.path), root_real):
                 skips[name] = "symlink loop (links to a folder that contains it)"
                 continue
             class_skips: dict[str, str] = {}
-            found = _list_images(entry.path, name + "/", class_skips)
+            found = list_images(entry.path, name + "/", class_skips)
             # A folder whose only images are hidden (or skipped) stays a class, as it always has, so
             # labels and hence subsets of existing folders do not change.
-            if found or _has_images(entry.path):
+            if found or has_images(entry.path):
                 k = len(classes)
                 classes.append(name)
                 files += found
@@ -260,9 +270,9 @@ class FolderSource(_Labelled):
             skips.update(class_skips)
         if not classes:
             skips = {}
-            files = _list_images(str(self.root), "", skips)
+            files = list_images(str(self.root), "", skips)
         if not files:
-            raise DataError(f"no images found in {self.root}" + _skip_note(skips))
+            raise DataError(f"no images found in {self.root}" + skip_note(skips))
         self.classes = classes
         self.ids = files
         self._labels = np.asarray(labels, dtype=np.int64) if classes else None
@@ -295,125 +305,6 @@ class FolderSource(_Labelled):
 
     def __repr__(self) -> str:
         return f"FolderSource({self.root}, n={len(self)}, classes={self.num_classes})"
-
-
-def _utf8(name: str) -> bool:
-    """False for a name made of bytes that are not UTF-8 (os decodes them to lone surrogates)."""
-    if name.isascii():
-        return True
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _printable(rel: str) -> str:
-    """A relative path as text that can be printed and written as UTF-8: undecodable bytes as \\xNN."""
-    return os.fsencode(rel).decode("utf-8", "backslashreplace")
-
-
-def _skip_note(skips: dict[str, str]) -> str:
-    if not skips:
-        return ""
-    first = min(skips)
-    return f" ({len(skips)} entries skipped at scan, e.g. {first}: {skips[first]})"
-
-
-def _contains(outer: str, inner: str) -> bool:
-    """Whether real path ``outer`` is ``inner`` or one of its parents."""
-    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
-
-
-def _link_error(entry: os.DirEntry) -> int | None:
-    """The errno of following a symlink (None when it resolves)."""
-    try:
-        entry.stat()
-    except OSError as e:
-        return e.errno
-    return None
-
-
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:  # e.g. a symlink loop (ELOOP): not a folder
-        return False
-
-
-def _is_file(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_file()
-    except OSError:
-        return False
-
-
-def _entries(folder: str, rel: str, skips: dict[str, str]) -> list[os.DirEntry]:
-    """The non-hidden entries of ``folder``; an unreadable sub-folder is recorded in ``skips``."""
-    try:
-        with os.scandir(folder) as it:
-            return [e for e in it if not e.name.startswith(".")]
-    except OSError as e:
-        if not rel:
-            raise DataError(f"cannot read data folder {folder}: {e.strerror or e}") from None
-        skips[_printable(rel.rstrip("/"))] = f"cannot read folder: {e.strerror or e}"
-        return []
-
-
-def _list_images(
-    folder: str | os.PathLike, prefix: str = "", skips: dict[str, str] | None = None
-) -> list[str]:
-    """Sorted relative paths (``prefix`` + POSIX path) of the image files below ``folder``, walking
-    like ``os.walk`` (symlinked sub-folders are not followed); unsafe entries go to ``skips``."""
-    skips = {} if skips is None else skips
-    out: list[str] = []
-    _walk(os.fspath(folder), prefix, os.path.realpath(folder), out, skips, top=True)
-    return sorted(out)
-
-
-def _walk(folder: str, rel: str, real: str, out: list[str], skips: dict[str, str], top: bool = False) -> None:
-    for entry in _entries(folder, "" if top else rel, skips):
-        name, path = entry.name, rel + entry.name
-        is_image = name.lower().endswith(IMAGE_EXTENSIONS)
-        if entry.is_symlink():
-            try:
-                target = entry.stat()  # follows the link
-            except OSError as e:
-                if e.errno == errno.ELOOP:
-                    skips[_printable(path)] = "symlink loop"
-                elif is_image:
-                    skips[_printable(path)] = f"broken symlink: {e.strerror or e}"
-                continue
-            if stat.S_ISDIR(target.st_mode):
-                if _contains(os.path.realpath(entry.path), real):
-                    skips[_printable(path)] = "symlink loop (links to a folder that contains it)"
-                continue  # symlinked sub-folders are not followed (as os.walk)
-        if _is_dir(entry):
-            if not _utf8(name):
-                if _has_images(entry.path):
-                    skips[_printable(path)] = "folder name is not valid UTF-8"
-                continue
-            _walk(entry.path, path + "/", os.path.join(real, name), out, skips)
-        elif is_image:
-            if not _utf8(name):
-                skips[_printable(path)] = "file name is not valid UTF-8"
-            else:
-                out.append(path)
-
-
-def _is_split_layout(root: Path) -> bool:
-    """root/train (+ root/val, root/test) and nothing else that looks like data."""
-    entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
-    dirs = {e.name for e in entries if _is_dir(e)}
-    direct = any(_is_file(e) and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in entries)
-    return "train" in dirs and dirs <= {"train", "val", "test"} and not direct
-
-
-def _has_images(folder: str | os.PathLike) -> bool:
-    for _dirpath, _dirs, filenames in os.walk(folder):
-        if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in filenames):
-            return True
-    return False
 
 
 # --- spec parsing ---------------------------------------------------------------------------------

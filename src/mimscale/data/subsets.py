@@ -29,6 +29,8 @@ import numpy as np
 from mimscale.errors import DataError
 from mimscale.rundir import atomic_write_text
 
+from .scan import is_utf8
+
 FORMAT = "mimscale-manifest/1"
 _SUBSET_STREAM = 0x50B5_E701
 _HOLDOUT_STREAM = 0x50B5_E702
@@ -41,17 +43,10 @@ def ids_sha256(ids: list[str]) -> str:
     try:
         data = "\n".join(ids).encode("utf-8")
     except UnicodeEncodeError:
-        bad = next(i for i in ids if not _is_utf8(i))
+        bad = next(i for i in ids if not is_utf8(i))
         raise DataError(f"image id {bad!r} is not valid UTF-8 text; rename the file") from None
     return hashlib.sha256(data).hexdigest()
 
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @dataclass
