@@ -1,0 +1,93 @@
+"""``train.tensorboard=true``: the TensorBoard event files hold exactly the scalars of metrics.jsonl (same
+tags ``split/name``, steps and values, float32 as TensorBoard stores them), also after a run was killed
+and resumed (the resumed run logs the steps after its checkpoint again: a known bug, see below).
+
+TensorBoard is in the dev extra (``pip install -c constraints.txt -e ".[dev]"``); without it the run would
+silently write no events, so the tests skip with that reason (fail under MIMSCALE_CI=1).
+Measured on the 2-core CI machine: about 4 s and 15 s.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mimscale.cli import main
+from mimscale.rundir import RunDir
+
+TINY = ["model.name=swinv2-cpu-t", "data.source=shapes:size=32,pool=128,seed=0", "data.val_size=32",
+        "data.probe_size=16", "train.batch_size=8", "train.recon_images=0", "train.warmup_iters=2",
+        "threads=1", "train.log_every=5", "train.tensorboard=true"]
+
+
+@pytest.fixture(scope="module")
+def event_accumulator(skip_or_fail):
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        skip_or_fail('tensorboard is not installed (it is in the dev extra: pip install -c constraints.txt -e ".[dev]")')
+    return EventAccumulator
+
+
+def _jsonl_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    out = defaultdict(list)
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        out[f"{r['split']}/{r['name']}"].append((r["step"], float(np.float32(r["value"]))))
+    return dict(out)
+
+
+def _event_scalars(accumulator, run: Path) -> dict[str, list[tuple[int, float]]]:
+    acc = accumulator(str(RunDir(run).tensorboard), size_guidance={"scalars": 0})  # 0: keep every event
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_event_files_hold_the_scalars_of_metrics_jsonl(event_accumulator, tmp_path):
+    run = tmp_path / "run"
+    assert main(["pretrain", *TINY, "train.iters=20", "train.eval_points=2", f"run_dir={run}"]) == 0
+    events, jsonl = _event_scalars(event_accumulator, run), _jsonl_scalars(run)
+    assert {"train/loss", "train/lr", "val/loss", "train_probe/loss"} <= set(jsonl)
+    assert events == jsonl
+    assert [s for s, _ in events["val/loss"]] == [0, 20] and len(events["train/loss"]) == 4
+
+
+# Known bug, found by this test: the resumed process's SummaryWriter does not purge what the killed one logged
+# after its checkpoint, so TensorBoard shows those steps twice, with the killed process's values (metrics.jsonl
+# drops them). The fix, in train/metrics.py: SummaryWriter(str(tensorboard_dir), purge_step=None if
+# resume_step is None else resume_step + 1), and tb.flush() after each add_scalar, as metrics.jsonl is
+# flushed, so a kill loses no buffered event (checked: with both, this test passes 3 of 3). Strict: once
+# fixed, this xfail fails, and the marker goes.
+@pytest.mark.xfail(strict=True, reason="train/metrics.py: SummaryWriter without purge_step on resume")
+def test_event_files_match_after_a_sigkill_and_resume(event_accumulator, tmp_path):
+    run = tmp_path / "run"
+    args = [*TINY, "train.iters=120", "train.ckpt_every=40", "train.eval_points=3", f"run_dir={run}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "mimscale.cli", "pretrain", *args]
+    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def logged_past_checkpoint() -> bool:  # train records after the first checkpoint: steps to be redone
+        if not RunDir(run).list_checkpoints() or not (run / "metrics.jsonl").exists():
+            return False
+        steps = [s for s, _ in _jsonl_scalars(run).get("train/loss", [])]
+        return bool(steps) and max(steps) > RunDir(run).list_checkpoints()[-1][0]
+
+    t0 = time.time()
+    while not logged_past_checkpoint():
+        assert victim.poll() is None and time.time() - t0 < 120, victim.stderr.read()
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list(RunDir(run).tensorboard.glob("events.out.tfevents.*"))) == 2  # one per process
+    events, jsonl = _event_scalars(event_accumulator, run), _jsonl_scalars(run)
+    assert events == jsonl
+    assert [s for s, _ in events["train/loss"]] == list(range(5, 121, 5))
