@@ -73,15 +73,18 @@ def test_event_files_match_after_a_sigkill_and_resume(event_accumulator, tmp_pat
     cmd = [sys.executable, "-m", "mimscale.cli", "pretrain", *args]
     victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
-    def logged_past_checkpoint() -> bool:  # train records after the first checkpoint: steps to be redone
-        if not RunDir(run).list_checkpoints() or not (run / "metrics.jsonl").exists():
+    def logged_past_checkpoint() -> bool:  # steps after the newest checkpoint in both files: to be redone
+        ckpts = RunDir(run).list_checkpoints()
+        if not ckpts or not (run / "metrics.jsonl").exists():
             return False
-        steps = [s for s, _ in _jsonl_scalars(run).get("train/loss", [])]
-        return bool(steps) and max(steps) > RunDir(run).list_checkpoints()[-1][0]
+        past = [s for s, _ in _jsonl_scalars(run).get("train/loss", []) if s > ckpts[-1][0]]
+        return bool(past) and any(s > ckpts[-1][0] for s, _ in _event_scalars(event_accumulator, run).get(
+            "train/loss", []))
 
     t0 = time.time()
     while not logged_past_checkpoint():
-        assert victim.poll() is None and time.time() - t0 < 120, victim.stderr.read()
+        assert victim.poll() is None, f"the run ended before it was killed: {victim.stderr.read()[-2000:]}"
+        assert time.time() - t0 < 120
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
