@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mimscale.data.sources import IMAGE_EXTENSIONS, build_source
+from mimscale.data.scan import IMAGE_EXTENSIONS
+from mimscale.data.sources import build_source
 from mimscale.data.transforms import EvalTransform, Normalize, TrainTransform, to_rgb
 from mimscale.errors import DataError, EvalError
 from mimscale.evaluate.augment import rand_augment
