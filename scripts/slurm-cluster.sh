@@ -34,7 +34,10 @@ need_root() {
     die "starting and stopping the daemons needs root: run 'sudo $0 $*'"
 }
 
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A process that has exited but was not reaped (a daemon's parent is init, and in some containers init
+# reaps nothing) still answers kill -0: it counts as gone once /proc says Z (zombie).
+running() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+pid_alive() { [ -s "$1" ] && running "$(cat "$1")"; }
 
 start_munge() {
     if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
@@ -53,9 +56,13 @@ start_munge() {
     fi
     chown munge:munge /etc/munge/munge.key
     chmod 0400 /etc/munge/munge.key
-    runuser -u munge -- /usr/sbin/munged --pid-file="$DIR/munged.pid" --force
+    rm -f /run/munge/munged.pid
+    runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid --force
     for _ in $(seq 50); do
-        munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return
+        if munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && [ -s /run/munge/munged.pid ]; then
+            cp /run/munge/munged.pid "$DIR/munged.pid"  # ours to stop (munged cannot write in $DIR)
+            return
+        fi
         sleep 0.1
     done
     die "munged did not start (see /var/log/munge/munged.log)"
@@ -140,7 +147,7 @@ stop_pid() {  # name pidfile
     pid=$(cat "$2")
     kill "$pid" 2>/dev/null || true
     for _ in $(seq $((WAIT_S * 10))); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$2"; return 0; }
+        running "$pid" || { rm -f "$2"; return 0; }
         sleep 0.1
     done
     say "$1 (pid $pid) did not stop on SIGTERM; SIGKILL"
