@@ -94,8 +94,9 @@ class StopRequest:
     submitit's own handler requeues at once and exits from inside the training step, losing the steps since
     the last checkpoint (and the worker would record the run as failed). Here the signal is handed to the
     handler that the loop installed for SIGTERM (it checkpoints at its next step boundary and raises
-    ``Interrupted``); once the run function has returned, ``requeue`` calls
-    submitit's handler, which asks the task's ``checkpoint`` for the resubmission, requeues and exits.
+    ``Interrupted``); once the run function has returned, ``requeue`` calls submitit's handler, which asks
+    the task's ``checkpoint`` for the resubmission, requeues and exits. A signal that arrives while no loop
+    listens (start-up, an evaluation without its own handler) is remembered and acted on at the end.
     """
 
     def __init__(self):
@@ -120,7 +121,7 @@ class StopRequest:
         os.write(2, f"mimscale: {signal.Signals(signum).name}: stop at the next checkpoint, then requeue\n".encode())
         loop = signal.getsignal(signal.SIGTERM)
         if callable(loop) and loop != self._term_at_start:  # a training loop is listening
-            loop(signal.SIGTERM, frame)
+            loop(signum, frame)  # recorded as this signal: "stopped by signal SIGUSR2 at step ..."
 
     def __exit__(self, *exc):
         if self.submitit_handler is not None:
