@@ -5,7 +5,8 @@ Needs a controller that answers ``sinfo`` with an idle node of at least 2 CPUs: 
 single-node cluster (.ci/run does both). Without one these tests skip with that reason; under MIMSCALE_CI=1
 they fail instead. Each test uses its own study name (= job name) and cancels its jobs when it ends.
 
-Measured on the 2-core CI machine: about 10 s (array), 25 s (scancel), 30 s (preemption) and 1 s (claims).
+Measured on the 2-core CI machine (other tests alongside): 14-18 s (array), 21-38 s (scancel), 16-28 s
+(preemption), under 1 s each for the others; they run one after another on one xdist worker.
 """
 
 import json

@@ -6,7 +6,7 @@ through a rendezvous at the first node. Here both "nodes" are this machine: two 
 each, CPU and gloo. The two-ranks-one-launcher case (``--standalone``) is
 tests/train/test_pretrain.py::test_ddp_two_ranks_matches_one_process_and_resumes.
 Where torch.distributed or gloo is missing the test skips with that reason (fails under MIMSCALE_CI=1).
-Measured on the 2-core CI machine: about 10 s per rendezvous back-end.
+Measured on the 2-core CI machine: 8-15 s per rendezvous back-end.
 """
 
 import json

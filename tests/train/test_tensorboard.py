@@ -4,7 +4,7 @@ and resumed (the resumed run logs the steps after its checkpoint again: a known 
 
 TensorBoard is in the dev extra (``pip install -c constraints.txt -e ".[dev]"``); without it the run would
 silently write no events, so the tests skip with that reason (fail under MIMSCALE_CI=1).
-Measured on the 2-core CI machine: about 4 s and 15 s.
+Measured on the 2-core CI machine: about 3 s and 9 s.
 """
 
 import json
