@@ -32,7 +32,8 @@ def test_paper_grid():
     c = cfg[("swinv2-g", 0.1, 500000)]
     assert (c.train.batch_size, c.data.img_size, c.data.mask_patch_size) == (2048, 192, 32)
     assert c.train.schedule == "step"
-    assert c.train.warmup_iters == -1 and c.train.warmup_fraction == 0.05
+    assert c.train.warmup_iters == -1 and c.train.warmup_fraction == 0.0125  # the official 10 of 800 epochs
+    assert c.train.decay_position_bias and not c.data.jpeg_draft
     assert c.data.source == "folder:/data/imagenet/train"
     assert [e["task"] for e in study.evals] == ["finetune"]
 

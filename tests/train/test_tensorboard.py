@@ -59,13 +59,8 @@ def test_event_files_hold_the_scalars_of_metrics_jsonl(event_accumulator, tmp_pa
     assert [s for s, _ in events["val/loss"]] == [0, 20] and len(events["train/loss"]) == 4
 
 
-# Known bug, found by this test: the resumed process's SummaryWriter does not purge what the killed one logged
-# after its checkpoint, so TensorBoard shows those steps twice, with the killed process's values (metrics.jsonl
-# drops them). The fix, in train/metrics.py: SummaryWriter(str(tensorboard_dir), purge_step=None if
-# resume_step is None else resume_step + 1), and tb.flush() after each add_scalar, as metrics.jsonl is
-# flushed, so a kill loses no buffered event (checked: with both, this test passes 3 of 3). Strict: once
-# fixed, this xfail fails, and the marker goes.
-@pytest.mark.xfail(strict=True, reason="train/metrics.py: SummaryWriter without purge_step on resume")
+# The resumed process's SummaryWriter purges what a killed one logged after its checkpoint (purge_step), and
+# every event is flushed as metrics.jsonl is, so TensorBoard shows each step once, with the resumed values.
 def test_event_files_match_after_a_sigkill_and_resume(event_accumulator, tmp_path):
     run = tmp_path / "run"
     args = [*TINY, "train.iters=120", "train.ckpt_every=40", "train.eval_points=3", f"run_dir={run}"]

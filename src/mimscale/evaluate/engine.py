@@ -167,9 +167,10 @@ class Tuner:
             t.step += 1
             t.epoch_loss += loss * n_global
             t.epoch_images += n_global
-            if stop.signum:
+            signum = dist.agreed_signal(stop.signum, self.device)  # every rank stops at the same step
+            if signum:
                 self._save()
-                raise Interrupted(stop.signum, t.step)
+                raise Interrupted(signum, t.step)
         mean = t.epoch_loss / max(t.epoch_images, 1)
         t.epoch_loss, t.epoch_images = 0.0, 0
         return mean

@@ -81,7 +81,9 @@ def status_rows(study: Study, study_dir: Path) -> list[dict]:
         rows.append({"run": run.id, **run.axes, "status": state, "step": p["step"], "total": total,
                      "val_loss": p["val_loss"], "images_per_s": ips, "eta_s": eta,
                      "error": store.failure_line(study_dir, run.id) if state == "failed" else None})
-    return rows
+    from mimscale.study.slurm import with_queue  # submitit stays out of processes that never ask the queue
+
+    return with_queue(study, study_dir, rows)  # Slurm: queued / running from squeue
 
 
 def counts(rows: list[dict]) -> dict[str, int]:
@@ -126,7 +128,7 @@ def render_status(study: Study, study_dir: Path, rows: list[dict]) -> str:
         table.append([r["run"], *(axis_text(r[k]) for k in axes), r["status"], step, _fmt(r["val_loss"]), ips,
                       _fmt_duration(r["eta_s"])])
     c = counts(rows)
-    order = ["done", "running", "partial", "pending", "failed"]
+    order = ["done", "running", "queued", "partial", "pending", "failed"]
     parts = [f"{c[k]} {k}" for k in order if k in c] + [f"{v} {k}" for k, v in c.items() if k not in order]
     lines = [f"study {study.name} in {study_dir}: {len(rows)} runs, " + ", ".join(parts), "",
              format_table(header, table)]

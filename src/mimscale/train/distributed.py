@@ -53,6 +53,16 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def agreed_signal(signum: int, device: torch.device) -> int:
+    """The largest signal number any rank has received (0: none), the same on every rank, so that all ranks
+    stop at the same step (a rank stopping alone would leave the others waiting in a collective)."""
+    if not is_distributed():
+        return signum
+    t = torch.tensor([signum], dtype=torch.int64, device=device)  # NCCL reduces CUDA tensors only
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t)
+
+
 def all_gather_object(obj) -> list:
     """Every rank's ``obj``, in rank order (a one-element list in a single process)."""
     if not is_distributed():

@@ -79,10 +79,11 @@ def _train(run: PretrainRun, stop: SignalFlag) -> dict:
         _step(run)
         if s.step in run.eval_at or s.step in run.shared_eval_at:
             _validate(run, s.step, shared=s.step not in run.eval_at)
-        if (s.step in run.ckpt_at or stop.signum) and s.consecutive_bad == 0:
+        signum = dist.agreed_signal(stop.signum, run.device)
+        if (s.step in run.ckpt_at or signum) and s.consecutive_bad == 0:
             _checkpoint(run)
-        if stop.signum:
-            raise Interrupted(stop.signum, s.step, saved=s.consecutive_bad == 0)
+        if signum:
+            raise Interrupted(signum, s.step, saved=s.consecutive_bad == 0)
     return _finish(run)
 
 

@@ -33,7 +33,9 @@ class MetricsWriter:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(tensorboard_dir))
+                # purge_step: drop the events a killed process logged after the checkpoint we resume from.
+                self.tb = SummaryWriter(str(tensorboard_dir),
+                                        purge_step=None if resume_step is None else resume_step + 1)
             except ImportError:  # tensorboard is an optional extra
                 self.tb = None
 
@@ -45,6 +47,7 @@ class MetricsWriter:
         self.file.flush()
         if self.tb is not None:
             self.tb.add_scalar(f"{split}/{name}", float(value), int(step))
+            self.tb.flush()  # as metrics.jsonl: a kill loses no buffered event
 
     def log_many(self, step: int, split: str, values: dict) -> None:
         for name, value in values.items():
