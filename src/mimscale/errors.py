@@ -41,6 +41,10 @@ class ResultsError(UserError):
     """A results table or study directory from which nothing can be analysed."""
 
 
+class CheckpointError(UserError):
+    """A file that is not a readable checkpoint (or one that would run code when loaded)."""
+
+
 class TrainingError(RuntimeError):
     """A run that cannot go on (e.g. too many consecutive non-finite losses); exit 1, one line."""
 

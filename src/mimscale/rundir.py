@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-
 # ---------------------------------------------------------------------------------------------- names
 
 CONFIG, PROVENANCE, SUBSET, HELDOUT, EXCLUDED, BRANCH = (
@@ -129,16 +127,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def json_text(obj: Any, indent: int | None = 2) -> str:
-    return json.dumps(obj, indent=indent, sort_keys=True, default=str) + "\n"
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json_text(obj))
-
-
-def atomic_write_yaml(path: Path, obj: Any) -> None:
-    atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False))
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------- reads

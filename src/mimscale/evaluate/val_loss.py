@@ -47,10 +47,14 @@ def _recipe(base: dict | None, config: str | None, overrides: list[str]) -> Dict
 def load_for_val_loss(path: Path, config: str | None, overrides: list[str]) -> tuple[torch.nn.Module, DictConfig, str]:
     """(SimMIM model with the checkpoint's weights, the protocol config, the format's name)."""
     if path.is_dir() and (path / "config.json").is_file():
-        from mimscale.models.hf import _load_local, copy_decoder_from_transformers, from_transformers
+        from mimscale.models.hf import (
+            copy_decoder_from_transformers,
+            from_transformers,
+            load_transformers_dir,
+        )
 
         cfg = _recipe(None, config, overrides)
-        hf = _load_local(path)
+        hf = load_transformers_dir(path)
         try:
             model = SimMIM(from_transformers(hf), norm_target=cfg.objective.norm_target,
                            norm_target_window=cfg.objective.norm_target_window)

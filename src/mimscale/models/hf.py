@@ -134,7 +134,7 @@ def vit_from_transformers(hf_model: nn.Module) -> VisionTransformer:
 _CONVERTERS = {"swinv2": swinv2_from_transformers, "vit": vit_from_transformers}
 
 
-def _load_local(path: Path) -> nn.Module:
+def load_transformers_dir(path: Path) -> nn.Module:
     try:
         from transformers import AutoConfig, AutoModel, AutoModelForMaskedImageModeling
     except ImportError as e:  # a dev extra: say how to get it instead of failing obscurely
@@ -148,7 +148,7 @@ def _load_local(path: Path) -> nn.Module:
 
 def from_transformers(hf_model_or_path) -> nn.Module:
     """Our backbone with the weights of a ``transformers`` Swin V2 / ViT model (or a local directory)."""
-    hf = _load_local(Path(hf_model_or_path)) if isinstance(hf_model_or_path, (str, Path)) else hf_model_or_path
+    hf = load_transformers_dir(Path(hf_model_or_path)) if isinstance(hf_model_or_path, (str, Path)) else hf_model_or_path
     kind = getattr(hf.config, "model_type", None)
     if kind not in _CONVERTERS:
         raise ValueError(f"unsupported transformers model_type {kind!r}; supported: {', '.join(_CONVERTERS)}")

@@ -24,7 +24,9 @@ def parse_branch_from(spec: str) -> tuple[RunDir, int]:
 
 
 def _copy(src: Path, dst: Path) -> None:
-    R.atomic_write(dst, lambda f: f.write(src.read_bytes()))
+    """Atomically, streamed: a paper-scale checkpoint (weights + AdamW state) is many GB."""
+    with open(src, "rb") as f_in:
+        R.atomic_write(dst, lambda f: shutil.copyfileobj(f_in, f, 16 * 2**20))
 
 
 def fork(spec: str, branch: RunDir, eval_at: set[int]) -> None:
@@ -49,8 +51,7 @@ def fork(spec: str, branch: RunDir, eval_at: set[int]) -> None:
     R.atomic_write_text(branch.metrics, "".join(json.dumps(rec) + "\n" for rec in kept))
     for s in sorted(e for e in eval_at | {0} if e <= step):
         if trunk.recon(s).is_file():
-            branch.recon_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(trunk.recon(s), branch.recon(s))
+            _copy(trunk.recon(s), branch.recon(s))
     if trunk.provenance.is_file():
         _copy(trunk.provenance, branch.provenance)
     R.atomic_write_json(branch.branch, {"trunk": str(trunk.path), "step": step})

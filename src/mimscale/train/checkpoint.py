@@ -17,16 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mimscale.errors import UserError
+from mimscale.errors import CheckpointError
 from mimscale.rundir import RunDir, atomic_write, atomic_write_json
 
 # mimscale 0.1 stored numpy's RNG state as an array; these are what unpickling such an array needs (no
 # code runs: torch's weights-only unpickler calls nothing outside this list).
 _LEGACY_NUMPY = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-
-
-class CheckpointError(UserError):
-    """A file that is not a readable checkpoint."""
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:

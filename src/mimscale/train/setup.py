@@ -17,12 +17,13 @@ from omegaconf import DictConfig
 
 from mimscale import config as C
 from mimscale import rundir as R
+from mimscale.errors import CheckpointError
 from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
 from mimscale.rundir import RunDir
 from mimscale.train import distributed as dist
 from mimscale.train.branch import fork
-from mimscale.train.checkpoint import CheckpointError, load_checkpoint
+from mimscale.train.checkpoint import load_checkpoint
 from mimscale.train.flops import flops_per_image
 from mimscale.train.inputs import RunInputs
 from mimscale.train.metrics import MetricsWriter
