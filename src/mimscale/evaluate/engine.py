@@ -38,6 +38,7 @@ class Tuning:
     """The loop's own state, saved with every checkpoint."""
 
     step: int = 0
+    epoch: int = 0  # the epoch in flight: a signal at an epoch's last step leaves it unevaluated, not done
     history: list = field(default_factory=list)
     best: dict | None = None
     epoch_loss: float = 0.0  # sum of global-batch losses x images in the current epoch so far
@@ -109,7 +110,7 @@ class Tuner:
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         set_rng_state(saved["rng"][self.rank])
-        tuning = Tuning(**saved["tuning"])
+        tuning = Tuning(**{"epoch": saved["tuning"]["step"] // self.steps, **saved["tuning"]})  # states before "epoch"
         log(f"[{self.tag}] resuming at step {tuning.step} from {self.state_path.name}")
         return tuning
 
@@ -178,7 +179,7 @@ class Tuner:
     def run(self, epochs: int) -> Tuning:
         t = self.tuning
         with SignalFlag() as stop:
-            for epoch in range(t.step // self.steps, epochs):
+            for epoch in range(t.epoch, epochs):
                 t0 = time.time()
                 train_loss = self._epoch(epoch, stop)
                 if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == epochs:
@@ -188,6 +189,7 @@ class Tuner:
                         t.best = res
                     log(f"[{self.tag}] epoch {epoch + 1}/{epochs} train_loss {train_loss:.4f} {self.score} "
                         f"{res[self.score]:.4f} best {t.best[self.score]:.4f} ({time.time() - t0:.1f}s)")
+                t.epoch = epoch + 1
                 if epoch + 1 < epochs:
                     self._save()  # a killed job loses at most the epoch in flight
         return t

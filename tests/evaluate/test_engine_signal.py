@@ -1,0 +1,68 @@
+"""The fine-tuning loop stopped by a signal at every possible step, in process: whichever step the signal
+finds (an epoch's first, middle or last), the resumed run's history equals the uninterrupted one's exactly.
+A signal at an epoch's last step once skipped that epoch's evaluation and merged its loss into the next."""
+
+import signal
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mimscale.errors import Interrupted
+from mimscale.evaluate import engine
+
+CFG = SimpleNamespace(batch_size=8, accum_steps=1, seed=3, num_workers=0, precision="fp32", clip_grad=0.0,
+                      eval_every=1)
+EPOCHS, STEPS = 3, 3  # 24 images at batch 8
+
+
+class _Data(torch.utils.data.Dataset):
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(24, 4, generator=g), torch.randint(0, 3, (24,), generator=g)
+
+    def set_epoch(self, epoch):
+        pass
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+class _Constant:
+    def apply(self, optimizer, step):
+        for group in optimizer.param_groups:
+            group["lr"] = 0.1
+
+
+def _tuner(state_path):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    data = _Data()
+
+    def evaluate(m):
+        with torch.no_grad():
+            return {"top1": float((m(data.x).argmax(1) == data.y).float().mean()), "w": float(m.weight.sum())}
+
+    return engine.Tuner(model, data, torch.optim.SGD(model.parameters(), lr=0.1), _Constant(), CFG,
+                        torch.device("cpu"), F.cross_entropy, evaluate, "top1", state_path, {"id": 1})
+
+
+@pytest.mark.parametrize("stop_at", range(1, EPOCHS * STEPS))  # after step 1 .. 8 (9 is the end)
+def test_a_signal_at_any_step_resumes_to_the_uninterrupted_history(tmp_path, monkeypatch, stop_at):
+    reference = _tuner(None).run(EPOCHS).history
+    assert len(reference) == EPOCHS
+
+    tuner = _tuner(tmp_path / "state.pt")
+    monkeypatch.setattr(engine.dist, "agreed_signal",
+                        lambda signum, device: signal.SIGTERM if tuner.tuning.step == stop_at else 0)
+    with pytest.raises(Interrupted):
+        tuner.run(EPOCHS)
+    monkeypatch.undo()
+    resumed = _tuner(tmp_path / "state.pt")
+    assert resumed.tuning.step == stop_at
+    assert resumed.run(EPOCHS).history == reference
