@@ -12,8 +12,9 @@ A map-style source has:
   symlink loops, non-UTF-8 names, ...; see ``FolderSource``), empty for the other sources.
 
 Specs: ``"shapes"``, ``"shapes:size=32,pool=1000,seed=0"``, ``{"kind": "shapes", "size": 32}``,
-``"folder:/path"`` or a plain existing directory, ``"shards:/path/train-{000..009}.tar"`` or a path
-ending in ``.tar``, ``"digits"``, ``"digits:size=32"``, ``"sample_images"``, ``"sample_images:tile=64"``.
+``"photos"``, ``"photos:size=32,pool=1000,seed=0,val_pool=1000,split=train"``, ``"folder:/path"`` or a
+plain existing directory, ``"shards:/path/train-{000..009}.tar"`` or a path ending in ``.tar``,
+``"digits"``, ``"digits:size=32"``, ``"sample_images"``, ``"sample_images:tile=64"``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from PIL import Image
 
 from mimscale.errors import DataError
 
+from . import photos
 from .scan import (
     dir_entries,
     has_images,
@@ -162,6 +164,57 @@ class ShapesSource(ArraySource):
             d.update(pool=d["val_pool"], split="val")
             d.pop("kind")
             self._val = ShapesSource(**d)
+        return self._val
+
+
+class PhotosSource(ArraySource):
+    """The built-in ``photos`` dataset: crops of 10 photographs shipped by scikit-image and scikit-learn
+    (see ``mimscale.data.photos``), label = photo.
+
+    The spec parameters mean what they mean for ``shapes``: ``pool`` images of ``split`` ("train",
+    "val", "probe", "test") of user seed ``seed``, held in memory when they fit in ``CACHE_BYTES``
+    (512 MiB), else cropped per access (about 0.1 ms per 32 px image). ``validation()`` is the "val"
+    split of the same seed with ``val_pool`` images. The splits come from disjoint tiles of each photo.
+    """
+
+    CACHE_BYTES = 512 << 20
+
+    def __init__(self, size=32, pool=1000, seed=0, val_pool=1000, split="train"):
+        if int(pool) < 1:
+            raise DataError(f"photos pool must be >= 1, got {pool}")
+        pool, size, seed = int(pool), int(size), int(seed)
+        lazy = pool * size * size * 3 > self.CACHE_BYTES
+        self._gen = dict(seed=seed, split=split, size=size)
+        try:
+            images, _ = photos.photos_array(n=1 if lazy else pool, **self._gen)
+        except (ValueError, OSError) as e:  # bad split / size / seed; a photo file missing or unreadable
+            raise DataError(str(e)) from None
+        desc = dict(kind="photos", size=size, pool=pool, seed=seed, val_pool=int(val_pool), split=split)
+        # The split is in the id, so ids of different splits never collide, whatever the seeds.
+        ids = [f"photos:{split}:{seed}:{i}" for i in range(pool)]
+        labels = np.arange(pool, dtype=np.int64) % photos.NUM_CLASSES
+        super().__init__(images, labels, ids, desc)
+        self.num_classes = photos.NUM_CLASSES
+        self.class_names = photos.CLASS_NAMES
+        if lazy:
+            self.images = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load_array(self, i: int) -> np.ndarray:
+        if self.images is not None:
+            return self.images[i]
+        return photos.photos_array(n=1, start=int(i), **self._gen)[0][0]
+
+    def validation(self) -> Source | None:
+        if self._description["split"] != "train":
+            return None
+        if getattr(self, "_val", None) is None:  # cropped once
+            d = self.describe()
+            d.update(pool=d["val_pool"], split="val")
+            d.pop("kind")
+            self._val = PhotosSource(**d)
         return self._val
 
 
@@ -310,11 +363,12 @@ class FolderSource(_Labelled):
 # --- spec parsing ---------------------------------------------------------------------------------
 _BUILDERS = {
     "shapes": ShapesSource,
+    "photos": PhotosSource,
     "digits": digits_source,
     "sample_images": sample_images_source,
     "folder": FolderSource,
 }
-KINDS = ("shapes", "digits", "sample_images", "folder", "shards")
+KINDS = ("shapes", "photos", "digits", "sample_images", "folder", "shards")
 
 
 def _value(text: str) -> Any:
