@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 from synth_results import make_study_dir, planted_overfit_frame
 
 from mimscale.analysis import analyze
@@ -83,3 +84,23 @@ def test_partial_input_still_analysed(tmp_path, capsys):
     assert all("needs at least 3 sizes" in f["message"] for f in doc["fits"]["per_model"])
     assert any("non-numeric" in m for m in doc["messages"])
     assert "non-numeric" in err
+
+
+def test_a_studys_fine_tuning_top1_is_the_headline_and_headline_is_checked(tmp_path, capsys):
+    root = make_study_dir(tmp_path / "s")
+    doc = yaml.safe_load((root / "study.yaml").read_text())
+    doc["evals"] = [{"name": "ft", "task": "finetune"}, {"name": "linear", "task": "linear"}]
+    (root / "study.yaml").write_text(yaml.safe_dump(doc))
+    for run in (root / "runs").iterdir():
+        linear = run / "eval" / "linear.json"
+        if linear.exists():  # fine-tuned top-1 planted as a copy of the linear probe's
+            top1 = json.loads(linear.read_text())["metrics"]["top1"]
+            (run / "eval" / "ft.json").write_text(json.dumps({"metrics": {"top1": top1, "final_top1": top1}}))
+    res = analyze(root, write=False, n_boot=50, fit_boot=5)
+    assert res["headline_metrics"] == ["eval_ft_top1"]
+    corr = next(f for f in res["paper_findings"] if f["finding"] == "validation loss predicts downstream accuracy")
+    assert list(corr["numbers"]) == ["eval_ft_top1"] and "eval_linear_top1" in corr["other_metrics"]
+    res = analyze(root, write=False, n_boot=50, fit_boot=5, headline=["eval_linear_top1"])
+    assert res["headline_metrics"] == ["eval_linear_top1"]
+    assert main(["analyze", str(root), "--headline", "eval_nope_top1"]) == 2
+    assert "--headline eval_nope_top1: not a metric of this input" in capsys.readouterr().err

@@ -63,3 +63,18 @@ def test_data_gain_and_correlation_verdicts():
             "spearman_ci": [-0.5, 0.2]}
     f = correlation_finding([corr[0], top5])
     assert f["verdict"] == "yes" and "eval_linear_top5" in f["text"] and list(f["numbers"]) == ["eval_linear_top1"]
+
+
+def test_fine_tuning_decides_the_correlation_finding_when_present():
+    def row(metric, rho):
+        return {"group": "all", "metric": metric, "spearman": rho, "pearson": rho, "n": 24,
+                "spearman_ci": [rho - 0.1, rho + 0.1]}
+
+    probes = [row("eval_linear_top1", -0.2), row("eval_knn_top1", -0.1)]
+    f = correlation_finding([row("eval_ft_top1", -0.9), *probes], ["eval_ft_top1"])
+    assert f["verdict"] == "yes" and list(f["numbers"]) == ["eval_ft_top1"]
+    assert set(f["other_metrics"]) == {"eval_linear_top1", "eval_knn_top1"}
+    # the other direction: probes that track the loss do not rescue a fine-tuned top-1 that does not
+    strong = [row("eval_linear_top1", -0.9), row("eval_knn_top1", -0.95)]
+    assert correlation_finding([row("eval_ft_top1", 0.1), *strong], ["eval_ft_top1"])["verdict"] == "no"
+    assert correlation_finding([row("eval_ft_top1", 0.1), *strong])["verdict"] == "partly"  # no headline: all top-1

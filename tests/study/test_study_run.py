@@ -42,6 +42,8 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, helper_env, c
     study = load_study(path)
     bad = [r.id for r in study.runs if r.axes["data.fraction"] == 0.25]
     assert f"2 run(s) failed: {', '.join(sorted(bad, key=err.index))}" in err
+    done_lines = [line for line in err.splitlines() if "] done    " in line]
+    assert len(done_lines) == 4 and all("; study ETA 0:00:" in line for line in done_lines[:-1])
     for r in study.runs:
         state = run_state(out, r.id, ["knn"])
         if r.id in bad:

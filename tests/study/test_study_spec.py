@@ -199,3 +199,14 @@ def test_plan_prints_runs_and_cost(tmp_path, capsys):
     assert "12 runs = model.name (2) x data.fraction (3) x zip[train.iters, train.warmup_iters] (2)" in out
     assert "total: 12 runs, 2.4K images, n/a FLOPs" in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_eta_fits_overhead_and_speed_from_finished_runs():
+    from mimscale.study.cost import clock, eta_seconds
+
+    finished = [(1.0, 12.0), (2.0, 22.0), (3.0, 32.0)]  # 2 s overhead + 10 s per unit of cost
+    assert eta_seconds(finished, [4.0, 5.0], workers=2) == pytest.approx((42 + 52) / 2)
+    assert eta_seconds([(2.0, 10.0)], [4.0], workers=1) == pytest.approx(20.0)  # one point: proportional
+    assert eta_seconds([(1.0, 30.0), (3.0, 10.0)], [2.0], workers=1) == pytest.approx(20.0)  # no negative speed
+    assert eta_seconds([], [1.0], workers=1) is None
+    assert clock(3725) == "1:02:05" and clock(None) == "-"

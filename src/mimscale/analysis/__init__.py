@@ -11,7 +11,8 @@ The JSON document (NaN is written as null; every list item that could not be com
 non-null `message` saying why):
 
     input, kind ("study" | "csv"), n_runs, n_settings, models [{name, params}], data_sizes, iters,
-    metrics [eval_* names],
+    metrics [eval_* names], headline_metrics [the eval_* names that decide the correlation finding:
+    --headline, else a study's fine-tuning top-1; empty: every top-1 / mIoU column],
     datasets [{name, n_runs, sizes, series, role}], primary_dataset      see datasets.py
     config {tolerance, tolerance_basis, tolerance_source ("seeds" | "loss scale" | "user"), seed,
             n_boot, fit_boot, ci_level, ci_method, primary_dataset, primary_dataset_basis,
@@ -67,6 +68,7 @@ from .results import (
     ResultsError,
     clean_runs,
     eval_columns,
+    finetune_metrics,
     is_study_dir,
     load_results,
     results_table,
@@ -121,7 +123,8 @@ def _section(name: str, messages: list[str], fn, *args, **kw):
 
 def analyze(input_path, out_dir=None, *, tolerance: float | None = None, seed: int = 0,
             n_boot: int = 2000, fit_boot: int = 200, level: float = 0.95, write: bool = True,
-            primary_dataset: str | None = None, same_distribution: bool = False) -> dict:
+            primary_dataset: str | None = None, same_distribution: bool = False,
+            headline: list[str] | None = None) -> dict:
     """Analyse a study directory or results CSV; write CSV tables to out_dir (default: see default_out).
 
     Raises ResultsError when nothing can be analysed (unreadable input, missing required columns, no
@@ -131,13 +134,14 @@ def analyze(input_path, out_dir=None, *, tolerance: float | None = None, seed: i
     """
     return analyze_frames(input_path, out_dir, tolerance=tolerance, seed=seed, n_boot=n_boot,
                           fit_boot=fit_boot, level=level, write=write, primary_dataset=primary_dataset,
-                          same_distribution=same_distribution)[0]
+                          same_distribution=same_distribution, headline=headline)[0]
 
 
 def analyze_frames(input_path, out_dir=None, *, tolerance: float | None = None, seed: int = 0,
                    n_boot: int = 2000, fit_boot: int = 200, level: float = 0.95, write: bool = True,
                    primary_dataset: str | None = None,
-                   same_distribution: bool = False) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+                   same_distribution: bool = False,
+                   headline: list[str] | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """`analyze`, also returning the cleaned runs table and the curves (for figures)."""
     raw, curves = load_results(input_path)
     runs, messages = clean_runs(raw)
@@ -148,6 +152,11 @@ def analyze_frames(input_path, out_dir=None, *, tolerance: float | None = None, 
         if runs[m].notna().sum() == 0:
             messages.append(f"{m}: no numeric values; left out")
             metrics.remove(m)
+    unknown = [m for m in headline or [] if m not in metrics]
+    if unknown:
+        raise ResultsError(f"--headline {unknown[0]}: not a metric of this input; metrics: "
+                           f"{', '.join(metrics) or 'none'}")
+    headline = list(headline or []) or finetune_metrics(input_path, metrics)
     kind = "study" if is_study_dir(Path(input_path)) else "csv"
     if kind == "csv":
         messages.append("CSV input: no validation curves, so only the length rule can flag overfitting")
@@ -161,6 +170,7 @@ def analyze_frames(input_path, out_dir=None, *, tolerance: float | None = None, 
         "models": [{"name": m, "params": float(params[m])} for m in order],
         "data_sizes": sorted(float(v) for v in runs["data_size"].unique()),
         "iters": sorted(float(v) for v in runs["iters"].unique()), "metrics": metrics,
+        "headline_metrics": headline,
         "datasets": data_info["datasets"], "primary_dataset": data_info["primary"],
         "config": {"tolerance": tolerance, "tolerance_basis": tol_basis, "tolerance_source": tol_source,
                    "seed": seed, "n_boot": n_boot, "fit_boot": fit_boot, "ci_level": level,
@@ -244,6 +254,9 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
                    "losses are measured on (default: the dataset with the most runs, ties by name)")
     p.add_argument("--same-distribution", action="store_true", help="treat every dataset as more of the "
                    "primary's data (one data axis) instead of its own series")
+    p.add_argument("--headline", metavar="METRIC", action="append", default=None,
+                   help="an eval_* column that decides whether held-out loss predicts downstream accuracy "
+                   "(repeatable; default: a study's fine-tuning top-1, else every top-1 / mIoU column)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default %(default)s)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for correlations")
     p.add_argument("--fit-boot", type=int, default=200, help="bootstrap resamples for scaling fits")
@@ -252,7 +265,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 def common_kwargs(a: argparse.Namespace) -> dict:
     """The keyword arguments of `analyze` / `build_report` from the options of `add_common_args`."""
     return {"tolerance": a.tolerance, "seed": a.seed, "n_boot": a.n_boot, "fit_boot": a.fit_boot,
-            "primary_dataset": a.primary_dataset, "same_distribution": a.same_distribution}
+            "primary_dataset": a.primary_dataset, "same_distribution": a.same_distribution,
+            "headline": a.headline}
 
 
 def analyze_main(argv=None) -> int:

@@ -229,14 +229,16 @@ def data_gain_finding(gain_rows: list[dict], models: list[str], primary=None, na
             "numbers": {"iters": longest, "gain_by_model": by_model, "shared_sizes": shared, "series": primary}}
 
 
-def correlation_finding(corr_rows: list[dict]) -> dict:
+def correlation_finding(corr_rows: list[dict], headline_metrics: list[str] | None = None) -> dict:
     rows = [r for r in corr_rows if r.get("group") == "all" and r.get("spearman") is not None]
     if not rows:
         return {"finding": "validation loss predicts downstream accuracy", "verdict": "n/a",
                 "text": "no downstream metric to correlate with"}
     # The paper correlates with top-1 accuracy (and mIoU / AP for dense tasks); top-5 and other columns are
-    # listed but do not decide the verdict when a headline metric exists.
-    headline = [r for r in rows if r["metric"].endswith(("top1", "miou"))] or rows
+    # listed but do not decide the verdict when a headline metric exists. Fine-tuning, where a study has it,
+    # is the paper's metric: frozen-feature probes then are other metrics.
+    chosen = [r for r in rows if r["metric"] in (headline_metrics or [])]
+    headline = chosen or [r for r in rows if r["metric"].endswith(("top1", "miou"))] or rows
     parts, oks, weak = [], [], {}
     for r in headline + [r for r in rows if r not in headline]:
         ci = r.get("spearman_ci") or [float("nan"), float("nan")]
@@ -268,6 +270,7 @@ def paper_findings(res: dict, runs: pd.DataFrame, curves: pd.DataFrame) -> list[
     tol = res["config"]["tolerance"]
     primary = res.get("primary_dataset")
     return [overfitting_finding(runs, curves, models, tol, res.get("overfitting"),
-                                headline_metric(res.get("metrics") or []), primary),
+                                headline_metric(res.get("headline_metrics") or res.get("metrics") or []),
+                                primary),
             data_gain_finding(res["data_gain"], models, primary, len(res.get("datasets") or []) > 1),
-            correlation_finding(res["correlation"])]
+            correlation_finding(res["correlation"], res.get("headline_metrics"))]

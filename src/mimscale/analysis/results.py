@@ -110,6 +110,20 @@ def dataset_name(source) -> str | None:
     return text or None
 
 
+def finetune_metrics(input_path, metrics: list[str]) -> list[str]:
+    """The top-1 columns of a study's fine-tuning evaluations (its study.yaml ``evals`` with task finetune):
+    the paper's downstream metric, so the one that decides whether held-out loss predicts accuracy. Empty
+    for a CSV or a study without fine-tuning."""
+    path = Path(input_path) / "study.yaml"
+    try:
+        doc = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return []
+    evals = doc.get("evals") if isinstance(doc, dict) else None
+    names = [e.get("name") or e.get("task") for e in evals or [] if isinstance(e, dict) and e.get("task") == "finetune"]
+    return [c for c in (f"eval_{_clean_name(n)}_top1" for n in names if n) if c in metrics]
+
+
 def read_eval(run_dir: Path) -> dict[str, float]:
     """Downstream metrics of one run as `eval_*` columns (see the module docstring for the mapping)."""
     out: dict[str, float] = {}

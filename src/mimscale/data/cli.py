@@ -38,7 +38,7 @@ def data_main(argv: list[str]) -> int:
         epilog="example: mimscale data subset shapes:size=32,pool=1000 --fractions 0.1,0.2,0.5,1 --seed 0 "
         "--out subsets/",
     )
-    s.add_argument("source", help="source spec: shapes[:k=v,...], digits, sample_images, a folder, shards")
+    s.add_argument("source", help="source spec: shapes[:k=v,...], photos[:k=v,...], digits, sample_images, a folder, shards")
     s.add_argument("--fractions", default="0.1,0.2,0.5,1", help="comma-separated, each in (0, 1]")
     s.add_argument("--seed", type=int, default=0, help="subset seed")
     s.add_argument("--out", required=True, help="output directory")

@@ -23,6 +23,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from mimscale.study import sharing, store
+from mimscale.study.cost import clock, eta_seconds, run_cost
 from mimscale.study.spec import Study, StudyRun
 from mimscale.study.worker import (
     EXIT_CLAIMED,
@@ -58,17 +59,19 @@ def threads_per_worker(workers: int, threads: int | None = None) -> int:
     return int(threads) if threads else max(1, available_cpus() // max(1, workers))
 
 
-def _schedule_order(runs: list[StudyRun]) -> list[StudyRun]:
-    # Longest-first packing: with N workers the study ends soonest when long runs start early. Cost is
-    # images x training FLOPs per image (a big model's short run can outlast a small model's long one);
-    # images alone when FLOPs cannot be counted.
-    from mimscale.study.cost import run_cost
-
+def _costs(runs: list[StudyRun]) -> dict[str, float]:
+    # Cost is images x training FLOPs per image (a big model's short run can outlast a small model's long
+    # one); images alone when FLOPs cannot be counted.
     def cost(r: StudyRun) -> float:
         c = run_cost(r)
         return c["flops"] if c["flops"] is not None else float(c["images"] or 0)
 
-    return sorted(runs, key=lambda r: (-cost(r), r.index))
+    return {r.id: cost(r) for r in runs}
+
+
+def _schedule_order(runs: list[StudyRun], costs: dict[str, float]) -> list[StudyRun]:
+    # Longest-first packing: with N workers the study ends soonest when long runs start early.
+    return sorted(runs, key=lambda r: (-costs[r.id], r.index))
 
 
 class _Signals:
@@ -113,7 +116,9 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
     nthreads = threads_per_worker(workers, threads)
     report = RunReport()
     total = len(study.runs)
-    order = _schedule_order(study.runs)
+    costs = _costs(study.runs)
+    order = _schedule_order(study.runs, costs)
+    timings: list[tuple[float, float]] = []  # (cost, seconds) of the runs this call finished: the ETA
     for r in order:
         if store.run_state(study_dir, r.id, study.evals) not in (*store.RUNNABLE, "running"):
             report.skipped.append(r.id)
@@ -145,7 +150,11 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
             attempted.discard(run_id)
         elif code == EXIT_DONE:
             report.done.append(run_id)
-            log(f"[{finished_count()}/{total}] done    {run_id} {run.label()} ({secs:.0f}s)")
+            timings.append((costs[run_id], secs))
+            left = [costs[r.id] for r in order if r.id not in report.done + report.skipped + report.failed]
+            eta = eta_seconds(timings, left, workers) if left else None
+            log(f"[{finished_count()}/{total}] done    {run_id} {run.label()} ({secs:.0f}s)"
+                + (f"; study ETA {clock(eta)}" if eta is not None else ""))
         elif sig.count or code in (EXIT_INTERRUPTED, -signal.SIGINT, -signal.SIGTERM):
             report.interrupted.append(run_id)
             _drop_dead_claim(study_dir, run_id, proc.pid)

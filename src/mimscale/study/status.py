@@ -7,13 +7,13 @@ Per run: status, step/total, latest held-out loss, images/s and ETA. Progress co
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 from mimscale import rundir as R
 from mimscale.rundir import RunDir
 from mimscale.study import store
+from mimscale.study.cost import clock
 from mimscale.study.spec import Study, axis_text, total_steps_of
 
 _TAIL_START = 64 * 1024  # bytes of metrics.jsonl read first; doubled until a val record shows up
@@ -93,13 +93,6 @@ def counts(rows: list[dict]) -> dict[str, int]:
     return out
 
 
-def _fmt_duration(s: float | None) -> str:
-    if s is None or not math.isfinite(s):
-        return "-"
-    s = int(round(s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def _fmt(v) -> str:
     if v is None:
         return "-"
@@ -126,7 +119,7 @@ def render_status(study: Study, study_dir: Path, rows: list[dict]) -> str:
         step = f"{_fmt(r['step'])}/{_fmt(r['total'])}" if r["step"] is not None else f"-/{_fmt(r['total'])}"
         ips = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.0f}"
         table.append([r["run"], *(axis_text(r[k]) for k in axes), r["status"], step, _fmt(r["val_loss"]), ips,
-                      _fmt_duration(r["eta_s"])])
+                      clock(r["eta_s"])])
     c = counts(rows)
     order = ["done", "running", "queued", "partial", "pending", "failed"]
     parts = [f"{c[k]} {k}" for k in order if k in c] + [f"{v} {k}" for k, v in c.items() if k not in order]
