@@ -21,6 +21,7 @@ GROUPS = {
     "tensorboard": (None, ("tests/train/test_tensorboard.py",)),
 }
 _seen: dict[str, dict] = defaultdict(lambda: {"passed": 0, "skipped": 0, "failed": 0, "xfailed": 0, "s": 0.0})
+_measured: list[str] = []
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -41,7 +42,10 @@ def _groups(report) -> list[str]:
 
 
 def pytest_runtest_logreport(report):
-    """Tally each group's outcomes and durations (on the controller too when xdist runs the tests)."""
+    """Tally each group's outcomes and durations (on the controller too when xdist runs the tests), and keep
+    what tests measured (``record_property("measured", text)``) for the summary."""
+    if report.when == "call":
+        _measured.extend(v for k, v in report.user_properties if k == "measured")
     groups = _groups(report)
     if not groups:
         return
@@ -55,6 +59,10 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter):
+    if _measured:
+        terminalreporter.section("measured")
+        for line in sorted(_measured):
+            terminalreporter.write_line(line)
     if not _seen:
         return
     terminalreporter.section("mimscale test groups")

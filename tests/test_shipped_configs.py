@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mimscale.cli import main
 from mimscale.config import load_config
@@ -38,7 +39,19 @@ def test_builtin_demo_studies_expand(quick):
     if not quick:  # issue: >= 3 model sizes x 4 nested fractions x 2 lengths
         assert len(models) >= 3 and fractions == {0.1, 0.2, 0.5, 1.0} and len(lengths) == 2
         assert len(study.runs) == len(models) * 4 * 2
-    assert {e["name"] for e in study.evals} == {"linear", "knn"}
+    assert {e["name"] for e in study.evals} == {"finetune", "linear", "knn"}
+
+
+@pytest.mark.parametrize("backbone", ["vit", "swinv2"])
+def test_the_demos_fine_tuning_is_the_shipped_cpu_recipe(backbone):
+    # One CPU recipe: the demo inlines configs/finetune/finetune-cpu.yaml (the installed package cannot read
+    # the repository's configs/), adding only its data pools and a single evaluation after the last epoch.
+    shipped = yaml.safe_load((ROOT / "configs" / "finetune" / "finetune-cpu.yaml").read_text())
+    spec = next(e for e in load_study(builtin_study(False, backbone)).evals if e["task"] == "finetune")
+    extra = {k: v for k, v in spec.items() if k not in shipped}
+    assert {k: spec[k] for k in shipped} == shipped
+    assert set(extra) == {"name", "train_source", "test_source", "eval_every"}
+    assert extra["eval_every"] == shipped["epochs"]
 
 
 def test_bench_reports_throughput_and_mfu(capsys):

@@ -1,58 +1,129 @@
 """``mimscale demo``: a data-scaling study on built-in data, end to end, on a laptop CPU.
 
-Pre-trains the built-in demo grid (3 ViT CPU presets x 4 nested data fractions x 2 lengths, each length
-its own run and schedule), probes every run (linear probe on multi-block features, kNN), analyses the
-grid and writes the report. Everything goes through the same commands a user runs (`study run`,
-`study results`, `report`), so rerunning resumes where it stopped.
+Pre-trains the built-in demo grid (3 CPU presets x 4 nested data fractions x 2 lengths, each length its own
+run and schedule), fine-tunes every run on a labelled pool (the paper's downstream metric) and probes it
+(linear probe, kNN), analyses the grid and writes the report. Everything goes through the same commands a
+user runs (`study run`, `study results`, `report`), so rerunning resumes where it stopped.
+
+Variants of the one built-in study: ``--seed N`` (the data are generated anew from seed N and training is
+seeded with N), ``--data photos`` (crops of real photographs instead of procedural shapes) and
+``--backbone swinv2`` (the paper's backbone, its CPU presets). The variant's study definition is written
+into the study directory (``demo-study.yaml``) and runs like any study file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import sys
 import time
 from importlib import resources
 from pathlib import Path
 
+import yaml
 
-def builtin_study(quick: bool) -> Path:
-    name = "demo-quick.yaml" if quick else "demo.yaml"
+from mimscale.errors import ConfigError
+from mimscale.rundir import atomic_write_json, atomic_write_text
+
+DATASETS = ("shapes", "photos")
+# The Swin V2 grid: its CPU presets in place of ViT's, with the settings of configs/studies/demo-swinv2.yaml.
+BACKBONES = {"vit": "demo.yaml", "swinv2": "demo-swinv2.yaml"}
+RECORD = "demo.json"  # in the study directory: what the last `mimscale demo` there ran, how long it took
+
+
+def builtin_study(quick: bool, backbone: str = "vit") -> Path:
+    name = "demo-quick.yaml" if quick else BACKBONES[backbone]
     return Path(str(resources.files("mimscale") / "configs" / "studies" / name))
 
 
-def demo_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def variant_source(spec: str, data: str, seed: int) -> str:
+    """A built-in source spec (``shapes:size=32,pool=1000,seed=0,...``) for another dataset and seed."""
+    kind, _, rest = spec.partition(":")
+    if kind not in DATASETS:
+        return spec
+    opts = [f"seed={seed}" if p.startswith("seed=") else p for p in rest.split(",") if p]
+    if f"seed={seed}" not in opts:
+        opts.append(f"seed={seed}")
+    return f"{data}:" + ",".join(opts)  # the order kept: the spec string is part of a run's identity
+
+
+def variant_study(doc: dict, data: str, seed: int) -> dict:
+    """The built-in study ``doc`` on another dataset / seed: every data source (pre-training, held-out,
+    fine-tuning and probe pools) and the training seed follow."""
+    doc = json.loads(json.dumps(doc))  # a deep copy of plain YAML data
+    base = doc.setdefault("base", {})
+    base["data.source"] = variant_source(base["data.source"], data, seed)
+    if seed:
+        base["seed"] = seed  # seed 0 is the default: left out, so the default demo keeps its run ids
+    for e in doc.get("evals") or []:
+        for key in ("train_source", "test_source"):
+            if key in e:
+                e[key] = variant_source(e[key], data, seed)
+    if data != "shapes" or seed:
+        doc["description"] = f"{doc.get('description', '')} (data: {data}, seed {seed})".strip()
+    return doc
+
+
+def default_out(quick: bool, data: str, seed: int, backbone: str) -> Path:
+    name = "demo" + (f"-{backbone}" if backbone != "vit" else "") + (f"-{data}" if data != "shapes" else "")
+    name += (f"-seed{seed}" if seed else "") + ("-quick" if quick else "")
+    return Path("runs") / name
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
         prog="mimscale demo",
-        description="Run the built-in data-scaling study on procedural shapes, probe every run, analyse it "
-                    "and write report.html. Rerunning resumes.")
-    parser.add_argument("--out", help="study directory (default: runs/demo, or runs/demo-quick with --quick)")
-    parser.add_argument("--quick", action="store_true", help="a tiny grid of the same pipeline (< 2 minutes)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="parallel runs (default: one per CPU core, at most 2); threads are divided")
-    args = parser.parse_args(argv)
+        description="Run the built-in data-scaling study, fine-tune and probe every run, analyse it and write "
+                    "report.html. Rerunning resumes.")
+    p.add_argument("--out", help="study directory (default: runs/demo, with -<variant> suffixes)")
+    p.add_argument("--quick", action="store_true", help="a tiny grid of the same pipeline (about a minute)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="data and training seed (default 0): the same study on freshly generated data")
+    p.add_argument("--data", default="shapes", choices=DATASETS,
+                   help="built-in data: procedural shapes (default) or crops of real photographs")
+    p.add_argument("--backbone", default="vit", choices=tuple(BACKBONES),
+                   help="ViT CPU presets (default) or Swin V2 CPU presets (the paper's backbone; slower)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="parallel runs (default: one per CPU core, at most 2); threads are divided")
+    return p
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     from mimscale.report import build_report
     from mimscale.study import study_main
 
-    study_file = builtin_study(args.quick)
-    out = Path(args.out or ("runs/demo-quick" if args.quick else "runs/demo"))
+    out = Path(args.out) if args.out else default_out(args.quick, args.data, args.seed, args.backbone)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = yaml.safe_load(builtin_study(args.quick, args.backbone).read_text())
+    if args.quick and args.backbone != "vit":
+        doc["axes"]["model.name"] = [m.replace("vit-", "swinv2-") for m in doc["axes"]["model.name"]]
+    study_file = out / "demo-study.yaml"
+    atomic_write_text(study_file, yaml.safe_dump(variant_study(doc, args.data, args.seed), sort_keys=False))
     workers = args.workers or max(1, min(2, os.cpu_count() or 1))
     t0 = time.time()
-    print(f"[demo] 1/3 pre-training and probing the grid of {study_file.name} in {out} ({workers} workers)",
-          file=sys.stderr, flush=True)
+    print(f"[demo] 1/3 pre-training, fine-tuning and probing the grid ({args.backbone}, {args.data}, seed "
+          f"{args.seed}) in {out} ({workers} workers)", file=sys.stderr, flush=True)
     code = study_main(["run", str(study_file), "--out", str(out), "--workers", str(workers)])
     if code != 0:
-        print(f"mimscale demo: error: the study did not finish (exit {code}); rerun `mimscale demo"
-              f"{' --quick' if args.quick else ''}` to continue", file=sys.stderr)
+        print(f"mimscale demo: error: the study did not finish (exit {code}); rerun the same command to "
+              "continue", file=sys.stderr)
         return code
     print("[demo] 2/3 collecting results", file=sys.stderr, flush=True)
     study_main(["results", str(out)])
     print("[demo] 3/3 analysing and writing the report", file=sys.stderr, flush=True)
     path = build_report(out, out / "report")
-    import json
-
     res = json.loads((out / "report" / "tables" / "analysis.json").read_text())
-    print(f"\nThe paper's findings on this data ({time.time() - t0:.0f} s):")
+    seconds = time.time() - t0
+    atomic_write_json(out / RECORD, {
+        "seed": args.seed, "data": args.data, "backbone": args.backbone, "quick": args.quick,
+        "seconds": round(seconds, 1), "workers": workers, "cpus": os.cpu_count(), "machine": platform.machine(),
+        "python": platform.python_version(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    print(f"\nThe paper's findings on this data ({seconds:.0f} s):")
     for f in res.get("paper_findings", []):
         print(f"- {f['finding']}: {f['verdict'].upper()}. {f['text']}")
     print(f"\nreport: {path.resolve()}")

@@ -78,3 +78,15 @@ def test_fine_tuning_decides_the_correlation_finding_when_present():
     strong = [row("eval_linear_top1", -0.9), row("eval_knn_top1", -0.95)]
     assert correlation_finding([row("eval_ft_top1", 0.1), *strong], ["eval_ft_top1"])["verdict"] == "no"
     assert correlation_finding([row("eval_ft_top1", 0.1), *strong])["verdict"] == "partly"  # no headline: all top-1
+
+
+def test_correlation_verdict_needs_strength_and_significance():
+    def f(rho, lo, hi):
+        return correlation_finding([{"group": "all", "metric": "eval_ft_top1", "spearman": rho, "pearson": rho,
+                                     "n": 24, "spearman_ci": [lo, hi]}])["verdict"]
+
+    assert f(-0.75, -0.9, -0.48) == "yes"
+    assert f(-0.65, -0.85, -0.30) == "partly"  # significant, a little weaker than the target: not "no"
+    assert f(-0.80, -0.95, 0.10) == "partly"  # strong but the interval reaches 0 (few runs)
+    assert f(-0.30, -0.60, 0.20) == "no"
+    assert f(-0.75, None, None) == "yes"  # no interval: the point decides

@@ -1,4 +1,4 @@
-"""The built-in procedural dataset ``shapes`` (demo-notes "config C").
+"""The built-in procedural dataset ``shapes`` (the demo's data).
 
 Every image is a pure function of ``(seed, index)``: its parameters and its pixel noise come from
 ``numpy.random.default_rng([seed, index])``, so an image never depends on how many images are made

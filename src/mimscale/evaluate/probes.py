@@ -19,7 +19,7 @@ def pool(encoder, x: torch.Tensor, mode: str = "multiblock", blocks: int = 0) ->
     """(B, D) image features. ``last``: the final map (after the final norm), mean-pooled.
     ``multiblock``: each block's output map (the last ``blocks`` blocks; 0 = all), layer-normalised per
     token (no affine: the blocks' scales differ by orders of magnitude), mean-pooled over space and
-    concatenated (demo-notes: this tracks pre-training quality far better than the last map alone)."""
+    concatenated (the demo's feasibility runs: this tracks pre-training quality far better than the last map alone)."""
     if mode == "last":
         return encoder.forward_features(x).float().mean(dim=(2, 3))
     if mode != "multiblock":
