@@ -108,7 +108,25 @@ class ArraySource(_Labelled):
         return f"{type(self).__name__}({self._description}, n={len(self)})"
 
 
-class ShapesSource(ArraySource):
+class _GeneratedSource(ArraySource):
+    """A built-in generated source (shapes, photos): images are a function of (seed, split, index), and its
+    held-out split is the same source at ``split="val"`` with ``val_pool`` images, generated once."""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def validation(self) -> Source | None:
+        if self._description["split"] != "train":
+            return None
+        if getattr(self, "_val", None) is None:
+            d = self.describe()
+            d.update(pool=d["val_pool"], split="val")
+            d.pop("kind")
+            self._val = type(self)(**d)
+        return self._val
+
+
+class ShapesSource(_GeneratedSource):
     """The procedural ``shapes`` dataset (see ``mimscale.data.shapes``).
 
     ``pool`` images of generator seed ``split_seed(seed, split)``, generated at construction and held
@@ -142,9 +160,6 @@ class ShapesSource(ArraySource):
         if lazy:
             self.images = self.seg = None
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def _one(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         images, _, seg = shapes_array(n=1, start=int(i), **self._gen)
         return images[0], seg[0]
@@ -156,18 +171,9 @@ class ShapesSource(ArraySource):
         """(H, W) uint8: 0 background, label + 1 for the shape, 11 for the occluder."""
         return self._one(i)[1] if self.seg is None else self.seg[i]
 
-    def validation(self) -> Source | None:
-        if self._description["split"] != "train":
-            return None
-        if getattr(self, "_val", None) is None:  # generated once
-            d = self.describe()
-            d.update(pool=d["val_pool"], split="val")
-            d.pop("kind")
-            self._val = ShapesSource(**d)
-        return self._val
 
 
-class PhotosSource(ArraySource):
+class PhotosSource(_GeneratedSource):
     """The built-in ``photos`` dataset: crops of 10 photographs shipped by scikit-image and scikit-learn
     (see ``mimscale.data.photos``), label = photo.
 
@@ -199,23 +205,11 @@ class PhotosSource(ArraySource):
         if lazy:
             self.images = None
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def load_array(self, i: int) -> np.ndarray:
         if self.images is not None:
             return self.images[i]
         return photos.photos_array(n=1, start=int(i), **self._gen)[0][0]
 
-    def validation(self) -> Source | None:
-        if self._description["split"] != "train":
-            return None
-        if getattr(self, "_val", None) is None:  # cropped once
-            d = self.describe()
-            d.update(pool=d["val_pool"], split="val")
-            d.pop("kind")
-            self._val = PhotosSource(**d)
-        return self._val
 
 
 def digits_source(size: int = 32) -> ArraySource:
