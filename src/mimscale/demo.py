@@ -26,11 +26,11 @@ import yaml
 
 from mimscale.errors import ConfigError
 from mimscale.rundir import atomic_write_json, atomic_write_text
+from mimscale.seed_spread import RECORD, spread_section
 
 DATASETS = ("shapes", "photos")
 # The Swin V2 grid: its CPU presets in place of ViT's, with the settings of configs/studies/demo-swinv2.yaml.
 BACKBONES = {"vit": "demo.yaml", "swinv2": "demo-swinv2.yaml"}
-RECORD = "demo.json"  # in the study directory: what the last `mimscale demo` there ran, how long it took
 
 
 def builtin_study(quick: bool, backbone: str = "vit") -> Path:
@@ -116,13 +116,18 @@ def demo_main(argv: list[str] | None = None) -> int:
     print("[demo] 2/3 collecting results", file=sys.stderr, flush=True)
     study_main(["results", str(out)])
     print("[demo] 3/3 analysing and writing the report", file=sys.stderr, flush=True)
+    record = {"seed": args.seed, "data": args.data, "backbone": args.backbone, "quick": args.quick,
+              "workers": workers, "cpus": os.cpu_count(), "machine": platform.machine(),
+              "python": platform.python_version()}
+    atomic_write_json(out / RECORD, record)
     path = build_report(out, out / "report")
+    seeds = spread_section(out, record)  # this demo's other seeds beside it, with this report's verdicts
+    if seeds:
+        path = build_report(out, out / "report", extra_sections=seeds)
     res = json.loads((out / "report" / "tables" / "analysis.json").read_text())
     seconds = time.time() - t0
-    atomic_write_json(out / RECORD, {
-        "seed": args.seed, "data": args.data, "backbone": args.backbone, "quick": args.quick,
-        "seconds": round(seconds, 1), "workers": workers, "cpus": os.cpu_count(), "machine": platform.machine(),
-        "python": platform.python_version(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    atomic_write_json(out / RECORD, {**record, "seconds": round(seconds, 1),
+                                     "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     print(f"\nThe paper's findings on this data ({seconds:.0f} s):")
     for f in res.get("paper_findings", []):
         print(f"- {f['finding']}: {f['verdict'].upper()}. {f['text']}")

@@ -132,9 +132,9 @@ def _gallery(input_path: Path, runs: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def build_report(input_path, out_dir=None, **analyze_kw) -> Path:
-    """Analyse INPUT and write the report; returns the path of report.html. Raises ResultsError when
-    nothing can be analysed."""
+def build_report(input_path, out_dir=None, extra_sections: dict[str, str] | None = None, **analyze_kw) -> Path:
+    """Analyse INPUT and write the report; returns the path of report.html. ``extra_sections``: title -> HTML
+    appended to the tables (the demo's seed spread). Raises ResultsError when nothing can be analysed."""
     input_path = Path(input_path)
     out = Path(out_dir) if out_dir is not None else default_out(input_path, "report")
     res, runs, curves = analyze_frames(input_path, out / "tables", **analyze_kw)
@@ -149,6 +149,7 @@ def build_report(input_path, out_dir=None, **analyze_kw) -> Path:
             "<p>These runs were trained from a longer run's checkpoint at the step where their learning-rate "
             "schedules part (the same run it would have been alone, for less compute).</p>"
             + H.table(shared, ["run", "model", "data_size", "iters", "branched_from"]))
+    tables.update(extra_sections or {})
     atomic_write_text(path, H.page(res, figs, tables, gallery))
     return path
 
