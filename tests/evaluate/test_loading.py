@@ -26,6 +26,11 @@ def test_loads_encoder_only_with_weights(swin_run):
     state = torch.load(loaded.checkpoint, weights_only=False)["model"]
     assert loaded.step == 5 and loaded.kwargs["img_size"] == 32
     assert torch.equal(loaded.encoder.patch_embed.proj.weight, state["encoder.patch_embed.proj.weight"])
+    # every tensor the encoder keeps is the checkpoint's, bit for bit (what fine-tuning starts from)
+    own = loaded.encoder.state_dict()
+    saved = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.") and
+             k.removeprefix("encoder.") in own}
+    assert len(saved) > 10 and all(torch.equal(own[k], v) for k, v in saved.items())
     assert not any(k.startswith("decoder") for k in loaded.encoder.state_dict())
 
 
