@@ -25,11 +25,11 @@ from pathlib import Path
 import yaml
 
 from mimscale.errors import ConfigError
-from mimscale.rundir import atomic_write_json, atomic_write_text
+from mimscale.rundir import atomic_write_json, atomic_write_text, read_json
 from mimscale.seed_spread import RECORD, spread_section
 
 DATASETS = ("shapes", "photos")
-# The Swin V2 grid: its CPU presets in place of ViT's, with the settings of configs/studies/demo-swinv2.yaml.
+# The built-in study file of each backbone (src/mimscale/configs/studies/): the same grid and evaluations.
 BACKBONES = {"vit": "demo.yaml", "swinv2": "demo-swinv2.yaml"}
 
 
@@ -95,7 +95,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     from mimscale.report import build_report
-    from mimscale.study import study_main
+    from mimscale.study import load_study, run_state, study_main
 
     out = Path(args.out) if args.out else default_out(args.quick, args.data, args.seed, args.backbone)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,6 +105,10 @@ def demo_main(argv: list[str] | None = None) -> int:
     study_file = out / "demo-study.yaml"
     atomic_write_text(study_file, yaml.safe_dump(variant_study(doc, args.data, args.seed), sort_keys=False))
     workers = args.workers or max(1, min(2, os.cpu_count() or 1))
+    study = load_study(study_file)
+    # A rerun of a finished demo only re-reports: it keeps the recorded time of the demo that did the work.
+    previous = read_json(out / RECORD) or {}
+    finished_before = all(run_state(out, r.id, study.evals) == "done" for r in study.runs)
     t0 = time.time()
     print(f"[demo] 1/3 pre-training, fine-tuning and probing the grid ({args.backbone}, {args.data}, seed "
           f"{args.seed}) in {out} ({workers} workers)", file=sys.stderr, flush=True)
@@ -126,8 +130,11 @@ def demo_main(argv: list[str] | None = None) -> int:
         path = build_report(out, out / "report", extra_sections=seeds)
     res = json.loads((out / "report" / "tables" / "analysis.json").read_text())
     seconds = time.time() - t0
-    atomic_write_json(out / RECORD, {**record, "seconds": round(seconds, 1),
-                                     "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    if finished_before and "seconds" in previous:
+        record.update(seconds=previous["seconds"], finished=previous.get("finished"))
+    else:
+        record.update(seconds=round(seconds, 1), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    atomic_write_json(out / RECORD, record)
     print(f"\nThe paper's findings on this data ({seconds:.0f} s):")
     for f in res.get("paper_findings", []):
         print(f"- {f['finding']}: {f['verdict'].upper()}. {f['text']}")
