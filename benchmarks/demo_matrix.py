@@ -55,7 +55,8 @@ def matrix(demos: list[dict]) -> str:
         name = f"{rec['backbone']}, {rec['data']}, seed {rec['seed']}"
         lines.append(f"| {name} | " + " | ".join(verdicts.get(k, "-") for k in SHORT) + f" | {rho} | "
                      f"{_span(runs, 'eval_finetune_top1')} | {_span(runs, 'eval_knn_top1')} | "
-                     f"{_span(runs, 'eval_linear_top1')} | {_minutes(rec['seconds'])} |")
+                     f"{_span(runs, 'eval_linear_top1')} | {_minutes(rec['seconds'])}"
+                     f"{'' if rec.get('fresh', True) else ' (resumed: evaluations only)'} |")
     return "\n".join(lines)
 
 

@@ -108,7 +108,8 @@ def demo_main(argv: list[str] | None = None) -> int:
     study = load_study(study_file)
     # A rerun of a finished demo only re-reports: it keeps the recorded time of the demo that did the work.
     previous = read_json(out / RECORD) or {}
-    finished_before = all(run_state(out, r.id, study.evals) == "done" for r in study.runs)
+    states = [run_state(out, r.id, study.evals) for r in study.runs]
+    finished_before = all(st == "done" for st in states)
     t0 = time.time()
     print(f"[demo] 1/3 pre-training, fine-tuning and probing the grid ({args.backbone}, {args.data}, seed "
           f"{args.seed}) in {out} ({workers} workers)", file=sys.stderr, flush=True)
@@ -122,7 +123,8 @@ def demo_main(argv: list[str] | None = None) -> int:
     print("[demo] 3/3 analysing and writing the report", file=sys.stderr, flush=True)
     record = {"seed": args.seed, "data": args.data, "backbone": args.backbone, "quick": args.quick,
               "workers": workers, "cpus": os.cpu_count(), "machine": platform.machine(),
-              "python": platform.python_version()}
+              "python": platform.python_version(),
+              "fresh": all(st == "pending" for st in states)}  # every run trained by this call: a full-demo time
     atomic_write_json(out / RECORD, record)
     path = build_report(out, out / "report")
     seeds = spread_section(out, record)  # this demo's other seeds beside it, with this report's verdicts
@@ -131,7 +133,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     res = json.loads((out / "report" / "tables" / "analysis.json").read_text())
     seconds = time.time() - t0
     if finished_before and "seconds" in previous:
-        record.update(seconds=previous["seconds"], finished=previous.get("finished"))
+        record.update(seconds=previous["seconds"], finished=previous.get("finished"), fresh=previous.get("fresh"))
     else:
         record.update(seconds=round(seconds, 1), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     atomic_write_json(out / RECORD, record)
