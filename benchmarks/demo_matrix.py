@@ -63,7 +63,9 @@ def matrix(demos: list[dict]) -> str:
 def readme_text(d: dict) -> str:
     rec, res, runs = d["record"], d["res"], d["runs"]
     out = [f"On {rec['finished'][:10]}, on a {rec['cpus']}-core machine of this kind, `mimscale demo` "
-           f"({rec['backbone']}, {rec['data']}, seed {rec['seed']}) took {_minutes(rec['seconds'])} and reported "
+           f"({rec['backbone']}, {rec['data']}, seed {rec['seed']}) "
+           + (f"took {_minutes(rec['seconds'])}" if rec.get("fresh", True) else
+              f"evaluated runs pre-trained by an earlier call in {_minutes(rec['seconds'])}") + " and reported "
            f"(fine-tuned top-1 {_span(runs, 'eval_finetune_top1')} over the grid, chance 10%; kNN "
            f"{_span(runs, 'eval_knn_top1')}, linear probe {_span(runs, 'eval_linear_top1')}):", ""]
     for f in res["paper_findings"]:
