@@ -24,7 +24,7 @@ from study_helpers import write_study
 from mimscale import config as C
 from mimscale.rundir import RunDir
 from mimscale.study import load_study, run_state
-from mimscale.study import slurm as S
+from mimscale.study import slurm_queue as Q
 from mimscale.study.status import status_rows
 from mimscale.study.worker import with_runtime
 
@@ -145,13 +145,13 @@ def test_job_array_runs_every_run_status_follows_the_queue_and_a_failure_stops_n
     # One task at a time (--array-parallelism 1), each step 0.4 s: the queue holds the others meanwhile.
     job, _ = _submit(path, out, jobs, "--array-parallelism", "1", "--run-fn",
                      "study_helpers:failing_on_small_data", TOY_STEP_S=0.4)
-    sub = [json.loads(ln) for ln in (out / "slurm" / S.SUBMISSIONS).read_text().splitlines()]
+    sub = [json.loads(ln) for ln in (out / "slurm" / Q.SUBMISSIONS).read_text().splitlines()]
     assert sub[-1]["job"] == job and sub[-1]["runs"] == [r.id for r in study.runs]
 
     seen: dict[str, set] = {r.id: set() for r in study.runs}  # statuses each run showed while queued
 
     def snapshot():
-        rows = S.with_queue(study, out, status_rows(study, out))
+        rows = Q.with_queue(study, out, status_rows(study, out))
         for row in rows:
             seen[row["run"]].add((row["status"], (row.get("slurm_state") or "").split(" ")[0]))
         return not _squeue(job)
@@ -215,7 +215,7 @@ def test_scancel_mid_run_then_resubmit_runs_only_what_is_left_and_resumes(cluste
     resubmitted = time.time()
     job2, text = _submit(path, out, jobs, OMP_NUM_THREADS=1)
     assert "submitted 1 runs" in text
-    sub = json.loads((out / "slurm" / S.SUBMISSIONS).read_text().splitlines()[-1])
+    sub = json.loads((out / "slurm" / Q.SUBMISSIONS).read_text().splitlines()[-1])
     assert sub["job"] == job2 and sub["runs"] == [long_run.id]
     _wait_gone(job2)
     assert run_state(out, long_run.id, []) == "done"
@@ -271,7 +271,7 @@ def test_time_limit_signal_checkpoints_requeues_and_the_requeued_task_finishes(c
     signalled_at = _checkpoint_steps(run_dir)[-1]
     assert 100 < signalled_at < 300  # written at the signal, not a periodic checkpoint
     assert "Requeued job" in _log(out, job)
-    rows = S.with_queue(study, out, status_rows(study, out))
+    rows = Q.with_queue(study, out, status_rows(study, out))
     assert rows[0]["status"] == "queued" and rows[0]["slurm_state"].startswith("PENDING"), rows
 
     _wait(lambda: not _release_requeued(job), 180, "the requeued task to run and finish", poll=0.5)
@@ -302,7 +302,7 @@ def test_a_dead_tasks_claim_is_released_a_live_ones_kept(cluster, tmp_path):
 
     init_study_dir(study, out)
     (out / "slurm").mkdir()
-    S._record_submission(out, "999999999", S.job_name(study), [r.id for r in study.runs])
+    Q.record_submission(out, "999999999", Q.job_name(study), [r.id for r in study.runs])
     # Heartbeats stopped 200 s ago (run 0: store still counts it live, for STALE_AFTER_S = 600 s) and now
     # (run 1: its task might be running on a cluster this squeue does not see).
     quiet = time.time() - 200
@@ -313,9 +313,9 @@ def test_a_dead_tasks_claim_is_released_a_live_ones_kept(cluster, tmp_path):
         if i == 0:
             os.utime(lock, (quiet, quiet))
     assert [run_state(out, r.id, []) for r in study.runs] == ["running", "running", "pending"]
-    rows = S.with_queue(study, out, status_rows(study, out))
+    rows = Q.with_queue(study, out, status_rows(study, out))
     assert [r["status"] for r in rows] == ["pending", "running", "pending"]
-    assert S.release_dead_claims(study, out) == [study.runs[0].id]
+    assert Q.release_dead_claims(study, out) == [study.runs[0].id]
     assert not lock_path(out, study.runs[0].id).exists() and lock_path(out, study.runs[1].id).exists()
 
 
@@ -327,3 +327,38 @@ def test_submission_refused_by_sbatch_is_one_line(cluster, tmp_path):
     assert last == "mimscale study: error: sbatch refused the job array: invalid partition specified: " \
                    "no-such-partition", done.stderr
 
+
+
+# ---------------------------------------------------------------------------------------------- shared prefixes
+
+
+SHARE = {"name": "slurm-share", "base": {**REAL, "train.schedule": "step"}, "axes": {"train.iters": [12, 20]}}
+
+
+def test_a_branch_waits_for_its_trunk_by_job_dependency_and_equals_the_run_trained_alone(cluster, jobs, tmp_path):
+    path = write_study(tmp_path / "s.yaml", SHARE)
+    study, out = load_study(path), tmp_path / "out"
+    short_run, trunk = study.runs  # 12 steps branches at step 10 (7/8 of 12) from the 20-step run
+    done = _cli(["run", str(path), "--out", str(out), *SLURM_ARGS], OMP_NUM_THREADS=1)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = re.findall(r"submitted 1 runs of slurm-share as job (\d+) \(slurm\)(?: after (\S+),)?", done.stdout)
+    jobs.extend([first[0], second[0]])
+    # The trunk's task: submitit names a one-task array's task by the job id alone.
+    assert first[1] == "" and second[1] in (first[0], f"{first[0]}_0"), done.stdout
+    script = (out / "slurm" / f"{second[0]}_submission.sh").read_text()
+    assert f"#SBATCH --dependency=afterany:{second[1]}" in script
+    subs = [json.loads(ln)["runs"] for ln in (out / "slurm" / Q.SUBMISSIONS).read_text().splitlines()]
+    assert subs == [[trunk.id], [short_run.id]]
+    _wait_gone(second[0])
+
+    assert [run_state(out, r.id, []) for r in study.runs] == ["done", "done"]
+    branched = RunDir(out / "runs" / short_run.id).read_summary()
+    assert branched["branched_from"]["step"] == 10 and branched["branched_from"]["trunk"].endswith(trunk.id)
+    assert 10 in _checkpoint_steps(out / "runs" / trunk.id)  # kept for the branch
+    # The same run trained alone (one thread, like the task): the same held-out loss, bit for bit.
+    alone = tmp_path / "alone"
+    assert subprocess.run([sys.executable, "-m", "mimscale.cli", "study", "run", str(path), "--out", str(alone),
+                           "--no-share", "--workers", "1", "--threads", "1"], capture_output=True,
+                          timeout=300).returncode == 0
+    want = RunDir(alone / "runs" / short_run.id).read_summary()
+    assert branched["final_val_loss"] == want["final_val_loss"] and want["branched_from"] is None

@@ -69,3 +69,33 @@ def test_results_csv_marks_branched_runs(tmp_path):
 
     html = build_report(tmp_path / "o", tmp_path / "report").read_text()
     assert "Shared training prefixes" in html and f"{trunk}@10" in html
+
+
+def test_slurm_branches_wait_for_the_trunk_task_that_has_not_ended(tmp_path):
+    """Which task each branch's job array depends on (the real queue: tests/study/test_slurm_cluster.py)."""
+    from mimscale.study import sharing
+    from mimscale.study.slurm import _waits_for
+
+    study = load_study(_study(tmp_path, lengths=(12, 20, 16)))
+    out = tmp_path / "o"
+    store.init_study_dir(study, out)
+    branches, _ = sharing.plan(study)
+    by_len = {int(r.cfg.train.iters): r for r in study.runs}
+    trunk, b12, b16 = by_len[20].id, by_len[12], by_len[16]
+    # The trunk is submitted in this call: both branches wait for it (its task id is known only after).
+    assert _waits_for(out, study.runs, branches, {}) == {b12.id: (trunk, None), b16.id: (trunk, None)}
+    # The trunk is still in the queue from an earlier submission: they wait for that task.
+    queued = {trunk: {"job": "41_2"}}
+    assert _waits_for(out, [b12, b16], branches, queued) == {b12.id: (trunk, "41_2"), b16.id: (trunk, "41_2")}
+    # The trunk has ended (neither submitted nor queued): nothing to wait for; a started branch never waits.
+    assert _waits_for(out, [b12, b16], branches, {}) == {}
+    started = store.run_dir(out, b16.id).checkpoint(14)
+    started.parent.mkdir(parents=True)
+    started.write_bytes(b"")
+    assert _waits_for(out, study.runs, branches, {}) == {b12.id: (trunk, None)}
+    # When a branch starts, it forks only from a checkpoint the trunk really has at the departure step.
+    assert sharing.branch_keys(out, b12.id, branches) == {}
+    ckpt = store.run_dir(out, trunk).checkpoint(10)
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    assert sharing.branch_keys(out, b12.id, branches) == {"train.branch_from": f"{store.run_dir(out, trunk).path}@10"}

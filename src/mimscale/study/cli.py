@@ -157,15 +157,13 @@ def cmd_run(args) -> int:
     study_dir = _study_dir(study, args.out)
     store.init_study_dir(study, study_dir)
     if args.executor == "slurm":
-        print(f"{PROG}: note: shared prefixes are for the local executor; on Slurm every run trains in full",
-              file=sys.stderr)
         from mimscale.study.slurm import run_slurm
 
         results = run_slurm(study, study_dir, cluster=args.slurm_cluster, partition=args.partition,
                             gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
                             timeout_min=args.timeout_min, array_parallelism=args.array_parallelism,
                             mem_gb=args.mem_gb, run_fn=args.run_fn, wait=args.wait,
-                            retry_failed=not args.skip_failed)
+                            retry_failed=not args.skip_failed, share=not args.no_share)
         if args.wait:
             bad = [r for r in results if r.get("status") not in ("done", "running")]
             for r in bad:

@@ -22,8 +22,12 @@ then does submitit requeue the task (tasks are ``submitit.helpers.Checkpointable
 ``slurm_max_num_timeout`` = 3 times per task) with the same arguments; the requeued task takes its own claim
 back (claims are tagged with the array task id) and resumes from that checkpoint.
 
-Queue. Each submission is appended to ``STUDY_DIR/slurm/submissions.jsonl`` (array job id and the run of
-each task), so ``queue_states`` can ask ``squeue`` where each run's task is (``with_queue``: ``queued`` /
+Shared prefixes. A run that branches from a longer one (``study/sharing.py``) is submitted in an array that
+depends on its trunk's task (``--dependency=afterany``): it starts when the trunk has ended and forks from
+the trunk's checkpoint at the departure step, or trains alone if the trunk never got there.
+
+Queue (``study/slurm_queue.py``). Each submission is appended to ``STUDY_DIR/slurm/submissions.jsonl`` (array
+job id and the run of each task), so ``queue_states`` can ask ``squeue`` where each run's task is (``with_queue``: ``queued`` /
 ``running`` in ``study status``), a resubmission skips runs whose task is still queued or running, and the
 claim of a task that Slurm no longer lists (killed on another node) is released at once instead of after
 ``store.STALE_AFTER_S``. Logs: ``STUDY_DIR/slurm/``.
@@ -33,20 +37,18 @@ Without Slurm, ``--slurm-cluster local`` (subprocesses) or ``debug`` (in-process
 from __future__ import annotations
 
 import functools
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from mimscale.errors import StudyError
-from mimscale.rundir import RunDir, atomic_write_text, parse_jsonl
-from mimscale.study import store
+from mimscale.rundir import RunDir, atomic_write_text
+from mimscale.study import sharing, store
+from mimscale.study.slurm_queue import job_name, queue_states, record_submission, release_dead_claims
 from mimscale.study.spec import Study
 from mimscale.study.worker import EXIT_CLAIMED, execute, resolve_run_fn, run_evals, with_runtime
 
@@ -54,14 +56,6 @@ try:
     from submitit.helpers import Checkpointable
 except ImportError:  # submitit is a dependency, but keep `study status` alive on a broken install
     Checkpointable = object
-
-SUBMISSIONS = "submissions.jsonl"  # in STUDY_DIR/slurm/: {"job", "name", "time", "runs": [run id per task]}
-# squeue states of a task that will still run (queued) or is running; any other state, or a task squeue no
-# longer lists, has ended.
-QUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD")
-RUNNING = ("CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "RESIZING")
-SQUEUE_TIMEOUT_S = 30
-
 
 def torchrun_pretrain(cfg: DictConfig, evals: list[dict], gpus: int) -> dict:
     """Run function for multi-GPU runs: DDP pre-training under torchrun on this node, then evaluations."""
@@ -136,14 +130,16 @@ class StopRequest:
 class StudyTask(Checkpointable):
     """The callable each array task runs: claim, run, record (see module docstring)."""
 
-    def __init__(self, study_dir: str, gpus_per_run: int = 1, run_fn=None):
+    def __init__(self, study_dir: str, gpus_per_run: int = 1, run_fn=None, branches: dict | None = None):
         self.study_dir, self.gpus_per_run, self.run_fn = study_dir, gpus_per_run, run_fn
+        self.branches = branches or {}  # run id -> train.prefix.Branch: runs that may branch from a trunk
 
     def __call__(self, run_id: str, cfg: DictConfig, evals: list[dict]) -> dict:
         if self.run_fn is None and self.gpus_per_run > 1:
             fn = functools.partial(torchrun_pretrain, gpus=self.gpus_per_run)
         else:
             fn = resolve_run_fn(self.run_fn)
+        cfg = self._as_branch(run_id, cfg)
         with StopRequest() as stop:
             code = execute(Path(self.study_dir), run_id, cfg, evals, fn)
         # A task that found its run claimed or finished elsewhere reports what the run's files say.
@@ -152,135 +148,16 @@ class StudyTask(Checkpointable):
             stop.requeue()  # exits (SystemExit) when submitit requeued the task
         return {"run": run_id, "exit": code, "status": state, "claimed_elsewhere": code == EXIT_CLAIMED}
 
-
-# ---------------------------------------------------------------------------------------------- the queue
-
-
-def job_name(study: Study) -> str:
-    return f"mimscale-{study.name}"
-
-
-def submitted_tasks(study_dir: Path) -> dict[str, str]:
-    """Array task id (``<job>_<index>``) -> run id, over every submission of this study directory."""
-    path = Path(study_dir) / "slurm" / SUBMISSIONS
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return {}
-    out = {}
-    for rec in parse_jsonl(lines):
-        for i, run_id in enumerate(rec.get("runs") or []):
-            out[f"{rec.get('job')}_{i}"] = run_id
-    return out
-
-
-def _record_submission(study_dir: Path, job: str, name: str, run_ids: list[str]) -> None:
-    line = json.dumps({"job": job, "name": name, "time": time.time(), "runs": run_ids}) + "\n"
-    with open(Path(study_dir) / "slurm" / SUBMISSIONS, "a") as f:  # one O_APPEND write per submission
-        f.write(line)
-
-
-def squeue_tasks(name: str) -> dict[str, tuple[str, str]] | None:
-    """``<job>_<index>`` -> (state, reason) of every task of that job name that squeue lists; None when
-    there is no squeue or it does not answer (then nothing is known about the queue)."""
-    if shutil.which("squeue") is None:
-        return None
-    # --all: hidden partitions too (a task that squeue does not list is taken to have ended).
-    cmd = ["squeue", "--noheader", "--all", "--array", f"--name={name}", "--format=%F|%K|%T|%r"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=SQUEUE_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0:
-        return None
-    tasks = {}
-    for line in out.stdout.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 4:
-            job, index, state, reason = parts
-            index = index if index.isdigit() else "0"  # a one-task array is listed as a plain job
-            tasks[f"{job}_{index}"] = (state.split()[0], reason)
-    return tasks
-
-
-def _queue(study: Study, study_dir: Path) -> tuple[dict[str, str], dict[str, tuple[str, str]] | None]:
-    """(submitted task -> run id, squeue's tasks of this study's job name or None); squeue is asked only
-    when something of this study directory was submitted."""
-    tasks = submitted_tasks(study_dir)
-    return tasks, (squeue_tasks(job_name(study)) if tasks else {})
-
-
-def queue_states(study: Study, study_dir: Path, queue=None) -> dict[str, dict] | None:
-    """Run id -> {"job", "state", "reason", "status"} for each run whose newest task Slurm still lists
-    (``status``: queued | running); None when squeue cannot be asked, {} when nothing was submitted."""
-    tasks, listed = queue or _queue(study, study_dir)
-    if listed is None:
-        return None
-    out = {}
-    for task, run_id in tasks.items():  # submission order: a later task of a run replaces an earlier one
-        if task in listed:
-            state, reason = listed[task]
-            status = "queued" if state in QUEUED else "running" if state in RUNNING else None
-            if status:
-                out[run_id] = {"job": task, "state": state, "reason": reason, "status": status}
-    return out
-
-
-def _dead_slurm_claim(info: dict | None, path: Path, tasks: dict[str, str], listed: dict) -> bool:
-    """A claim held by one of this study's tasks that squeue no longer lists (cancelled, or killed on
-    another node) and whose heartbeat has stopped: squeue could be asking another cluster, the heartbeat
-    cannot lie. Such a claim would otherwise look live for ``store.STALE_AFTER_S``."""
-    owner = str((info or {}).get("owner", ""))
-    if not owner.startswith("slurm:"):
-        return False
-    task = owner[len("slurm:"):]
-    task = task if "_" in task else f"{task}_0"
-    try:
-        quiet_s = time.time() - path.stat().st_mtime
-    except OSError:
-        return False
-    return task in tasks and task not in listed and quiet_s > 3 * store.HEARTBEAT_S
-
-
-def with_queue(study: Study, study_dir: Path, rows: list[dict]) -> list[dict]:
-    """``study status`` rows with Slurm's view: a run whose task waits in the queue is ``queued``, one whose
-    task runs is ``running``; finished and failed runs keep what their files say, and a run held by a dead
-    task's claim shows what its files say. Adds ``slurm_job`` and ``slurm_state`` (with the pending reason)
-    to the rows of queued and running tasks. Rows are unchanged when nothing of this study directory was
-    submitted or squeue does not answer."""
-    tasks, listed = _queue(study, study_dir)
-    if not tasks or listed is None:
-        return rows
-    queue = queue_states(study, study_dir, (tasks, listed))
-    for row in rows:
-        q = queue.get(row["run"])
-        if row["status"] == "running" and q is None:
-            path = store.lock_path(study_dir, row["run"])
-            if _dead_slurm_claim(store.read_lock(path), path, tasks, listed):
-                row["status"] = store.run_state(study_dir, row["run"], study.evals, held=True)
-        if q is None:
-            continue
-        row["slurm_job"] = q["job"]
-        row["slurm_state"] = q["state"] + (f" ({q['reason']})" if q["reason"] not in ("None", "") else "")
-        if row["status"] in ("pending", "partial", "failed", "interrupted") or (
-                row["status"] == "running" and q["status"] == "queued"):
-            row["status"] = q["status"]
-    return rows
-
-
-def release_dead_claims(study: Study, study_dir: Path) -> list[str]:
-    """Remove the claims of this study's tasks that have ended (``_dead_slurm_claim``); returns their runs."""
-    tasks, listed = _queue(study, study_dir)
-    if not tasks or listed is None:
-        return []
-    released = []
-    for run in study.runs:
-        path = store.lock_path(study_dir, run.id)
-        info = store.read_lock(path)
-        if _dead_slurm_claim(info, path, tasks, listed) and store.read_lock(path) == info:
-            path.unlink(missing_ok=True)
-            released.append(run.id)
-    return released
+    def _as_branch(self, run_id: str, cfg: DictConfig) -> DictConfig:
+        """A branch starts from its trunk's checkpoint when the job dependency let it start after the trunk
+        and the checkpoint is there; otherwise it trains alone (never wrong, only slower) and says why."""
+        branches = getattr(self, "branches", {})  # a task pickled by an older version has none
+        keys = sharing.branch_keys(Path(self.study_dir), run_id, branches)
+        if run_id in branches and not keys:
+            b = branches[run_id]
+            print(f"mimscale: {run_id}: {b.trunk} has no checkpoint at step {b.step}; training alone",
+                  file=sys.stderr, flush=True)
+        return with_runtime(cfg, Path(cfg.run_dir), int(cfg.threads), keys) if keys else cfg
 
 
 # ---------------------------------------------------------------------------------------------- submission
@@ -289,11 +166,13 @@ def release_dead_claims(study: Study, study_dir: Path) -> list[str]:
 def run_slurm(study: Study, study_dir: Path, *, cluster: str | None = None, partition: str | None = None,
               gpus_per_run: int = 1, cpus_per_run: int = 8, timeout_min: int = 60 * 24 * 3,
               array_parallelism: int = 32, mem_gb: float | None = None, run_fn=None, wait: bool = False,
-              retry_failed: bool = True, extra: dict | None = None, log=print) -> list:
-    """Submit the unfinished runs as one job array; with ``wait``, return each task's result dict."""
-    import submitit
-    from submitit.core.utils import FailedJobError
+              retry_failed: bool = True, extra: dict | None = None, share: bool = True, log=print) -> list:
+    """Submit the unfinished runs as job arrays; with ``wait``, return each task's result dict.
 
+    ``share`` (Slurm only: it needs job dependencies): runs that branch from a trunk (``study/sharing.py``)
+    go in one array per trunk task, submitted with ``--dependency=afterany:<trunk task>``, so they start
+    once their trunk has ended (done, failed or cancelled; a requeued trunk keeps them waiting) and branch
+    from its checkpoint if it is there. Everything else goes in the first array."""
     study_dir = Path(study_dir).resolve()
     (study_dir / "slurm").mkdir(parents=True, exist_ok=True)
     on_slurm = cluster in (None, "slurm")
@@ -314,36 +193,26 @@ def run_slurm(study: Study, study_dir: Path, *, cluster: str | None = None, part
     if not todo:
         log(f"nothing to submit: every run of {study.name} is finished, queued or running")
         return []
-    executor = submitit.AutoExecutor(folder=study_dir / "slurm", cluster=cluster)
-    threads = max(1, cpus_per_run // max(1, gpus_per_run))  # per rank under torchrun
-    params = dict(name=job_name(study), timeout_min=timeout_min, nodes=1, tasks_per_node=1,
-                  cpus_per_task=cpus_per_run, slurm_array_parallelism=array_parallelism)
-    if gpus_per_run > 0:  # a GPU request on a CPU-only partition is refused by sbatch
-        params["gpus_per_node"] = gpus_per_run
-    if partition:
-        params["slurm_partition"] = partition
-    if mem_gb:
-        params["mem_gb"] = mem_gb
-    extra = dict(extra or {})
-    # --requeue: submitit's requeue works even where the cluster's JobRequeue default is 0.
-    extra["slurm_additional_parameters"] = {"requeue": True, **extra.get("slurm_additional_parameters", {})}
-    executor.update_parameters(**params, **extra)
-    task = StudyTask(str(study_dir), gpus_per_run, run_fn)
-    cfgs = [with_runtime(r.cfg, store.run_dir(study_dir, r.id), threads) for r in todo]
-    try:
-        jobs = executor.map_array(task, [r.id for r in todo], cfgs, [study.evals] * len(todo))
-    except FailedJobError as e:  # sbatch refused: a bad partition, GPU request, ...
-        line = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).strip()[:300])
-        raise StudyError(f"sbatch refused the job array: {line.strip().removeprefix('sbatch: error: ')}") from None
-    first = jobs[0].job_id.split("_")[0] if jobs else "?"
-    if executor.cluster == "slurm" and jobs:
-        _record_submission(study_dir, first, job_name(study), [r.id for r in todo])
-    log(f"submitted {len(jobs)} runs of {study.name} as job {first} ({executor.cluster}); "
-        f"follow with: mimscale study status {study_dir}")
+    branches, _ = sharing.plan(study, share and on_slurm)
+    task = StudyTask(str(study_dir), gpus_per_run, run_fn, branches)
+    submit = _Submitter(study, study_dir, cluster, task, log, extra, cpus_per_run=cpus_per_run,
+                        gpus_per_run=gpus_per_run, timeout_min=timeout_min, array_parallelism=array_parallelism,
+                        partition=partition, mem_gb=mem_gb)
+    waits = _waits_for(study_dir, todo, branches, queue)
+    first = [r for r in todo if r.id not in waits]
+    submitted = list(zip(first, submit(first)))
+    task_of = {r.id: job.job_id for r, job in submitted}
+    groups: dict[str, list] = {}  # trunk task -> the branches that wait for it
+    for run in todo:
+        if run.id in waits:
+            trunk, queued_task = waits[run.id]
+            groups.setdefault(queued_task or task_of[trunk], []).append(run)
+    for after, runs in groups.items():
+        submitted += zip(runs, submit(runs, after=after))
     if not wait:
-        return jobs
+        return [job for _, job in submitted]
     results = []
-    for run, job in zip(todo, jobs):
+    for run, job in submitted:
         try:
             results.append(job.result())
         except Exception as e:  # noqa: BLE001 - a task that died outside our recording (e.g. node failure)
@@ -351,6 +220,70 @@ def run_slurm(study: Study, study_dir: Path, *, cluster: str | None = None, part
             results.append({"run": run.id, "exit": None, "status": store.run_state(study_dir, run.id, study.evals),
                             "error": line})
     return results
+
+
+def _waits_for(study_dir: Path, todo: list, branches: dict, queue: dict) -> dict[str, tuple[str, str | None]]:
+    """Branch run id -> (its trunk's run id, the trunk's queued task, or None when the trunk is submitted
+    now), for the branches whose trunk has not ended; a branch that already started resumes at once."""
+    now = {r.id for r in todo}
+    out = {}
+    for run in todo:
+        b = branches.get(run.id)
+        if b is None or store.run_dir(study_dir, run.id).list_checkpoints():
+            continue
+        if b.trunk in now:
+            out[run.id] = (b.trunk, None)
+        elif b.trunk in queue:
+            out[run.id] = (b.trunk, queue[b.trunk]["job"])
+    return out
+
+
+class _Submitter:
+    """Submits runs as one job array with the study's job parameters, optionally after another task."""
+
+    def __init__(self, study: Study, study_dir: Path, cluster: str | None, task: StudyTask, log,
+                 extra: dict | None, *, cpus_per_run: int, gpus_per_run: int, timeout_min: int,
+                 array_parallelism: int, partition: str | None, mem_gb: float | None):
+        import submitit
+
+        self.study, self.study_dir, self.task, self.log = study, study_dir, task, log
+        self.executor = submitit.AutoExecutor(folder=study_dir / "slurm", cluster=cluster)
+        self.threads = max(1, cpus_per_run // max(1, gpus_per_run))  # per rank under torchrun
+        params = dict(name=job_name(study), timeout_min=timeout_min, nodes=1, tasks_per_node=1,
+                      cpus_per_task=cpus_per_run, slurm_array_parallelism=array_parallelism)
+        if gpus_per_run > 0:  # a GPU request on a CPU-only partition is refused by sbatch
+            params["gpus_per_node"] = gpus_per_run
+        if partition:
+            params["slurm_partition"] = partition
+        if mem_gb:
+            params["mem_gb"] = mem_gb
+        extra = dict(extra or {})
+        # --requeue: submitit's requeue works even where the cluster's JobRequeue default is 0.
+        self.additional = {"requeue": True, **extra.pop("slurm_additional_parameters", {})}
+        self.params = {**params, **extra}
+
+    def __call__(self, runs: list, after: str | None = None) -> list:
+        from submitit.core.utils import FailedJobError
+
+        if not runs:
+            return []
+        additional = {**self.additional, **({"dependency": f"afterany:{after}"} if after else {})}
+        self.executor.update_parameters(**self.params, slurm_additional_parameters=additional)
+        cfgs = [with_runtime(r.cfg, store.run_dir(self.study_dir, r.id), self.threads,
+                             sharing.trunk_keys(self.study, r.id, self.task.branches)) for r in runs]
+        try:
+            jobs = self.executor.map_array(self.task, [r.id for r in runs], cfgs, [self.study.evals] * len(runs))
+        except FailedJobError as e:  # sbatch refused: a bad partition, GPU request, ...
+            line = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).strip()[:300])
+            raise StudyError(f"sbatch refused the job array: {line.strip().removeprefix('sbatch: error: ')}") \
+                from None
+        first = jobs[0].job_id.split("_")[0]
+        if self.executor.cluster == "slurm":
+            record_submission(self.study_dir, first, job_name(self.study), [r.id for r in runs])
+        self.log(f"submitted {len(jobs)} runs of {self.study.name} as job {first} ({self.executor.cluster})"
+                 + (f" after {after}, whose run they branch from" if after else "")
+                 + f"; follow with: mimscale study status {self.study_dir}")
+        return jobs
 
 
 def _ddp_main(argv: list[str]) -> int:

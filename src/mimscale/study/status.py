@@ -81,7 +81,7 @@ def status_rows(study: Study, study_dir: Path) -> list[dict]:
         rows.append({"run": run.id, **run.axes, "status": state, "step": p["step"], "total": total,
                      "val_loss": p["val_loss"], "images_per_s": ips, "eta_s": eta,
                      "error": store.failure_line(study_dir, run.id) if state == "failed" else None})
-    from mimscale.study.slurm import with_queue  # submitit stays out of processes that never ask the queue
+    from mimscale.study.slurm_queue import with_queue
 
     return with_queue(study, study_dir, rows)  # Slurm: queued / running from squeue
 
