@@ -32,12 +32,14 @@ __all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "val
 # in ADDED_KEYS with its neutral value) or when a default changes what runs compute.
 # 2: train.divergence_factor (a guard, not identity); 3: data.jpeg_draft, train.decay_position_bias;
 # 4: the wsd schedule (train.decay_fraction, train.decay_shape); train.share_with, train.branch_from (not identity).
-SCHEMA_VERSION = 4
+# 5: train.fp16_init_scale.
+SCHEMA_VERSION = 5
 # Keys added after schema version 1: dotted key -> (version that added it, the value that reproduces the
 # behaviour before it existed). At that value a key does not enter the run id.
 ADDED_KEYS: dict[str, tuple[int, Any]] = {
     "data.jpeg_draft": (3, True), "train.decay_position_bias": (3, False),
     "train.decay_fraction": (4, 0.2), "train.decay_shape": (4, "linear"),
+    "train.fp16_init_scale": (5, 65536.0),
 }
 
 
@@ -102,7 +104,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     clip_grad: float = 5.0  # max global grad norm; 0 = off
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (with a grad scaler; runs on CPU too, slowly: for tests)
+    fp16_init_scale: float = 65536.0  # fp16: the grad scaler's first loss scale (torch's, as the official code)
     compile: bool = False
     eval_every: int = 0  # steps between validation evaluations; 0: eval_points evenly spaced
     eval_points: int = 10
@@ -258,6 +261,7 @@ _RANGES = (
     ("train.ckpt_every", _non_negative, ">= 0 (0: at the evaluation steps)"),
     ("train.keep_last", _non_negative, ">= 0 (0: keep every checkpoint)"),
     ("train.max_nonfinite", _positive, "positive"),
+    ("train.fp16_init_scale", _positive, "positive"),
     ("train.divergence_factor", lambda v: v == 0 or v > 1, "> 1 (or 0: off)"),
     ("train.recon_images", _non_negative, ">= 0"),
 )
@@ -305,8 +309,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"train.branch_from must be RUN_DIR@STEP, got '{t.branch_from}'")
     if not _DEVICE.fullmatch(cfg.device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
-    if t.precision == "fp16" and cfg.device == "cpu":
-        raise ConfigError("train.precision=fp16 needs CUDA; use bf16 on CPU")
 
 
 def to_container(cfg: DictConfig) -> dict:

@@ -39,7 +39,7 @@ class _Constant:
             group["lr"] = 0.1
 
 
-def _tuner(state_path):
+def _tuner(state_path, cfg=CFG):
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
     data = _Data()
@@ -48,7 +48,7 @@ def _tuner(state_path):
         with torch.no_grad():
             return {"top1": float((m(data.x).argmax(1) == data.y).float().mean()), "w": float(m.weight.sum())}
 
-    return engine.Tuner(model, data, torch.optim.SGD(model.parameters(), lr=0.1), _Constant(), CFG,
+    return engine.Tuner(model, data, torch.optim.SGD(model.parameters(), lr=0.1), _Constant(), cfg,
                         torch.device("cpu"), F.cross_entropy, evaluate, "top1", state_path, {"id": 1})
 
 
@@ -66,3 +66,30 @@ def test_a_signal_at_any_step_resumes_to_the_uninterrupted_history(tmp_path, mon
     resumed = _tuner(tmp_path / "state.pt")
     assert resumed.tuning.step == stop_at
     assert resumed.run(EPOCHS).history == reference
+
+
+FP16 = SimpleNamespace(**{**vars(CFG), "precision": "fp16", "fp16_init_scale": 2.0 ** 20})
+
+
+@pytest.mark.parametrize("stop_at", [1, 3, 5])
+def test_fp16_skips_overflowing_steps_counts_them_and_resumes_with_its_loss_scale(tmp_path, monkeypatch, stop_at):
+    """fp16 (autocast and a grad scaler, as the official fine-tune): a first loss scale of 2^20 overflows the
+    fp16 gradients, so the first steps are skipped (weights unchanged) while the scale backs off; the scale is
+    saved with the state, so a run stopped at any step resumes to the same history, skipped steps included."""
+    reference = _tuner(None, FP16)
+    w0 = reference.model.weight.detach().clone()
+    history = reference.run(EPOCHS).history
+    skipped = [h["skipped_steps"] for h in history]
+    assert 0 < skipped[0] and skipped[-1] < EPOCHS * STEPS, skipped  # some skipped, not all
+    assert reference.scaler.get_scale() < 2.0 ** 20
+    assert not torch.equal(reference.model.weight, w0)
+
+    tuner = _tuner(tmp_path / "state.pt", FP16)
+    monkeypatch.setattr(engine.dist, "agreed_signal",
+                        lambda signum, device: signal.SIGTERM if tuner.tuning.step == stop_at else 0)
+    with pytest.raises(Interrupted):
+        tuner.run(EPOCHS)
+    monkeypatch.setattr(engine.dist, "agreed_signal", lambda signum, device: 0)
+    resumed = _tuner(tmp_path / "state.pt", FP16)
+    assert resumed.tuning.step == stop_at and resumed.scaler.get_scale() == tuner.scaler.get_scale()
+    assert resumed.run(EPOCHS).history == history

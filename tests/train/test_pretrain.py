@@ -67,6 +67,31 @@ def test_sigkill_resume_is_bit_identical(tmp_path):
     assert len(keys) == len(set(keys))
 
 
+def test_fp16_scaler_backs_off_counts_skipped_steps_and_resumes_exactly(tmp_path):
+    """fp16 with a grad scaler (the official recipe; CPU autocast runs it here). A first loss scale of 1e9
+    overflows the fp16 gradients for the first 13 steps: each is skipped and counted (more than
+    train.max_nonfinite = 10 in a row, which stops a run only for non-finite losses), the scale backs off,
+    and the scale in the checkpoint makes a SIGKILLed run resume to the same weights bit for bit."""
+    args = TINY + ["train.iters=60", "train.ckpt_every=5", "train.precision=fp16", "train.fp16_init_scale=1e9"]
+    ref = _cli(args + [f"run_dir={tmp_path / 'ref'}"])
+    victim = _cli(args + [f"run_dir={tmp_path / 'victim'}"])
+    _wait_for_checkpoint(tmp_path / "victim", victim)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed_at, ckpt = RunDir(tmp_path / "victim").list_checkpoints()[-1]
+    assert killed_at < 60 and load_checkpoint(ckpt)["scaler"]["scale"] < 1e9
+    resumed = _cli(args + [f"run_dir={tmp_path / 'victim'}"])
+    assert resumed.wait() == 0, resumed.stderr.read()
+    assert ref.wait() == 0, ref.stderr.read()
+    a, b = _final_weights(tmp_path / "ref"), _final_weights(tmp_path / "victim")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for run in ("ref", "victim"):
+        summary = json.loads((tmp_path / run / "summary.json").read_text())
+        logged = [json.loads(ln) for ln in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        skipped = sorted(r["step"] for r in logged if r["name"] == "skipped_step")
+        assert summary["skipped_steps"] == len(skipped) > 10 and skipped == list(range(1, len(skipped) + 1))
+
+
 def test_sigterm_writes_loadable_checkpoint_and_resumes(tmp_path):
     run = tmp_path / "run"
     args = TINY + ["train.iters=400", "train.ckpt_every=200", f"run_dir={run}"]

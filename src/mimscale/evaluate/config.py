@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,8 @@ class EvalConfig:
     # official ImageNet fine-tune: 0.875 (256 -> 224) and bicubic (configs/finetune/finetune.yaml).
     test_crop: float = 1.0
     interpolation: str = "bilinear"  # bilinear | bicubic
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast; fine-tuning adds a grad scaler)
+    fp16_init_scale: float = 65536.0  # fp16: the grad scaler's first loss scale (torch's, as the official code)
 
     # --- segmentation -------------------------------------------------------------------------
     seg_width: int = 64  # channels of the FPN head
@@ -109,10 +111,10 @@ _WHAT = ("task", "init", "checkpoint", "model", "model_kwargs", "img_size", "tra
          "num_classes", "batch_size", "precision", "seed", "test_crop", "interpolation")
 # Keys added after the first release -> the value that reproduces the behaviour before them. At that value a
 # key is left out of the identity, so results written before it existed stay valid.
-ADDED_KEYS = {"test_crop": 1.0, "interpolation": "bilinear"}
+ADDED_KEYS = {"test_crop": 1.0, "interpolation": "bilinear", "fp16_init_scale": 65536.0}
 _FROZEN = ("features", "feature_blocks")
 _TUNED = ("epochs", "warmup_epochs", "base_lr", "warmup_lr", "min_lr", "weight_decay", "layer_decay", "drop_path",
-          "clip_grad", "hflip", "eval_every")
+          "clip_grad", "hflip", "eval_every", "fp16_init_scale")
 _CLASSIFY = ("label_smoothing", "mixup", "cutmix", "mixup_prob", "mixup_switch_prob", "randaug_n", "randaug_m",
              "randaug_mstd", "reprob", "crop_scale")
 TASK_KEYS = {
@@ -152,8 +154,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"probe must be 'sgd' or 'logistic', got '{cfg.probe}'")
     if cfg.init not in ("pretrained", "random"):
         raise ConfigError(f"init must be 'pretrained' or 'random', got '{cfg.init}'")
-    if cfg.precision not in ("fp32", "bf16"):
-        raise ConfigError(f"precision must be fp32 or bf16, got '{cfg.precision}'")
+    if cfg.precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"precision must be fp32, bf16 or fp16, got '{cfg.precision}'")
+    if not (math.isfinite(cfg.fp16_init_scale) and cfg.fp16_init_scale > 0):
+        raise ConfigError(f"fp16_init_scale must be positive, got {cfg.fp16_init_scale}")
     if cfg.batch_size <= 0 or cfg.epochs <= 0 or cfg.knn_k <= 0 or cfg.linear_epochs <= 0 or cfg.accum_steps <= 0:
         raise ConfigError("batch_size, accum_steps, epochs, knn_k and linear_epochs must be positive")
     if not cfg.linear_lrs or min(cfg.linear_lrs) <= 0:

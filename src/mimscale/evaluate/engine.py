@@ -43,6 +43,7 @@ class Tuning:
     best: dict | None = None
     epoch_loss: float = 0.0  # sum of global-batch losses x images in the current epoch so far
     epoch_images: int = 0
+    skipped_steps: int = 0  # fp16: steps whose update the grad scaler skipped (inf/nan gradients)
 
 
 def steps_per_epoch(n: int, global_batch: int, parts: int) -> int:
@@ -95,6 +96,9 @@ class Tuner:
         self.ddp = model if self.world == 1 else nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
         self.steps = steps_per_epoch(len(train_ds), cfg.batch_size, self.world * self.accum)
+        # fp16 as the official fine-tune runs it: a dynamic loss scale; an overflowing step is skipped.
+        self.scaler = torch.amp.GradScaler(device.type, init_scale=cfg.fp16_init_scale) \
+            if cfg.precision == "fp16" else None
         if self.world > 1:  # each rank its own drop-path stream (one process keeps the seed set before)
             torch.manual_seed(cfg.seed + 1000 * self.rank)
         self.tuning = self._resume()
@@ -109,6 +113,8 @@ class Tuner:
             return Tuning()
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scaler is not None and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
         set_rng_state(saved["rng"][self.rank])
         tuning = Tuning(**{"epoch": saved["tuning"]["step"] // self.steps, **saved["tuning"]})  # states before "epoch"
         log(f"[{self.tag}] resuming at step {tuning.step} from {self.state_path.name}")
@@ -120,6 +126,7 @@ class Tuner:
             atomic_torch_save(self.state_path, {
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "tuning": asdict(self.tuning), "rng": states, "identity": self.identity,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "world": self.world * self.accum})
         dist.barrier()
 
@@ -146,14 +153,23 @@ class Tuner:
                     out = self.ddp(x)
                 loss = self.loss_fn(out.float(), y)
                 # DDP averages gradients over ranks: this weight makes the update the global batch's mean.
-                (loss * (size / n_global * self.world)).backward()
+                weighted = loss * (size / n_global * self.world)
+                (self.scaler.scale(weighted) if self.scaler is not None else weighted).backward()
             total += loss.detach().double().cpu() * size
         total = float(dist.all_reduce_sum(total)) / n_global
         if not math.isfinite(total):
             raise TrainingError(f"non-finite fine-tuning loss at step {t.step}; lower base_lr or use precision=fp32")
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, as the official fine-tune does
         if cfg.clip_grad > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+            return total
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)  # skipped when a gradient is inf/nan (the same on every rank)
+        self.scaler.update()
+        t.skipped_steps += int(self.scaler.get_scale() < scale)  # the scale backs off only after a skip
         return total
 
     def _epoch(self, epoch: int, stop: SignalFlag) -> float:
@@ -184,6 +200,8 @@ class Tuner:
                 train_loss = self._epoch(epoch, stop)
                 if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == epochs:
                     res = {"epoch": epoch + 1, "step": t.step, "train_loss": train_loss, **self.evaluate(self.model)}
+                    if self.scaler is not None:
+                        res["skipped_steps"] = t.skipped_steps
                     t.history.append(res)
                     if t.best is None or res[self.score] > t.best[self.score]:
                         t.best = res

@@ -105,9 +105,12 @@ def _step(run: PretrainRun) -> None:
                                 f"{t.divergence_factor:g}x its minimum {s.min_loss_ema:.4g} (step {s.min_loss_ema_step});"
                                 f" lower train.base_lr (no checkpoint was written after it diverged)")
     else:
-        s.consecutive_bad += 1
         s.skipped_steps += 1
         run.writer.log(s.step, R.TRAIN, R.SKIPPED_STEP, 1)
+        # fp16: gradients that overflow the loss scale are the scaler's normal back-off (the scale halves and
+        # the step is skipped), not a diverging run, until the scale falls below 1.
+        overflow = result.loss_finite and run.scaler is not None and run.scaler.get_scale() >= 1.0
+        s.consecutive_bad += 0 if overflow else 1
         if s.consecutive_bad >= t.max_nonfinite:
             hint = "lower train.base_lr" + (" or use fp32" if t.precision != "fp32" else "")
             raise TrainingError(f"{s.consecutive_bad} consecutive non-finite losses at step {s.step}; {hint} "

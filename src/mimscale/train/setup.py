@@ -82,8 +82,6 @@ def _check_world(cfg: DictConfig, world: int, device: torch.device) -> int:
     if t.batch_size % (world * t.accum_steps) != 0:
         raise C.ConfigError(f"train.batch_size {t.batch_size} is not divisible by world size {world} x "
                             f"accum_steps {t.accum_steps}")
-    if t.precision == "fp16" and device.type != "cuda":
-        raise C.ConfigError("train.precision=fp16 needs CUDA; use bf16 on CPU")
     return t.batch_size // (world * t.accum_steps)
 
 
@@ -173,7 +171,7 @@ def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
     steps = total_steps(t.iters, t.epochs, t.samples, t.batch_size, inputs.data_size)
     lr = LRSchedule.from_config(t, steps)
     optimizer = build_optimizer(model, lr.peak, t.weight_decay, t.betas, t.eps, t.decay_position_bias)
-    scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
+    scaler = torch.amp.GradScaler(device.type, init_scale=t.fp16_init_scale) if t.precision == "fp16" else None
 
     fresh = not run_dir.list_checkpoints()
     eval_at, shared_eval_at, ckpt_at, keep = _schedules(cfg, steps, inputs.eval_images,

@@ -23,7 +23,8 @@ def autocast(device: torch.device, precision: str):
 class StepResult:
     loss: float  # mean over the micro-batches, averaged over ranks
     grad_norm: float  # before clipping; nan when the step was skipped
-    finite: bool
+    finite: bool  # loss and gradients: the update was applied
+    loss_finite: bool  # False: the loss itself; True with finite False: only the gradients (fp16 overflow)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches: list, lr: float,
@@ -57,7 +58,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches
     params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     max_norm = clip_grad if clip_grad > 0 else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-    finite = bool(torch.isfinite(all_reduce_sum(torch.stack([total, grad_norm.to(total)])).sum()))
+    checks = torch.isfinite(all_reduce_sum(torch.stack([total, grad_norm.to(total)])))
+    loss_finite, finite = bool(checks[0]), bool(checks.all())
     if finite:
         if scaler is not None:
             scaler.step(optimizer)
@@ -68,7 +70,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.update()  # lets the scaler back off on fp16 overflow
-    return StepResult(loss=float(total), grad_norm=float(grad_norm) if finite else float("nan"), finite=finite)
+    return StepResult(loss=float(total), grad_norm=float(grad_norm) if finite else float("nan"), finite=finite,
+                      loss_finite=loss_finite)
 
 
 @torch.no_grad()
