@@ -78,3 +78,33 @@ def test_finetune_test_geometry_resize_then_center_crop_bicubic():
     assert torch.equal(out, ref[:, 16:240, 80:304])
     with pytest.raises(ValueError, match="interpolation must be one of"):
         EvalTransform(224, interpolation="nearest")
+
+
+def test_finetune_training_crop_and_randaugment_interpolate_as_configured():
+    """The official fine-tune (timm's create_transform, interpolation bicubic) resizes its random crop and
+    warps RandAugment's geometric ops bicubically; ``interpolation`` sets both (bilinear stays the default)."""
+    from mimscale.data.sources import build_source
+    from mimscale.data.transforms import TrainTransform, rrc_params
+    from mimscale.evaluate.augment import _apply
+    from mimscale.evaluate.data import ClassificationData
+
+    img = _jpeg(300, 200)
+    x = torch.from_numpy(np.array(img.convert("RGB")))
+    for mode in ("bilinear", "bicubic"):
+        tf = TrainTransform(64, scale=(0.3, 1.0), hflip=False, draft=False, interpolation=mode)
+        top, left, h, w = rrc_params(200, 300, tf.scale, tf.ratio, np.random.default_rng(5))
+        ref = torch.nn.functional.interpolate(x[top:top + h, left:left + w].permute(2, 0, 1)[None], size=(64, 64),
+                                              mode=mode, antialias=True)[0]
+        assert torch.equal(tf.crop_resize(img, np.random.default_rng(5)), ref), mode
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        TrainTransform(64, interpolation="nearest")
+
+    smooth = torch.linspace(0, 1, 32).repeat(3, 32, 1)
+    bilinear = _apply("Rotate", smooth, 9, np.random.default_rng(0))
+    bicubic = _apply("Rotate", smooth, 9, np.random.default_rng(0), "bicubic")
+    assert 0 < float((bilinear - bicubic).abs().max()) < 0.1 and 0 <= float(bicubic.min()) <= float(bicubic.max()) <= 1
+
+    src = build_source("shapes:size=32,pool=8,seed=0")
+    data = ClassificationData(src, 32, train=True, crop_scale=(0.5, 1.0), interpolation="bicubic")
+    assert data.train_tf.interpolation == "bicubic"
+    assert not torch.equal(data[0][0], ClassificationData(src, 32, train=True, crop_scale=(0.5, 1.0))[0][0])

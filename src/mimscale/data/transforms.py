@@ -231,7 +231,7 @@ def _bounds(value, what: str) -> tuple[float, float]:
 
 
 class TrainTransform:
-    """RandomResizedCrop(size, scale, ratio, bilinear) -> horizontal flip (p=0.5) -> normalise.
+    """RandomResizedCrop(size, scale, ratio, bilinear or bicubic) -> horizontal flip (p=0.5) -> normalise.
 
     ``transform(img, rng)``: every random choice comes from ``rng`` (a numpy Generator), in the order
     crop box, then flip, so a sample is reproducible from the generator's seed. A size < 1, a
@@ -239,8 +239,12 @@ class TrainTransform:
     """
 
     def __init__(self, size: int, scale=(0.67, 1.0), ratio=(3 / 4, 4 / 3), hflip: bool = True,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD, draft: bool = True):  # fmt: skip
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, draft: bool = True,
+                 interpolation: str = "bilinear"):  # fmt: skip
         self.size = check_size(size)
+        if interpolation not in INTERPOLATIONS:
+            raise DataError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got '{interpolation}'")
+        self.interpolation = interpolation
         self.scale = _bounds(scale, "crop_scale")
         if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
             raise DataError(f"crop_scale must lie in (0, 1], got ({self.scale[0]:g}, {self.scale[1]:g})")
@@ -260,7 +264,8 @@ class TrainTransform:
         box = rrc_params(height, width, self.scale, self.ratio, rng)
         flip = self.hflip and rng.random() < 0.5
         x, (top, left, h, w), keep = _decode(img, box, (self.size, self.size), self.draft)
-        out = _resize_hwc(x[top : top + h, left : left + w], (self.size, self.size), keep is not None)
+        out = _resize_hwc(x[top : top + h, left : left + w], (self.size, self.size), keep is not None,
+                          self.interpolation)
         del keep
         return out.flip(-1) if flip else out
 

@@ -36,12 +36,15 @@ def _blend(degenerate: torch.Tensor, img: torch.Tensor, factor: float) -> torch.
     return (degenerate + (img - degenerate) * factor).clamp(0, 1)
 
 
-def _affine(img: torch.Tensor, theta: list[list[float]]) -> torch.Tensor:
-    """Warp by a 2x3 matrix in normalised [-1, 1] coordinates (output -> input), fill outside with _FILL."""
+def _affine(img: torch.Tensor, theta: list[list[float]], mode: str = "bilinear") -> torch.Tensor:
+    """Warp by a 2x3 matrix in normalised [-1, 1] coordinates (output -> input), fill outside with _FILL;
+    ``mode`` bilinear or bicubic (the official fine-tune's, which can overshoot: clamped to [0, 1])."""
     c, h, w = img.shape
     grid = F.affine_grid(img.new_tensor(theta)[None], [1, c, h, w], align_corners=False)
     both = torch.cat([img, img.new_ones(1, h, w)])[None]  # last channel tracks what came from inside
-    out = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    out = F.grid_sample(both, grid, mode=mode, padding_mode="zeros", align_corners=False)[0]
+    if mode != "bilinear":
+        out = out.clamp(0, 1)
     inside = out[-1:]
     fill = img.new_tensor(_FILL[:c] if c <= 3 else [0.5] * c).view(c, 1, 1)
     return out[:-1] + (1 - inside) * fill
@@ -78,7 +81,7 @@ def _signed(v: float, rng: np.random.Generator) -> float:
     return -v if rng.random() < 0.5 else v
 
 
-def _apply(op: str, img: torch.Tensor, m: float, rng: np.random.Generator) -> torch.Tensor:
+def _apply(op: str, img: torch.Tensor, m: float, rng: np.random.Generator, mode: str = "bilinear") -> torch.Tensor:
     """One op at magnitude ``m`` in [0, 10] (timm's level functions for the increasing set)."""
     f = m / _MAX_LEVEL
     if op == "AutoContrast":
@@ -91,15 +94,15 @@ def _apply(op: str, img: torch.Tensor, m: float, rng: np.random.Generator) -> to
         return 1 - img
     if op == "Rotate":
         a = math.radians(_signed(30 * f, rng))
-        return _affine(img, [[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0]])
+        return _affine(img, [[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0]], mode)
     if op == "ShearX":
-        return _affine(img, [[1, _signed(0.3 * f, rng), 0], [0, 1, 0]])
+        return _affine(img, [[1, _signed(0.3 * f, rng), 0], [0, 1, 0]], mode)
     if op == "ShearY":
-        return _affine(img, [[1, 0, 0], [_signed(0.3 * f, rng), 1, 0]])
+        return _affine(img, [[1, 0, 0], [_signed(0.3 * f, rng), 1, 0]], mode)
     if op == "TranslateXRel":  # a fraction (up to 0.45) of the width; normalised units span 2
-        return _affine(img, [[1, 0, 2 * _signed(0.45 * f, rng)], [0, 1, 0]])
+        return _affine(img, [[1, 0, 2 * _signed(0.45 * f, rng)], [0, 1, 0]], mode)
     if op == "TranslateYRel":
-        return _affine(img, [[1, 0, 0], [0, 1, 2 * _signed(0.45 * f, rng)]])
+        return _affine(img, [[1, 0, 0], [0, 1, 2 * _signed(0.45 * f, rng)]], mode)
     if op == "PosterizeIncreasing":
         bits = 4 - int(f * 4)
         q = (img * 255).round().long() & (0xFF << (8 - bits) & 0xFF)
@@ -128,7 +131,7 @@ OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing", "S
 
 
 def rand_augment(img: torch.Tensor, n: int, m: float, mstd: float, rng: np.random.Generator,
-                 prob: float = 0.5) -> torch.Tensor:
+                 prob: float = 0.5, mode: str = "bilinear") -> torch.Tensor:
     """``n`` ops drawn with replacement, each applied with probability ``prob`` at magnitude
     N(m, mstd) clipped to [0, 10] (timm's defaults for ``rand-m{m}-mstd{mstd}-inc1``)."""
     if n <= 0:
@@ -137,7 +140,7 @@ def rand_augment(img: torch.Tensor, n: int, m: float, mstd: float, rng: np.rando
         if rng.random() > prob:
             continue
         mag = float(np.clip(rng.normal(m, mstd), 0, _MAX_LEVEL)) if mstd > 0 else float(m)
-        img = _apply(str(op), img, mag, rng)
+        img = _apply(str(op), img, mag, rng, mode)
     return img
 
 

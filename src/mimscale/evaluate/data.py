@@ -77,7 +77,9 @@ class ClassificationData(torch.utils.data.Dataset):
         self.randaug = randaug
         # Test geometry: shorter side to size / test_crop (the ImageNet convention: 224/0.875 = 256), center crop.
         self.eval_tf = EvalTransform(size, resize=int(size / test_crop), interpolation=interpolation)
-        self.train_tf = TrainTransform(size, scale=tuple(crop_scale), hflip=hflip)
+        # The same interpolation for the training crop and RandAugment's warps (timm's create_transform).
+        self.train_tf = TrainTransform(size, scale=tuple(crop_scale), hflip=hflip, interpolation=interpolation)
+        self.interpolation = interpolation
         self.normalize = Normalize()
 
     def __len__(self) -> int:
@@ -94,7 +96,7 @@ class ClassificationData(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         x = self.train_tf.crop_resize(img, rng)
         if self.randaug[0] > 0:
-            x = rand_augment(x.float() / 255, *self.randaug, rng=rng) * 255
+            x = rand_augment(x.float() / 255, *self.randaug, rng=rng, mode=self.interpolation) * 255
         return self.normalize(x), label
 
 

@@ -87,7 +87,7 @@ def finetune(encoder, train_src, test_src, num_classes: int, cfg, device, img_si
     model = Classifier(encoder, num_classes).to(device)
     randaug = (cfg.randaug_n, cfg.randaug_m, cfg.randaug_mstd)
     train_ds = ClassificationData(train_src, img_size, train=True, seed=cfg.seed, crop_scale=cfg.crop_scale,
-                                  hflip=cfg.hflip, randaug=randaug)
+                                  hflip=cfg.hflip, randaug=randaug, interpolation=cfg.interpolation)
     test_ds = ClassificationData(test_src, img_size, test_crop=cfg.test_crop, interpolation=cfg.interpolation)
     optimizer = build_optimizer(model, cfg)
     parts = dist.world_size() * cfg.accum_steps
