@@ -45,7 +45,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mimscale.errors import StudyError
+from mimscale.errors import Interrupted, StudyError
 from mimscale.rundir import RunDir, atomic_write_text
 from mimscale.study import sharing, store
 from mimscale.study.slurm_queue import job_name, queue_states, record_submission, release_dead_claims
@@ -57,8 +57,14 @@ try:
 except ImportError:  # submitit is a dependency, but keep `study status` alive on a broken install
     Checkpointable = object
 
+
 def torchrun_pretrain(cfg: DictConfig, evals: list[dict], gpus: int) -> dict:
-    """Run function for multi-GPU runs: DDP pre-training under torchrun on this node, then evaluations."""
+    """Run function for multi-GPU runs: DDP pre-training under torchrun on this node, then evaluations.
+
+    Slurm's requeue signal reaches every process of the task. The torchrun agent ignores it (it would die
+    of it, and its ranks with it, losing the steps since the last checkpoint); each rank hands it to its
+    training loop (``_ddp_main``), the ranks agree on a step, checkpoint and exit, and this function raises
+    ``Interrupted``, so the run is recorded interrupted and the requeued task resumes from that checkpoint."""
     from mimscale import config as C
 
     run_dir = RunDir(cfg.run_dir)
@@ -67,7 +73,25 @@ def torchrun_pretrain(cfg: DictConfig, evals: list[dict], gpus: int) -> dict:
     atomic_write_text(launch, C.dump_yaml(cfg))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
            "-m", "mimscale.study.slurm", str(launch)]
-    subprocess.run(cmd, check=True)
+    signum = _requeue_signal()
+    received: list[int] = []
+    outer = signal.getsignal(signum)  # StopRequest's, in a Slurm task
+
+    def note(s, frame):
+        received.append(s)
+        if callable(outer):
+            outer(s, frame)
+
+    signal.signal(signum, note)
+    try:  # SIG_IGN survives exec: the agent, and the ranks until _ddp_main installs its handler, ignore it
+        code = subprocess.run(cmd, preexec_fn=lambda: signal.signal(signum, signal.SIG_IGN)).returncode
+    finally:
+        signal.signal(signum, outer)
+    if code != 0:
+        if received:
+            steps = run_dir.list_checkpoints()
+            raise Interrupted(received[0], steps[-1][0] if steps else 0)
+        raise RuntimeError(f"torchrun exited with code {code} (the ranks' output is above)")
     summary = run_dir.read_summary()
     if summary is None:
         raise RuntimeError(f"torchrun finished but wrote no {run_dir.summary}")
@@ -287,11 +311,17 @@ class _Submitter:
 
 
 def _ddp_main(argv: list[str]) -> int:
-    """Entry point of each torchrun rank: load the launch config and pre-train (rank 0 writes the files)."""
+    """Entry point of each torchrun rank: load the launch config and pre-train (rank 0 writes the files).
+    The requeue signal becomes a stop request for the loop, as in a one-process task."""
     from mimscale.config import load_config
     from mimscale.train import pretrain
 
-    pretrain(load_config(argv[0]))
+    try:
+        with StopRequest():
+            pretrain(load_config(argv[0]))
+    except Interrupted as e:
+        print(f"mimscale: {e}", file=sys.stderr, flush=True)
+        return 128 + e.signum
     return 0
 
 
