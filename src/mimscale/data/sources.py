@@ -15,6 +15,9 @@ Specs: ``"shapes"``, ``"shapes:size=32,pool=1000,seed=0"``, ``{"kind": "shapes",
 ``"photos"``, ``"photos:size=32,pool=1000,seed=0,val_pool=1000,split=train"``, ``"folder:/path"`` or a
 plain existing directory, ``"shards:/path/train-{000..009}.tar"`` or a path ending in ``.tar``,
 ``"digits"``, ``"digits:size=32"``, ``"sample_images"``, ``"sample_images:tile=64"``.
+
+One module for the source protocol and every kind behind ``build_source`` (about 420 lines); folder listing is
+``data/scan.py``, web-dataset shards ``data/shards.py``, the photos' tiling ``data/photos.py``.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ window partition folds into the q/k/v head split, and per-block intermediate map
 with the cosine-normalised queries pre-multiplied by the per-head logit scale (so ``scale=1``) and the
 continuous position bias plus the shifted-window mask passed as one additive ``attn_mask``; on CPU the same
 arithmetic is written out (see ``_attention``).
+
+One family, one file (about 420 lines): attention, blocks, stages, the backbone and its presets read together;
+the transformers converter lives in ``models/hf.py``, shared layers in ``models/layers.py``.
 """
 
 from __future__ import annotations
