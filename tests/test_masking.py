@@ -51,3 +51,10 @@ def test_upsample_to_pixels():
     assert px.shape == (1, 1, 32, 32)
     assert px.sum() == m.sum() * 16
     assert px[0, 0, ::4, ::4].equal(m[0])
+
+
+@pytest.mark.parametrize("field", ["input_size", "mask_patch_size", "model_patch_size"])
+@pytest.mark.parametrize("value", [0, -32, 32.0])
+def test_mask_generator_refuses_sizes_that_are_not_positive_integers(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a positive integer"):
+        MaskGenerator(**{"input_size": 64, "mask_patch_size": 32, "model_patch_size": 4, field: value})

@@ -9,6 +9,7 @@ Bernoulli), then repeated to the model's token grid (``model_patch_size`` pixels
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,9 @@ class MaskGenerator:
     mask_ratio: float = 0.6
 
     def __post_init__(self) -> None:
+        for name in ("input_size", "mask_patch_size", "model_patch_size"):
+            if not isinstance(getattr(self, name), numbers.Integral) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.input_size % self.mask_patch_size != 0:
             raise ValueError(
                 f"input_size ({self.input_size}) must be divisible by mask_patch_size ({self.mask_patch_size})"
