@@ -1,6 +1,7 @@
 """The Slurm executor through submitit's local (subprocess) and debug (in-process) backends."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from study_helpers import write_study
@@ -49,7 +50,7 @@ def test_multi_gpu_runs_go_through_torchrun(tmp_path, monkeypatch, gpus):
     from mimscale.study import slurm
 
     calls = []
-    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, check: calls.append(cmd))
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or SimpleNamespace(returncode=0))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "summary.json").write_text(json.dumps({"status": "done"}))
