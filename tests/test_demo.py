@@ -34,8 +34,13 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert (record["data"], record["seed"], record["backbone"], record["quick"]) == ("shapes", 0, "vit", True)
     assert record["seconds"] > 0
     # rerunning resumes: nothing left to do, same report, and the record keeps the time of the run that worked
+    assert record["fresh"] is True  # every run trained by this call
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    assert json.loads((out / "demo.json").read_text())["seconds"] == record["seconds"]
+    assert json.loads((out / "demo.json").read_text()) == record
+    # A record written before "fresh" existed does not gain one (unknown is not "resumed").
+    (out / "demo.json").write_text(json.dumps({k: v for k, v in record.items() if k != "fresh"}))
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert "fresh" not in json.loads((out / "demo.json").read_text())
 
 
 @pytest.mark.slow

@@ -132,8 +132,11 @@ def demo_main(argv: list[str] | None = None) -> int:
         path = build_report(out, out / "report", extra_sections=seeds)
     res = json.loads((out / "report" / "tables" / "analysis.json").read_text())
     seconds = time.time() - t0
-    if finished_before and "seconds" in previous:
-        record.update(seconds=previous["seconds"], finished=previous.get("finished"), fresh=previous.get("fresh"))
+    if finished_before and "seconds" in previous:  # nothing trained now: keep what the working call recorded
+        record.update(seconds=previous["seconds"], finished=previous.get("finished"))
+        record.pop("fresh")
+        if "fresh" in previous:  # records written before the key existed do not say
+            record["fresh"] = previous["fresh"]
     else:
         record.update(seconds=round(seconds, 1), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     atomic_write_json(out / RECORD, record)

@@ -12,7 +12,7 @@ import yaml
 from synth_results import make_study_dir
 
 from mimscale.analysis import analyze, results_table
-from mimscale.analysis.correlation import weakest
+from mimscale.analysis.correlation import weakest, weakest_words
 from mimscale.analysis.datasets import assign_series, choose_primary
 from mimscale.analysis.findings import overfitting_finding
 from mimscale.analysis.results import ResultsError, clean_runs, dataset_name
@@ -209,7 +209,7 @@ def test_rise_shrinking_with_model_size_is_only_partly(grid_res):
 
 # --- correlation ------------------------------------------------------------------------------------
 
-def test_weakest_is_the_correlation_closest_to_zero():
+def test_weakest_is_the_correlation_least_in_the_expected_direction():
     rows = [{"group": "a", "spearman": -0.99, "expected_sign": "negative"},
             {"group": "b", "spearman": -0.60, "expected_sign": "negative"},
             {"group": "c", "spearman": -0.95, "expected_sign": "negative"}]
@@ -219,6 +219,12 @@ def test_weakest_is_the_correlation_closest_to_zero():
     assert weakest(pos)["group"] == "b"
     wrong = rows + [{"group": "d", "spearman": 0.2, "expected_sign": "negative"}]
     assert weakest(wrong)["group"] == "d"  # the wrong sign is weaker than any right-signed one
+    # All of the wrong sign (a frozen probe that does not follow the loss): the weakest is the most positive,
+    # which is not "closest to zero"; the words say what it is.
+    positive = [{"group": "s", "spearman": 0.07, "expected_sign": "negative"},
+                {"group": "m", "spearman": 0.80, "expected_sign": "negative"}]
+    assert weakest(positive)["group"] == "m" and weakest_words(weakest(positive)) == "least negative"
+    assert weakest_words(pos[0]) == "least positive"
 
 
 def test_summary_names_the_planted_weak_model(tmp_path):
@@ -226,7 +232,7 @@ def test_summary_names_the_planted_weak_model(tmp_path):
     per = {r["group"]: r["spearman"] for r in res["correlation"] if r["group"] != "all"}
     assert max(per, key=per.get) == "swinv2-H"  # least negative
     text = " ".join(res["summary"])
-    assert f"weakest (closest to zero) for swinv2-H (Spearman {per['swinv2-H']:.2f}" in text
+    assert f"weakest (least negative) for swinv2-H (Spearman {per['swinv2-H']:.2f}" in text
     strongest = min(per, key=per.get)
     assert f"strongest for {strongest}" in text and strongest != "swinv2-H"
     f = _finding(res, "validation loss")

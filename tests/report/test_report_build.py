@@ -117,4 +117,4 @@ def test_two_dataset_report_states_its_bases(tmp_path):
     fits = text[text.index(">Scaling-law fits<"):]
     assert "not identified" in fits and "beta at its bound 5" in fits
     assert {p.stem for p in (tmp_path / "o" / "figures").glob("*.png")} == FIGURES - {"loss_curves"}
-    assert "weakest (closest to zero) for" in text
+    assert "weakest (least negative) for" in text

@@ -95,6 +95,12 @@ def weakest(rows: list[dict]) -> dict | None:
     return max(rows, key=lambda r: r["spearman"] if r["expected_sign"] == "negative" else -r["spearman"])
 
 
+def weakest_words(row: dict) -> str:
+    """How a report names the weakest row: "least negative" (expected negative sign), not "closest to zero",
+    which a correlation of the wrong sign (+0.80 beside +0.07) is not."""
+    return "least negative" if row["expected_sign"] == "negative" else "least positive"
+
+
 def selection_table(runs: pd.DataFrame, metrics: list[str] | None = None) -> list[dict]:
     """Would picking the run with the lowest val_loss also pick the best run by each metric?
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .correlation import weakest
+from .correlation import weakest, weakest_words
 from .results import higher_is_better
 
 # "Stops improving" looks at the last part of training: the demo's feasibility runs saw the stall in the last 40%.
@@ -264,7 +264,7 @@ def correlation_finding(corr_rows: list[dict], headline_metrics: list[str] | Non
         if w is not None:
             weak[r["metric"]] = w["group"]
             part += ("; per model " + ", ".join(f"{x['group']} {x['spearman']:+.2f}" for x in within)
-                     + f", weakest (closest to zero) for {w['group']}")
+                     + f", weakest ({weakest_words(w)}) for {w['group']}")
         parts.append(part)
     verdict = "yes" if all(g == "yes" for g in grades) else "no" if all(g == "no" for g in grades) else "partly"
     return {"finding": "validation loss predicts downstream accuracy", "verdict": verdict,

@@ -6,7 +6,7 @@ import math
 
 from scipy import stats
 
-from .correlation import weakest
+from .correlation import weakest, weakest_words
 
 
 def human(n: float) -> str:
@@ -229,7 +229,7 @@ def correlation(res: dict) -> list[str]:
         if len(within) >= 2:
             weak = weakest(within)
             strong = min(within, key=lambda r: r["spearman"] if r["expected_sign"] == "negative" else -r["spearman"])
-            sent += (f" Within a model it is weakest (closest to zero) for {weak['group']} (Spearman "
+            sent += (f" Within a model it is weakest ({weakest_words(weak)}) for {weak['group']} (Spearman "
                      f"{weak['spearman']:.2f}, n={weak['n']}) and strongest for {strong['group']} (Spearman "
                      f"{strong['spearman']:.2f}, n={strong['n']}).")
         out.append(sent)
