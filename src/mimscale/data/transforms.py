@@ -207,6 +207,12 @@ class Normalize:
         return ((x - b) / s / 255.0).clamp(0, 1)
 
 
+def check_interpolation(interpolation: str) -> str:
+    if interpolation not in INTERPOLATIONS:
+        raise DataError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got '{interpolation}'")
+    return interpolation
+
+
 def check_size(size, what: str = "img_size") -> int:
     """``size`` as an int >= 1 (an int, or a float with an integral value); one-line DataError else."""
     ok = isinstance(size, numbers.Integral) and not isinstance(size, bool)
@@ -242,9 +248,7 @@ class TrainTransform:
                  mean=IMAGENET_MEAN, std=IMAGENET_STD, draft: bool = True,
                  interpolation: str = "bilinear"):  # fmt: skip
         self.size = check_size(size)
-        if interpolation not in INTERPOLATIONS:
-            raise DataError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got '{interpolation}'")
-        self.interpolation = interpolation
+        self.interpolation = check_interpolation(interpolation)
         self.scale = _bounds(scale, "crop_scale")
         if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
             raise DataError(f"crop_scale must lie in (0, 1], got ({self.scale[0]:g}, {self.scale[1]:g})")
@@ -286,9 +290,7 @@ class EvalTransform:
         self.resize = check_size(resize, "eval resize") if resize else self.size
         if self.resize < self.size:
             raise DataError(f"eval resize ({self.resize}) must be >= img_size ({self.size})")
-        if interpolation not in INTERPOLATIONS:
-            raise DataError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got '{interpolation}'")
-        self.draft, self.interpolation = draft, interpolation
+        self.draft, self.interpolation = draft, check_interpolation(interpolation)
         self.normalize = Normalize(mean, std)
 
     def _target(self, height: int, width: int) -> tuple[int, int]:

@@ -79,7 +79,6 @@ class ClassificationData(torch.utils.data.Dataset):
         self.eval_tf = EvalTransform(size, resize=int(size / test_crop), interpolation=interpolation)
         # The same interpolation for the training crop and RandAugment's warps (timm's create_transform).
         self.train_tf = TrainTransform(size, scale=tuple(crop_scale), hflip=hflip, interpolation=interpolation)
-        self.interpolation = interpolation
         self.normalize = Normalize()
 
     def __len__(self) -> int:
@@ -96,7 +95,7 @@ class ClassificationData(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         x = self.train_tf.crop_resize(img, rng)
         if self.randaug[0] > 0:
-            x = rand_augment(x.float() / 255, *self.randaug, rng=rng, mode=self.interpolation) * 255
+            x = rand_augment(x.float() / 255, *self.randaug, rng=rng, mode=self.train_tf.interpolation) * 255
         return self.normalize(x), label
 
 
