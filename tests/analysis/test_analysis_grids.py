@@ -16,7 +16,7 @@ from mimscale.analysis.correlation import weakest, weakest_words
 from mimscale.analysis.datasets import assign_series, choose_primary
 from mimscale.analysis.findings import overfitting_finding
 from mimscale.analysis.results import ResultsError, clean_runs, dataset_name
-from mimscale.analysis.synthetic import FULL, LARGE_SIZE, SWIN, paper_grid
+from paper_grid import FULL, LARGE_SIZE, SWIN, paper_grid
 from mimscale.cli import main
 
 FAST = {"n_boot": 200, "fit_boot": 50}

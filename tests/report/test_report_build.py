@@ -102,7 +102,7 @@ def test_study_with_no_finished_run_exits_2(tmp_path, capsys):
 
 
 def test_two_dataset_report_states_its_bases(tmp_path):
-    from mimscale.analysis.synthetic import paper_grid
+    from paper_grid import paper_grid
 
     paper_grid().to_csv(tmp_path / "g.csv", index=False)
     path = build_report(tmp_path / "g.csv", tmp_path / "o", same_distribution=True, **FAST)

@@ -130,6 +130,39 @@ def _metric_fell(runs: pd.DataFrame, r: dict, metric: str) -> bool | None:
     return bool(long_ < short) if higher_is_better(metric) else bool(long_ > short)
 
 
+def _onsets(by_model: dict[str, dict[float, float]], models: list[str], tol: float) -> dict[str, float | None]:
+    """model -> the largest data size at which its held-out loss still rises (None: it rises nowhere)."""
+    out = {}
+    for m in models:
+        if m in by_model:
+            up = [s for s, v in by_model[m].items() if v > tol]
+            out[m] = max(up) if up else None
+    return out
+
+
+def _onset_order(by_model: dict[str, dict[float, float]], onsets: dict[str, float | None], tol: float
+                 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(violations, undecided) pairs (smaller model, larger model) of "the onset does not move to less data
+    as models grow". A rise shrinks with more data, so a larger model's onset is surely below a smaller
+    one's only where it was run, and did not rise, at a size above its own onset and at or below the
+    smaller one's; otherwise (an unbalanced grid: it was not run there) the pair is undecided."""
+    ordered = list(onsets)
+    bad, unknown = [], []
+    for i, small in enumerate(ordered):
+        if onsets[small] is None:
+            continue
+        for large in ordered[i + 1:]:
+            own = onsets[large]
+            if own is not None and own >= onsets[small]:
+                continue
+            floor = -np.inf if own is None else own
+            if any(floor < s <= onsets[small] and v <= tol for s, v in by_model[large].items()):
+                bad.append((small, large))
+            else:
+                unknown.append((small, large))
+    return bad, unknown
+
+
 def _length_evidence(runs: pd.DataFrame, over: list[dict], models: list[str], tol: float,
                      metric: str | None) -> dict | None:
     rows = [r for r in over if r.get("rise_vs_shorter") is not None and np.isfinite(r["rise_vs_shorter"])]
@@ -143,38 +176,60 @@ def _length_evidence(runs: pd.DataFrame, over: list[dict], models: list[str], to
     full = [r for r in flagged if r["data_size"] >= d_max]
     rank = {m: i for i, m in enumerate(models)}
     by_size: dict[float, dict[str, float]] = {}
+    by_model: dict[str, dict[float, float]] = {}
     for r in sorted(rows, key=lambda r: (r["data_size"], rank.get(r["model"], 0))):
         by_size.setdefault(float(r["data_size"]), {})[r["model"]] = float(r["rise_vs_shorter"])
-    growth = {}
-    for size in sorted({float(r["data_size"]) for r in small}):
-        got = by_size[size]
-        if len(got) >= 2:
-            rho = stats.spearmanr([rank.get(m, 0) for m in got], list(got.values())).statistic
-            growth[size] = float(rho) if np.isfinite(rho) else 0.0
-    grows = bool(growth) and all(v > 0 for v in growth.values())
-    fell = [x for x in (_metric_fell(runs, r, metric) for r in small) if x is not None] if metric else []
-    checks = [bool(small), grows, not full]
+    for r in sorted(rows, key=lambda r: (rank.get(r["model"], 0), r["data_size"])):
+        by_model.setdefault(r["model"], {})[float(r["data_size"])] = float(r["rise_vs_shorter"])
+    # The onset is read on the data smaller than the largest size (a rise there is checked on its own).
+    below = {m: {s: v for s, v in got.items() if s < d_max} for m, got in by_model.items()}
+    onsets = _onsets({m: g for m, g in below.items() if g}, [m for m in models if below.get(m)], tol)
+    bad, unknown = _onset_order({m: below[m] for m in onsets}, onsets, tol)
+    # "Where present": the paper sees the downstream metric fall with the rise for the larger models, while
+    # fine-tuning recovers the smaller models' rises; so the check is on the larger half (by size) of the
+    # models with a rise on smaller data, the largest included.
+    rising = [m for m in onsets if onsets[m] is not None]
+    larger = set(rising[len(rising) // 2:])
+    fell_by = {}
+    if metric:
+        for r in small:
+            x = _metric_fell(runs, r, metric)
+            if x is not None:
+                fell_by[(r["model"], float(r["data_size"]))] = x
+    fell_large = [x for (m, _), x in fell_by.items() if m in larger]
+    checks = [bool(small), not full, not bad]
     shorter = sorted({r["shorter_iters"] for r in rows})
     parts = []
     for size, got in by_size.items():
         items = ", ".join(f"{m} {v:+.4f}{'*' if v > tol else ''}" for m, v in got.items())
         parts.append(f"{int(size):,} images: {items}")
+    onset_words = ", ".join(f"{m} {f'{int(s):,}' if s is not None else f'none (from {int(min(below[m])):,})'}"
+                            for m, s in onsets.items())
+    if not small:
+        trend = f"No rise above the tolerance on data smaller than {int(d_max):,} images"
+    else:
+        trend = (f"{len(small)} rise(s) on data smaller than {int(d_max):,} images; the largest size at which "
+                 f"each model still rises (its onset): {onset_words} ("
+                 + ("moves to more data as models grow" if not bad else "moves to less data for "
+                    + ", ".join(f"{b} after {a}" for a, b in bad))
+                 + (f"; undecided for {', '.join(sorted({b for _, b in unknown}))}, not run at the smaller "
+                    "models' onset" if unknown and not bad else "") + ")")
     text = (f"Length rule, held-out loss at {int(longest):,} it minus the best shorter length "
             f"({', '.join(f'{int(s):,}' for s in shorter)} it; * = above the tolerance {tol:.2g}): "
-            + "; ".join(parts) + ". "
-            + (f"{len(small)} rise(s) on data smaller than {int(d_max):,} images"
-               + (f", growing with model size (rank correlation {', '.join(f'{v:+.2f}' for v in growth.values())}"
-                  f" at {', '.join(f'{int(s):,}' for s in growth)} images)" if grows else
-                  ", not growing with model size at every size with a flagged rise" if growth else
-                  ", too few models per size to compare") if small else
-               f"No rise above the tolerance on data smaller than {int(d_max):,} images")
+            + "; ".join(parts) + ". " + trend
             + (f"; {len(full)} on the largest size." if full else "; none on the largest size."))
-    if metric and fell:
-        checks.append(sum(fell) > len(fell) / 2)
-        text += f" {metric} fell with the rise in {sum(fell)} of {len(fell)} flagged setting(s)."
+    if metric and fell_large:
+        checks.append(sum(fell_large) > len(fell_large) / 2)
+        text += (f" {metric} fell with the rise in {sum(fell_large)} of {len(fell_large)} flagged setting(s) of "
+                 f"the larger models ({', '.join(m for m in rising if m in larger)}; target: more than half)"
+                 f", in {sum(fell_by.values())} of {len(fell_by)} over all models.")
     numbers = {"iters": longest, "rises_by_size": {f"{s:g}": v for s, v in by_size.items()},
-               "flagged_small": len(small), "flagged_full": len(full), "growth_by_size": growth,
-               "metric": metric, "metric_fell": int(sum(fell)), "metric_compared": len(fell)}
+               "flagged_small": len(small), "flagged_full": len(full),
+               "onset_by_model": onsets, "onset_moves_to_more_data": not bad,
+               "onset_violations": [list(p) for p in bad], "onset_undecided": [list(p) for p in unknown],
+               "metric": metric, "metric_fell": int(sum(fell_by.values())), "metric_compared": len(fell_by),
+               "metric_models": [m for m in rising if m in larger], "metric_fell_larger": int(sum(fell_large)),
+               "metric_compared_larger": len(fell_large)}
     return {"presence": [bool(small)], "checks": checks, "text": text, "numbers": numbers}
 
 
