@@ -14,7 +14,6 @@ from synth_results import make_study_dir
 from mimscale.analysis import analyze, results_table
 from mimscale.analysis.correlation import weakest, weakest_words
 from mimscale.analysis.datasets import assign_series, choose_primary
-from mimscale.analysis.findings import overfitting_finding
 from mimscale.analysis.results import ResultsError, clean_runs, dataset_name
 from paper_grid import FULL, LARGE_SIZE, SWIN, paper_grid
 from mimscale.cli import main
@@ -153,21 +152,83 @@ def test_sub_0005_rises_on_a_045_scale_are_flagged(grid_res):
     assert "0.2% of the median held-out loss" in cfg["tolerance_basis"]
     flagged = [r for r in grid_res["rises"] if r["flag"]]
     # Regression: all planted rises are below the old absolute tolerance 0.005, and all are flagged now.
-    assert flagged and all(0.001 < r["rise_vs_shorter"] < 0.005 for r in flagged)
-    assert {(r["model"], r["data_size"]) for r in flagged} == {("swinv2-L", 128_117), ("swinv2-H", 256_233)}
+    assert flagged and all(0.0008 < r["rise_vs_shorter"] < 0.005 for r in flagged)
+    at_longest = {(r["model"], r["data_size"]) for r in flagged if r["iters"] == 500_000}
+    assert at_longest == {("swinv2-S", 128_117), ("swinv2-B", 128_117), ("swinv2-L", 128_117),
+                          ("swinv2-B", 256_233), ("swinv2-L", 256_233), ("swinv2-H", 256_233),
+                          ("swinv2-g", 640_584)}
     # Every rise is listed, flagged or not, with its size.
     small = [r for r in grid_res["rises"] if not r["flag"]]
     assert small and all(0 < r["rise_vs_shorter"] <= cfg["tolerance"] for r in small)
     assert "Every rise of the held-out loss" in " ".join(grid_res["summary"])
+
+
+def test_the_published_shape_of_overfitting_is_recognised(grid_res):
+    """The issue's grid: the rises at the smallest fraction are larger for the smaller models (the old rule,
+    'rises grow with size at every size', said 'partly'), while the onset grows with size, nothing rises on
+    the full data and the top-1 falls with the rise for the larger models only."""
     f = _finding(grid_res, "overfitting")
-    assert f["verdict"] == "yes" and f["numbers"]["metric_fell"] == f["numbers"]["metric_compared"] == 2
-    assert f["numbers"]["flagged_full"] == 0 and all(v > 0 for v in f["numbers"]["growth_by_size"].values())
+    n = f["numbers"]
+    at_10 = n["rises_by_size"]["128117"]
+    assert at_10["swinv2-S"] > at_10["swinv2-B"] > at_10["swinv2-L"] > 0
+    assert n["onset_by_model"] == {"swinv2-S": 128_117, "swinv2-B": 256_233, "swinv2-L": 256_233,
+                                   "swinv2-H": 256_233, "swinv2-g": 640_584}
+    assert n["onset_moves_to_more_data"] and n["flagged_full"] == 0 and n["flagged_small"] == 7
+    # The smaller models' top-1 does not fall (fine-tuning recovers it): 4 of 7 over all, 4 of 4 for the larger.
+    assert (n["metric_fell"], n["metric_compared"]) == (4, 7)
+    assert n["metric_models"] == ["swinv2-L", "swinv2-H", "swinv2-g"]
+    assert (n["metric_fell_larger"], n["metric_compared_larger"]) == (4, 4)
+    assert f["verdict"] == "yes" and "moves to more data as models grow" in f["text"]
+    assert "nan" not in f["text"]
 
 
-@pytest.mark.parametrize("tolerance, n_flagged", [(0.005, 0), (0.0, 6)])
+@pytest.mark.parametrize("seeds", [1, 2])
+@pytest.mark.parametrize("tolerance", [None, 0.0])
+def test_the_paper_shape_is_yes_at_any_tolerance_and_seeds(tmp_path, seeds, tolerance):
+    res = _analyze(tmp_path, paper_grid(seeds=seeds), tolerance=tolerance)
+    f = _finding(res, "overfitting")
+    assert f["verdict"] == "yes", f["text"]
+    assert [x["verdict"] for x in res["paper_findings"]] == ["yes", "yes", "yes"]
+    if seeds == 2 and tolerance is None:
+        # swinv2-g's 50% rise (0.0009) is within the seed tolerance; it was not run at 20%, where swinv2-H
+        # still rises, so whether its onset is below swinv2-H's is undecided, not a violation.
+        assert f["numbers"]["onset_by_model"]["swinv2-g"] is None
+        assert ["swinv2-H", "swinv2-g"] in f["numbers"]["onset_undecided"] and "undecided" in f["text"]
+    if tolerance == 0.0:
+        assert f["numbers"]["onset_by_model"]["swinv2-H"] == 640_584
+
+
+@pytest.mark.parametrize("seeds", [1, 2])
+@pytest.mark.parametrize("twin, verdict, words", [
+    (False, "no", "No rise above the tolerance"),
+    ("wrong_way", "partly", "swinv2-L after swinv2-S"),
+    ("full", "partly", "on the largest size.")])
+def test_planted_absent_twins_are_not_yes(tmp_path, twin, verdict, words, seeds):
+    res = _analyze(tmp_path, paper_grid(overfit=twin, seeds=seeds))
+    f = _finding(res, "overfitting")
+    assert f["verdict"] == verdict and words in f["text"], f["text"]
+    if twin == "full":
+        assert f["numbers"]["flagged_full"] == 5
+    if twin == "wrong_way":
+        assert not f["numbers"]["onset_moves_to_more_data"]
+        assert ["swinv2-S", "swinv2-g"] in f["numbers"]["onset_violations"]
+    if twin is False:
+        assert not any(r["flag"] for r in res["overfitting"])
+
+
+def test_metric_not_falling_for_the_larger_models_is_only_partly(tmp_path):
+    df = paper_grid()
+    big = df["model"].isin(["swinv2-L", "swinv2-H", "swinv2-g"])
+    df.loc[big, "eval_finetune_top1"] += 0.01 * np.log2(df.loc[big, "iters"] / 125_000)  # top-1 keeps rising
+    f = _finding(_analyze(tmp_path, df), "overfitting")
+    assert f["verdict"] == "partly" and f["numbers"]["metric_fell_larger"] == 0
+    assert "fell with the rise in 0 of 4 flagged setting(s) of the larger models" in f["text"]
+
+
+@pytest.mark.parametrize("tolerance, n_flagged", [(0.005, 0), (0.0, 16)])
 def test_tolerance_override(tmp_path, tolerance, n_flagged):
     res = _analyze(tmp_path, paper_grid(), tolerance=tolerance)
-    assert sum(r["flag"] for r in res["rises"]) == n_flagged and len(res["rises"]) == 6
+    assert sum(r["flag"] for r in res["rises"]) == n_flagged and len(res["rises"]) == 16
     assert res["config"]["tolerance_source"] == "user"
     assert ("every rise is flagged" in res["config"]["tolerance_basis"]) == (tolerance == 0)
 
@@ -185,26 +246,6 @@ def test_tolerance_from_replicate_seeds(tmp_path):
     assert cfg["tolerance"] == pytest.approx(2 * np.sqrt(2) * 0.0004, rel=0.25)
     assert res["n_runs"] == 126 and res["n_settings"] == 63
     assert _finding(res, "overfitting")["verdict"] == "yes"
-
-
-@pytest.mark.parametrize("seeds", [1, 2])
-def test_no_overfitting_is_not_claimed(tmp_path, seeds):
-    res = _analyze(tmp_path, paper_grid(overfit=False, seeds=seeds))
-    f = _finding(res, "overfitting")
-    assert f["verdict"] == "no" and "No rise above the tolerance" in f["text"]
-    assert not any(r["flag"] for r in res["overfitting"])
-
-
-def test_rise_shrinking_with_model_size_is_only_partly(grid_res):
-    runs, _ = clean_runs(paper_grid())
-    over = [dict(r) for r in grid_res["overfitting"]]
-    for r in over:  # swap the roles: the smallest model rises on 10%, the larger ones do not
-        if r["iters"] == 500_000 and r["data_size"] < 200_000:
-            r["rise_vs_shorter"] = {"swinv2-S": 0.004, "swinv2-B": 0.002}.get(r["model"], -0.001)
-        elif r["iters"] == 500_000 and r.get("rise_vs_shorter") is not None:
-            r["rise_vs_shorter"] = -0.001
-    f = overfitting_finding(runs, None, MODELS, 0.0009, over, "eval_finetune_top1", "in1k")
-    assert f["verdict"] == "partly" and "not growing with model size" in f["text"]
 
 
 # --- correlation ------------------------------------------------------------------------------------
