@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/analysis.py            # ~1 min on one core
 
-1. the 63-run grid of a large MIM data-scaling study (mimscale.analysis.synthetic.paper_grid: 5 Swin V2
+1. the 63-run grid of a large MIM data-scaling study (tests/analysis/paper_grid.py: 5 Swin V2
    sizes, 10/20/50/100% of 1.28M images plus a 14.2M-image second dataset, 3 lengths, unbalanced), with
    the default resamples (2,000 for correlations, 200 for fits): the whole analysis and its parts;
 2. a balanced 1,000-run grid (10 models x 10 sizes x 5 lengths x 2 seeds);
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +27,10 @@ from mimscale.analysis.datasets import assign_series
 from mimscale.analysis.overfitting import overfitting_table, tolerance_for
 from mimscale.analysis.results import clean_runs
 from mimscale.analysis.scaling import data_gain_table, joint_fits, per_model_fits
-from mimscale.analysis.synthetic import large_grid, paper_grid
+
+# The synthetic grids are test fixtures: they live beside the analysis tests, not in the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "analysis"))
+from paper_grid import large_grid, paper_grid  # noqa: E402
 
 
 def _time(fn, repeats: int) -> tuple[float, float]:

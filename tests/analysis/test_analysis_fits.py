@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+from paper_grid import paper_grid
 from scipy import optimize
 from synth_results import LAW, power_law_frame
 
@@ -12,7 +13,6 @@ from mimscale.analysis import fitting as F
 from mimscale.analysis.results import clean_runs
 from mimscale.analysis.scaling import fit_data_law, fit_joint_law, per_model_fits
 from mimscale.analysis.summary import fits as fits_summary
-from paper_grid import paper_grid
 
 STEP = ([1e3, 2e3, 4e3, 8e3], [0.8, 0.45, 0.45, 0.45])  # all of the gain in the first step: beta runs to its bound
 

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from paper_grid import FULL, LARGE_SIZE, SWIN, paper_grid
 from synth_results import make_study_dir
 
 from mimscale.analysis import analyze, results_table
 from mimscale.analysis.correlation import weakest, weakest_words
 from mimscale.analysis.datasets import assign_series, choose_primary
 from mimscale.analysis.results import ResultsError, clean_runs, dataset_name
-from paper_grid import FULL, LARGE_SIZE, SWIN, paper_grid
 from mimscale.cli import main
 
 FAST = {"n_boot": 200, "fit_boot": 50}

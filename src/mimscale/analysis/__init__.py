@@ -43,6 +43,11 @@ non-null `message` saying why):
                 message}]             gain over the sizes every compared model has (scaling.py)
     selection [{group ("all" | "iters=<n>"), metric, n, same, metric_lost,
                 by_val_loss {run, model, data_size, iters, val_loss, value}, by_metric {...}, message}]
+    identical_metrics {metric: [the other eval_* columns equal to it on every run]}
+    prediction {fits: [{metric, n_fit, n_predicted, features, coefficients, loo_mae, loo_max_error,
+                        loo_mae_by_features, residual_interval, ci_level, message}],
+                rows: [{run, model, params, dataset, data_size, iters, seed, val_loss, metric, measured,
+                        prediction, prediction_lo, prediction_hi, predicted, value}]}     see predict.py
     paper_findings [{finding, verdict, text, numbers, ...}]                  see findings.py
     summary [str]                         the plain-words findings
     tables {name: path}                   the CSV files written (absent with write=False)
@@ -64,11 +69,13 @@ from .correlation import correlation_table, model_order, selection_table
 from .datasets import assign_series
 from .findings import paper_findings
 from .overfitting import overfitting_table, rises, tolerance_for
+from .predict import prediction_section
 from .results import (
     ResultsError,
     clean_runs,
     eval_columns,
     finetune_metrics,
+    identical_metrics,
     is_study_dir,
     load_results,
     results_table,
@@ -192,6 +199,10 @@ def analyze_frames(input_path, out_dir=None, *, tolerance: float | None = None, 
                    "joint": _section("fits.joint", messages, joint_fits, runs, **prim) or []}
     res["data_gain"] = _records(gain) if gain is not None else []
     res["selection"] = _section("selection", messages, selection_table, runs, metrics) or []
+    res["identical_metrics"] = identical_metrics(runs, metrics)
+    res["prediction"] = _section("prediction", messages, prediction_section, runs,
+                                 [m for m in metrics if m not in sum(res["identical_metrics"].values(), [])],
+                                 level) or {"fits": [], "rows": []}
     if not metrics:
         messages.append("no eval_* columns: no correlation or selection analysis")
     res = jsonable(res)
@@ -232,7 +243,9 @@ def write_tables(res: dict, runs: pd.DataFrame, out: Path) -> dict[str, str]:
               "overfitting": pd.DataFrame(res["overfitting"]),
               "fits_per_model": flatten_rows(res["fits"]["per_model"]),
               "fits_joint": flatten_rows(res["fits"]["joint"]), "data_gain": pd.DataFrame(res["data_gain"]),
-              "selection": flatten_rows(res["selection"])}
+              "selection": flatten_rows(res["selection"]),
+              "prediction_fits": flatten_rows(res["prediction"]["fits"]),
+              "predictions": pd.DataFrame(res["prediction"]["rows"])}
     paths = {}
     for name, df in tables.items():
         path = out / f"{name}.csv"

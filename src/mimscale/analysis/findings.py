@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .correlation import weakest, weakest_words
 from .results import higher_is_better
@@ -53,6 +52,11 @@ def _tail_change(curve: pd.Series) -> float:
     start = curve.index.max() * (1 - TAIL_FRACTION)
     at_start = curve[curve.index <= start].iloc[-1]
     return float(at_start - curve.iloc[-1])
+
+
+def _signed(v: float, fmt: str = "+.4f") -> str:
+    """A curve's change in words: a number, or "too few points" where the curve has too few in its window."""
+    return format(v, fmt) if np.isfinite(v) else "n/a (too few points)"
 
 
 def _rise(curve: pd.Series) -> float:
@@ -97,11 +101,12 @@ def _curve_evidence(runs: pd.DataFrame, curves: pd.DataFrame, models: list[str],
     for _, r in runs[runs["data_size"] == d_max].iterrows():
         c = _curve(curves, r["run"], "val")
         if _rise(c) > tol:
-            full_rises.append(f"{r['model']} {int(r['iters']):,} it (+{_rise(c):.4f})")
-    text = (f"Curves: {big} on {int(d_min):,} images, {int(longest):,} it: held-out loss changed by {-val_tail:+.4f} "
-            f"over the last {int(TAIL_FRACTION * 100)}% of training and ends {rise:+.4f} above its minimum "
-            f"({'stops improving' if stalls else 'still improving'} at tolerance {tol:.2g}), while the "
-            f"training-probe loss fell by {probe_tail:.4f} ({'keeps falling' if probe_falls else 'does not'}). "
+            full_rises.append(f"{r['model']} {int(r['iters']):,} it ({_rise(c):+.4f})")
+    text = (f"Curves: {big} on {int(d_min):,} images, {int(longest):,} it: held-out loss changed by "
+            f"{_signed(-val_tail)} over the last {int(TAIL_FRACTION * 100)}% of training and ends {_signed(rise)} "
+            f"above its minimum ({'too few points to tell' if not np.isfinite(val_tail) else 'stops improving' if stalls else 'still improving'} at tolerance {tol:.2g}), "
+            f"while the training-probe loss fell by {_signed(probe_tail, '.4f')} "
+            f"({'too few points to tell' if not np.isfinite(probe_tail) else 'keeps falling' if probe_falls else 'does not'}). "
             f"Its train/val gap is {gaps[big]:.4f} vs {gap_full:.4f} on {int(d_max):,} images "
             f"({ratio:.1f}x, the full-pool gap floored at the tolerance; target >= {GAP_RATIO_TARGET:g}x). Gap on "
             f"{int(d_min):,} images by model size: " + ", ".join(f"{m} {g:.4f}" for m, g in gaps.items())
@@ -296,7 +301,12 @@ def _correlation_grade(rho: float, ci_high: float) -> str:
     return "yes" if strong and significant else "partly" if strong or significant else "no"
 
 
-def correlation_finding(corr_rows: list[dict], headline_metrics: list[str] | None = None) -> dict:
+def correlation_finding(corr_rows: list[dict], headline_metrics: list[str] | None = None,
+                        identical: dict[str, list[str]] | None = None) -> dict:
+    """`identical`: metric -> the columns equal to it on every run; those are shown once, under its name."""
+    identical = identical or {}
+    same = {b for v in identical.values() for b in v}
+    corr_rows = [r for r in corr_rows if r.get("metric") not in same]
     rows = [r for r in corr_rows if r.get("group") == "all" and r.get("spearman") is not None]
     if not rows:
         return {"finding": "validation loss predicts downstream accuracy", "verdict": "n/a",
@@ -311,7 +321,8 @@ def correlation_finding(corr_rows: list[dict], headline_metrics: list[str] | Non
         ci = [float("nan") if v is None else v for v in (r.get("spearman_ci") or [None, None])]
         if r in headline:
             grades.append(_correlation_grade(r["spearman"], ci[1]))
-        part = (f"{r['metric']}: Spearman {r['spearman']:+.2f} (95% CI {ci[0]:+.2f} to {ci[1]:+.2f}), "
+        twin = f" (= {', '.join(identical[r['metric']])}, the same on every run)" if r["metric"] in identical else ""
+        part = (f"{r['metric']}{twin}: Spearman {r['spearman']:+.2f} (95% CI {ci[0]:+.2f} to {ci[1]:+.2f}), "
                 f"Pearson {r['pearson']:+.2f}, n={r['n']}")
         within = [w for w in corr_rows if w["metric"] == r["metric"] and w["group"] != "all"
                   and w.get("spearman") is not None]
@@ -339,4 +350,4 @@ def paper_findings(res: dict, runs: pd.DataFrame, curves: pd.DataFrame) -> list[
                                 headline_metric(res.get("headline_metrics") or res.get("metrics") or []),
                                 primary),
             data_gain_finding(res["data_gain"], models, primary, len(res.get("datasets") or []) > 1),
-            correlation_finding(res["correlation"], res.get("headline_metrics"))]
+            correlation_finding(res["correlation"], res.get("headline_metrics"), res.get("identical_metrics"))]

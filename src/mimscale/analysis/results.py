@@ -37,6 +37,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -68,6 +69,24 @@ def is_study_dir(path: Path) -> bool:
 
 def eval_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if str(c).startswith("eval_")]
+
+
+def identical_metrics(runs: pd.DataFrame, metrics: list[str]) -> dict[str, list[str]]:
+    """metric -> the later eval_* columns equal to it on every run (missing where it is missing), e.g. a
+    fine-tuning's final top-1 that is also its reported top-1; the findings show such columns once."""
+    out: dict[str, list[str]] = {}
+    taken: set[str] = set()
+    for i, a in enumerate(metrics):
+        if a in taken:
+            continue
+        x = runs[a].to_numpy(float)
+        for b in metrics[i + 1:]:
+            y = runs[b].to_numpy(float)
+            if b not in taken and np.array_equal(np.isnan(x), np.isnan(y)) and \
+                    np.allclose(x[~np.isnan(x)], y[~np.isnan(y)], rtol=0, atol=1e-12):
+                out.setdefault(a, []).append(b)
+                taken.add(b)
+    return out
 
 
 def higher_is_better(metric: str) -> bool:

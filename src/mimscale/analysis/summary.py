@@ -44,11 +44,22 @@ def _param(r: dict, name: str, fmt: str = ".2f", with_ci: bool = True) -> str:
     return f"{name} {format(r[name], fmt)}{_ci(ci, fmt)}"
 
 
+def _shown_metrics(res: dict) -> list[str]:
+    """The metrics, each column that is identical on every run to an earlier one left out (named with it)."""
+    same = {b for v in (res.get("identical_metrics") or {}).values() for b in v}
+    return [m for m in res["metrics"] if m not in same]
+
+
+def _metric_name(res: dict, metric: str) -> str:
+    twins = (res.get("identical_metrics") or {}).get(metric)
+    return f"{metric} (= {', '.join(twins)}, the same on every run)" if twins else metric
+
+
 def overview(res: dict) -> str:
     models = ", ".join(f"{m['name']} ({human(m['params'])} params)" for m in res["models"])
     sizes = res["data_sizes"]
     lengths = " and ".join(f"{int(i):,}" for i in res["iters"])
-    metrics = ", ".join(res["metrics"]) or "none"
+    metrics = ", ".join(_metric_name(res, m) for m in _shown_metrics(res)) or "none"
     out = (f"Analysed {res['n_runs']} runs in {res['n_settings']} settings: {len(res['models'])} model(s) "
            f"[{models}], {len(sizes)} data size(s) from {size(min(sizes))} to {size(max(sizes))}, "
            f"length(s) {lengths} iterations. Downstream metrics: {metrics}.")
@@ -210,17 +221,17 @@ def correlation(res: dict) -> list[str]:
     out = []
     rows = res["correlation"]
     level = int(round(100 * res["config"]["ci_level"]))
-    for metric in res["metrics"]:
+    for metric in _shown_metrics(res):
         allrow = next((r for r in rows if r["metric"] == metric and r["group"] == "all"), None)
         if allrow is None:
             continue
         if allrow["message"] and allrow["spearman"] is None:
-            out.append(f"Validation loss vs {metric}: {allrow['message']}.")
+            out.append(f"Validation loss vs {_metric_name(res, metric)}: {allrow['message']}.")
             continue
         sign_ok = (allrow["spearman"] < 0) == (allrow["expected_sign"] == "negative")
         ci = allrow["spearman_ci"]
         zero = " (its CI includes 0)" if ci and ci[0] <= 0 <= ci[1] else ""
-        sent = (f"Validation loss vs {metric} over all {allrow['n']} runs: Spearman {allrow['spearman']:.2f}"
+        sent = (f"Validation loss vs {_metric_name(res, metric)} over all {allrow['n']} runs: Spearman {allrow['spearman']:.2f}"
                 f"{_ci(ci)}{zero}, Pearson {allrow['pearson']:.2f}{_ci(allrow['pearson_ci'])}, Kendall "
                 f"{allrow['kendall']:.2f} ({level}% bootstrap CIs): a {_strength(allrow['spearman'])} "
                 + ("relation in the expected direction (lower loss, better metric)." if sign_ok else
@@ -238,8 +249,9 @@ def correlation(res: dict) -> list[str]:
 
 def selection(res: dict) -> list[str]:
     out = []
+    shown = set(_shown_metrics(res))
     for r in res["selection"]:
-        if r["group"] != "all" or r["same"] is None:
+        if r["group"] != "all" or r["same"] is None or r["metric"] not in shown:
             continue
         if r["same"]:
             out.append(f"Choosing the run with the lowest validation loss also picks a best run by {r['metric']} "
@@ -251,10 +263,29 @@ def selection(res: dict) -> list[str]:
     return out
 
 
+def prediction(res: dict) -> list[str]:
+    out = []
+    for f in (res.get("prediction") or {}).get("fits", []):
+        if f["message"]:
+            out.append(f"Predicting {f['metric']} from held-out loss: {f['message']}.")
+            continue
+        by = f["loo_mae_by_features"] or {}
+        other = "; ".join(f"{k}: {v:.4g}" for k, v in by.items() if k != f["features"])
+        lo, hi = f["residual_interval"]
+        level = int(round(100 * f["ci_level"]))
+        out.append(f"{f['metric']} predicted from {f['features']} (least squares over the {f['n_fit']} runs that "
+                   f"have it): leave-one-out mean absolute error {f['loo_mae']:.4g} (largest {f['loo_max_error']:.4g})"
+                   + (f", chosen over {other}" if other else "")
+                   + (f"; predicted for {f['n_predicted']} run(s) without it, with a {level}% interval of "
+                      f"{lo:+.4g} to {hi:+.4g} from the leave-one-out residuals (the predictions table marks "
+                      "them)." if f["n_predicted"] else "; every run has it, so nothing is predicted."))
+    return out
+
+
 def summarize(res: dict) -> list[str]:
     """Sentences for the head of the report; each section is skipped if it has nothing to say."""
     out = [overview(res)]
-    for part in (overfitting, data_gain, fits, correlation, selection):
+    for part in (overfitting, data_gain, fits, correlation, selection, prediction):
         try:
             out.extend(part(res))
         except (KeyError, TypeError, ValueError) as exc:  # a summary gap must not hide the tables
