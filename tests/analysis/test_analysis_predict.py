@@ -102,6 +102,11 @@ def test_identical_metrics_are_shown_once(tmp_path):
     runs, _ = clean_runs(df)
     assert identical_metrics(runs, [METRIC, "eval_finetune_final_top1", "eval_linear_top1"]) == \
         {METRIC: ["eval_finetune_final_top1"]}
+    # only columns of one evaluation are merged; the headline's name is kept
+    df2 = df.assign(eval_linear_top1=df[METRIC])
+    runs2, _ = clean_runs(df2)
+    assert identical_metrics(runs2, ["eval_finetune_final_top1", METRIC, "eval_linear_top1"], [METRIC]) == \
+        {METRIC: ["eval_finetune_final_top1"]}
     df.to_csv(tmp_path / "r.csv", index=False)
     res = analyze(tmp_path / "r.csv", write=False, **FAST)
     text = "\n".join(res["summary"])

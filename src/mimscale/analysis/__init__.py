@@ -199,7 +199,7 @@ def analyze_frames(input_path, out_dir=None, *, tolerance: float | None = None, 
                    "joint": _section("fits.joint", messages, joint_fits, runs, **prim) or []}
     res["data_gain"] = _records(gain) if gain is not None else []
     res["selection"] = _section("selection", messages, selection_table, runs, metrics) or []
-    res["identical_metrics"] = identical_metrics(runs, metrics)
+    res["identical_metrics"] = identical_metrics(runs, metrics, headline)
     res["prediction"] = _section("prediction", messages, prediction_section, runs,
                                  [m for m in metrics if m not in sum(res["identical_metrics"].values(), [])],
                                  level) or {"fits": [], "rows": []}

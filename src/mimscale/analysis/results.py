@@ -71,19 +71,28 @@ def eval_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if str(c).startswith("eval_")]
 
 
-def identical_metrics(runs: pd.DataFrame, metrics: list[str]) -> dict[str, list[str]]:
-    """metric -> the later eval_* columns equal to it on every run (missing where it is missing), e.g. a
-    fine-tuning's final top-1 that is also its reported top-1; the findings show such columns once."""
+def _evaluation(metric: str) -> str:
+    """'eval_ft_final_top1' -> 'eval_ft_': the evaluation a metric column comes from (up to its first key)."""
+    m = re.match(r"(eval_[^_]+_)", metric)
+    return m.group(1) if m else metric
+
+
+def identical_metrics(runs: pd.DataFrame, metrics: list[str], prefer: list[str] | None = None
+                      ) -> dict[str, list[str]]:
+    """metric -> the other columns of the same evaluation equal to it on every run (missing where it is
+    missing), e.g. a fine-tuning's final top-1 that is also its reported top-1; the findings show such
+    columns once. The kept name: one in `prefer` (the headline metrics), else the shortest."""
+    order = sorted(metrics, key=lambda m: (m not in (prefer or []), len(m), metrics.index(m)))
     out: dict[str, list[str]] = {}
     taken: set[str] = set()
-    for i, a in enumerate(metrics):
+    for i, a in enumerate(order):
         if a in taken:
             continue
         x = runs[a].to_numpy(float)
-        for b in metrics[i + 1:]:
+        for b in order[i + 1:]:
             y = runs[b].to_numpy(float)
-            if b not in taken and np.array_equal(np.isnan(x), np.isnan(y)) and \
-                    np.allclose(x[~np.isnan(x)], y[~np.isnan(y)], rtol=0, atol=1e-12):
+            if b not in taken and _evaluation(a) == _evaluation(b) and np.array_equal(np.isnan(x), np.isnan(y)) \
+                    and np.allclose(x[~np.isnan(x)], y[~np.isnan(y)], rtol=0, atol=1e-12):
                 out.setdefault(a, []).append(b)
                 taken.add(b)
     return out
