@@ -4,9 +4,12 @@ work from a results table alone; a study directory's curves strengthen the first
 
 1. Overfitting on small data. Length rule (any grid with >= 2 lengths), on the primary dataset at the
    longest length against the best shorter length: the held-out loss rises by more than the tolerance
-   on data smaller than the largest size; the rise grows with model size (positive rank correlation at
-   every size with a flagged rise); it does not rise on the largest size; the headline downstream
-   metric falls in more than half of the flagged settings (where there is one). Curves (study
+   on data smaller than the largest size; it does not rise on the largest size; the onset (the largest
+   size at which a model still rises) is non-decreasing with model size (a pair whose larger model was
+   not run where it would decide is "undecided", not a violation); the headline downstream metric falls
+   in more than half of the flagged settings of the larger half of the rising models (where there is
+   one). The rise itself need not grow with size: at the smallest size the smaller models rise the most
+   on the paper's grid (docs/METHOD.md, "The findings as verdicts"). Curves (study
    directories): the largest model's held-out loss stops improving over the last part of training on
    its smallest size while its training-probe loss keeps falling; its train/val gap there is many
    times its gap on the largest size and grows with model size; no curve on the largest size rises.
