@@ -109,13 +109,11 @@ def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "c
             with torch.serialization.safe_globals(LEGACY_NUMPY):
                 obj = torch.load(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError:  # a global outside the weights-only list: try the official reader
-            try:
-                obj = torch.load(path, map_location=map_location, weights_only=False,
-                                 pickle_module=restricted_pickle)
-            except pickle.UnpicklingError as e:
-                raise CheckpointError(f"{path} is not a readable checkpoint: {_REFUSED} ({_first_line(e)})") from None
+            obj = torch.load(path, map_location=map_location, weights_only=False, pickle_module=restricted_pickle)
             if isinstance(obj, dict) and isinstance(obj.get("config"), dict):
                 obj = {**obj, "config": _plain(obj["config"])}
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint: {_REFUSED} ({_first_line(e)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError, TypeError) as e:
         raise CheckpointError(f"{path} is not a readable checkpoint: {_first_line(e)}") from None
     except OSError as e:
