@@ -3,9 +3,11 @@ validation protocol (deterministic transform, a fixed mask per image, the run's 
 
 CHECKPOINT is one of
 - a mimscale run directory or checkpoint file: its own config is the protocol;
-- an official SimMIM checkpoint (microsoft/Swin-Transformer, the released Swin V2 models): give the model
-  and the recipe, e.g. ``-c configs/pretrain/swinv2-b.yaml`` (192 px, 32 px mask units, ratio 0.6,
-  normalised target) or ``model.name=swinv2-b data.img_size=192 ...``;
+- an official SimMIM checkpoint (microsoft/Swin-Transformer, the released Swin V2 models): a file as the
+  official ``save_checkpoint`` writes it carries its config, which gives the model and the recipe; for a
+  weights-only file give them, e.g. ``-c configs/pretrain/swinv2-b.yaml`` (192 px, 32 px mask units, ratio
+  0.6, normalised target) or ``model.name=swinv2-b data.img_size=192 ...``. A protocol of another geometry
+  than the file's (its config, or the position tables it stores) is refused;
 - a ``transformers`` ``*ForMaskedImageModeling`` directory (``save_pretrained``), with its recipe likewise.
 The weights load strictly: a checkpoint that does not fit the model is refused with one line.
 """
