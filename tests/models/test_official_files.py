@@ -58,7 +58,7 @@ def test_their_config_gives_the_geometry():
         "window_size": 12, "mlp_ratio": 4.0, "qkv_bias": True, "pretrained_window_sizes": [0, 0, 0, 0]}},
         "data": {"img_size": 192, "mask_patch_size": 32, "mask_ratio": 0.6},
         "objective": {"norm_target": True, "norm_target_window": 47}}
-    tuned = official.run_config(official.read_checkpoint_file(TUNED)["config"])
+    tuned = official.run_config(official.read_checkpoint_file(TUNED)["config"], pretraining=False)
     assert tuned["data"]["img_size"] == 224 and tuned["model"]["kwargs"]["window_size"] == 14
     assert tuned["model"]["kwargs"]["pretrained_window_sizes"] == [12, 12, 12, 6]
     assert tuned["model"]["kwargs"]["use_mask_token"] is False  # the official fine-tuning model has none

@@ -1,13 +1,13 @@
-"""Load a pre-trained encoder from a run directory or a checkpoint file (docs/METHOD.md, Fine-tuning and other
-evaluations).
+"""Load a pre-trained encoder from a run directory or a checkpoint file (docs/METHOD.md, Fine-tuning and
+other evaluations).
 
 A checkpoint file is mimscale's or the official SimMIM code's (pre-training or fine-tuning; read by
 ``models.official.read_checkpoint_file``, which runs nothing from the file); its stored config gives the
 pre-training geometry. Every state dict goes through ``models.official.canonical_state`` (``module.``
-stripped, ``rpe_mlp`` renamed), and the geometry buffers an official file stores are checked against the
-pre-training model before they are dropped. The SimMIM decoder is dropped; position-index buffers are never taken from a checkpoint (the backbones
-register them non-persistent and rebuild them for the requested size); the encoder may be built at
-another image size or window. A checkpoint that does not fit the requested model is refused with one
+stripped, ``rpe_mlp`` renamed). The SimMIM decoder is dropped; position-index buffers are never taken from
+a checkpoint (the backbones register them non-persistent and rebuild them for the requested size), but
+those an official file stores are first checked against the pre-training model's; the encoder may be built
+at another image size or window. A checkpoint that does not fit the requested model is refused with one
 line naming what differs.
 """
 
@@ -72,7 +72,9 @@ def _read_file_source(path: Path) -> tuple[dict, dict]:
     if isinstance(cfg, dict) and "train" in cfg:
         return cfg, ckpt
     if isinstance(cfg, dict):
-        return official.run_config(cfg), ckpt
+        state = ckpt.get("model")
+        pretraining = not (isinstance(state, dict) and official.is_official_finetuned(official.canonical_state(state)))
+        return official.run_config(cfg, pretraining), ckpt
     return {}, ckpt
 
 def _fit_error(path, name: str, missing, unexpected, shapes) -> EvalError:

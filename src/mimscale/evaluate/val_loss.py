@@ -76,7 +76,8 @@ def load_for_val_loss(path: Path, config: str | None, overrides: list[str]) -> t
         raise EvalError(f"{path} holds no 'model' state dict")
     state = official.canonical_state(state)  # `module.` stripped before the format is recognised
     mine = isinstance(ckpt.get("config"), dict) and "train" in ckpt["config"]
-    stored = official.run_config(ckpt["config"]) if not mine and isinstance(ckpt.get("config"), dict) else None
+    stored = (official.run_config(ckpt["config"], official.is_official_simmim(state))
+              if not mine and isinstance(ckpt.get("config"), dict) else None)
     base = {**stored, "train": {"iters": 1}} if stored else None  # the schema wants a length; it plays no part
     cfg = _recipe(ckpt["config"] if mine else base, config, overrides)
     fmt = "mimscale" if mine else "official"

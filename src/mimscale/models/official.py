@@ -186,10 +186,10 @@ def check_derived_buffers(state: dict, model: nn.Module, path, prefix: str = "")
 
 # ---------------------------------------------------------------- the stored config ---------------------------
 
-def run_config(cfg: dict) -> dict:
+def run_config(cfg: dict, pretraining: bool = True) -> dict:
     """An official yacs config (as plain dicts) -> the parts of a mimscale run config it determines: the model
     (family ``swinv2`` with the file's full geometry), image size, mask units and ratio, target normalisation.
-    The fine-tuning model has no mask token, as in the official ``SwinTransformerV2``."""
+    ``pretraining`` False (the file holds a fine-tuned ``SwinTransformerV2``): the model has no mask token."""
     try:
         model, data = cfg["MODEL"], cfg["DATA"]
         kind = str(model.get("TYPE", "")).lower()
@@ -200,7 +200,6 @@ def run_config(cfg: dict) -> dict:
         if s.get("APE", False) or not s.get("PATCH_NORM", True):
             raise CheckpointError("the official checkpoint uses an absolute position embedding or no patch norm "
                                   "(MODEL.SWINV2.APE / PATCH_NORM), which mimscale's Swin V2 does not build")
-        pretraining = str(model.get("NAME", "")).startswith("simmim_pretrain") or not model.get("NUM_CLASSES")
         kwargs = {"patch_size": int(s["PATCH_SIZE"]), "in_chans": int(s["IN_CHANS"]),
                   "embed_dim": int(s["EMBED_DIM"]), "depths": [int(d) for d in s["DEPTHS"]],
                   "num_heads": [int(h) for h in s["NUM_HEADS"]], "window_size": int(s["WINDOW_SIZE"]),
