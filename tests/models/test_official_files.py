@@ -148,6 +148,10 @@ def test_official_fine_tuned_logits(inputs):
     expected = torch.tensor(EXPECTED["finetune_fp32"]["logits_first3"])
     assert logits.shape == (2, 10)
     assert torch.allclose(logits[:, :3], expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # fp64: the official fp64 run keeps two fp32 constants; they move the logits ~4e-9
+        logits64 = model.double()(inputs["inputs224"].double())
+    expected64 = torch.tensor(EXPECTED["finetune_fp64"]["logits_first3"], dtype=torch.float64)
+    assert (logits64[:, :3] - expected64).abs().max() < 1e-8
 
 
 def test_ddp_prefix_is_stripped_before_the_format_is_recognised(tmp_path, inputs):
