@@ -189,6 +189,10 @@ def test_a_model_of_another_geometry_is_refused():
     with pytest.raises(EvalError) as e:
         load_for_val_loss(RPE, None, wrong_window)
     assert "attn.relative_coords_table is (529, 2) in the file, (225, 2) in the model" in _one_line(e)
+    # At 96 px the second stage (12 x 12 tokens) fits one window: its stored shifted-window mask has no place.
+    with pytest.raises(EvalError) as e:
+        load_for_val_loss(RPE, None, [*GEOMETRY, "data.img_size=96"])
+    assert "layers.1.blocks.1.attn_mask is stored (4, 144, 144) but the model's block has no shifted" in _one_line(e)
     with pytest.raises(EvalError) as e:  # fine-tuning checks the same buffers
         load_encoder(RPE, model="swinv2", overrides={**SWIN, "window_size": 8}, img_size=192)
     assert "saved for another image size or window" in _one_line(e)

@@ -150,18 +150,12 @@ def is_official_finetuned(state: dict) -> bool:
     return "patch_embed.proj.weight" in state and "head.weight" in state
 
 
-def from_official_simmim(state: dict) -> dict:
-    """An official SimMIM ``model`` state dict -> the state dict of mimscale's ``SimMIM`` (load it strictly)."""
-    return without_derived(canonical_state(state))
-
-
 def check_derived_buffers(state: dict, model: nn.Module, path, prefix: str = "") -> None:
     """Refuse (one line) a model whose geometry differs from the one ``state``'s stored derived buffers were
     saved for. ``prefix`` is prepended to the model's buffer names (a bare encoder checked against
     ``encoder.*`` keys). The model may live on the meta device (shapes only are compared then)."""
     own = {prefix + name: buf for name, buf in model.named_buffers()}
-    shifted = {prefix + name.removesuffix("attn_mask") for name, m in model.named_modules()
-               if hasattr(m, "attn_mask")}
+    blocks = {f"{prefix}{name}." for name, m in model.named_modules() if hasattr(m, "attn_mask")}
     for key, stored in state.items():
         if not DERIVED_BUFFERS.search(key) or not isinstance(stored, torch.Tensor):
             continue
@@ -169,11 +163,10 @@ def check_derived_buffers(state: dict, model: nn.Module, path, prefix: str = "")
         if mine is not None and key.endswith("relative_coords_table"):  # official (1, 2W-1, 2W-1, 2), flat here
             stored, mine = stored.reshape(-1, stored.shape[-1]), mine.reshape(-1, mine.shape[-1])
         if mine is None:
-            block = key.removesuffix("attn_mask")
-            if key.endswith("attn_mask") and block in shifted:  # a block the model builds without a shift
+            if key.endswith(".attn_mask") and key.removesuffix("attn_mask") in blocks:  # built without a shift
                 raise EvalError(f"checkpoint {path} was saved for another image size or window: {key} is stored "
                                 f"{tuple(stored.shape)} but the model's block has no shifted windows")
-            continue  # a buffer this model does not have at all: the strict load names it
+            continue  # a block this model lacks altogether: its weights fail the strict load
         if tuple(stored.shape) != tuple(mine.shape):
             raise EvalError(f"checkpoint {path} was saved for another image size or window: {key} is "
                             f"{tuple(stored.shape)} in the file, {tuple(mine.shape)} in the model")
