@@ -1,4 +1,4 @@
-"""``mimscale finetune RUN_DIR [-c cfg.yaml] [key=value ...]``: argument parsing and dispatch only."""
+"""``mimscale finetune RUN_DIR|CHECKPOINT [-c cfg.yaml] [key=value ...]``: argument parsing and dispatch only."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ _PROG = "mimscale finetune"
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=_PROG,
-        description="Evaluate a pre-trained run: task=finetune|linear|knn|segment. Results go to "
-                    "RUN_DIR/eval/<name>.json (name defaults to the task); a finished evaluation is reused.",
+        description="Evaluate a pre-trained run or checkpoint file: task=finetune|linear|knn|segment. Results go "
+                    "to RUN_DIR/eval/<name>.json (for a file FILE.pth: FILE_eval/eval/<name>.json; name defaults "
+                    "to the task); a finished evaluation is reused.",
         epilog="examples:\n  mimscale finetune runs/demo/abc123 task=knn\n"
                "  mimscale finetune runs/demo/abc123 -c configs/finetune/linear-cpu.yaml init=random name=linear-rand",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     # nargs="?" and a check below: intermixed parsing would otherwise also call the overrides "required".
     p.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
-                   help="a pre-training run directory (config.yaml + checkpoints/)")
+                   help="a pre-training run directory (config.yaml + checkpoints/) or a checkpoint file "
+                        "(mimscale's, or the official SimMIM code's: its config gives the model)")
     p.add_argument("-c", "--config", help="an evaluation YAML (see configs/finetune/)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="EvalConfig overrides, e.g. task=linear")
     p.add_argument("--force", action="store_true", help="redo the evaluation even if its result exists")

@@ -1,8 +1,13 @@
-"""Load a pre-trained encoder from a run directory (docs/METHOD.md, Fine-tuning and other evaluations).
+"""Load a pre-trained encoder from a run directory or a checkpoint file (docs/METHOD.md, Fine-tuning and
+other evaluations).
 
-The SimMIM decoder is dropped; position-index buffers are never taken from a checkpoint (the backbones
-register them non-persistent and rebuild them for the requested size); the encoder may be built at
-another image size or window. A checkpoint that does not fit the requested model is refused with one
+A checkpoint file is mimscale's or the official SimMIM code's (pre-training or fine-tuning; read by
+``models.official.read_checkpoint_file``, which runs nothing from the file); its stored config gives the
+pre-training geometry. Every state dict goes through ``models.official.canonical_state`` (``module.``
+stripped, ``rpe_mlp`` renamed). The SimMIM decoder is dropped; position-index buffers are never taken from
+a checkpoint (the backbones register them non-persistent and rebuild them for the requested size), but
+those an official file stores are first checked against the pre-training model's; the encoder may be built
+at another image size or window. A checkpoint that does not fit the requested model is refused with one
 line naming what differs.
 """
 
@@ -16,9 +21,8 @@ import torch.nn as nn
 from omegaconf import OmegaConf
 
 from mimscale.errors import EvalError, UnknownModelError
-from mimscale.models import build_model, model_kwargs
+from mimscale.models import build_model, model_kwargs, official
 from mimscale.rundir import RunDir
-from mimscale.train.checkpoint import load_checkpoint
 
 
 @dataclass
@@ -38,17 +42,40 @@ def read_run_config(run_dir: RunDir) -> dict:
         return OmegaConf.to_container(OmegaConf.load(run_dir.config), resolve=True)
     ckpt = run_dir.latest_checkpoint()
     if ckpt is not None:  # a checkpoint carries the full config too
-        cfg = load_checkpoint(ckpt).get("config")
+        cfg = official.read_checkpoint_file(ckpt).get("config")
         if isinstance(cfg, dict):
             return cfg
     raise EvalError(f"{run_dir.path} has no config.yaml: not a pre-training run directory")
 
 
-def _pretrained_geometry(name: str, kwargs: dict) -> dict:
-    """The pre-training model's ``finetune_geometry()``, built on the meta device (no memory, no init)."""
+def _pretrained_model(name: str, kwargs: dict) -> nn.Module:
+    """The pre-training model, built on the meta device (no memory, no init): its ``finetune_geometry()`` and
+    buffer shapes."""
     with torch.device("meta"):
-        return build_model(name, **kwargs).finetune_geometry()
+        return build_model(name, **kwargs)
 
+
+def eval_home(source: str | Path) -> RunDir:
+    """Where an evaluation of ``source`` writes its results: a run directory itself; for a checkpoint file
+    FILE, the directory ``FILE_eval`` beside it (results in ``FILE_eval/eval/<name>.json``)."""
+    source = Path(source)
+    if source.is_file():
+        return RunDir(source.with_name(f"{source.stem}_eval"))
+    return RunDir(source)
+
+
+def _read_file_source(path: Path) -> tuple[dict, dict]:
+    """(run config, contents) of a checkpoint file given instead of a run directory. An official file's yacs
+    config becomes the run config it implies; a file without any config gives {} (the model must be named)."""
+    ckpt = official.read_checkpoint_file(path)
+    cfg = ckpt.get("config")
+    if isinstance(cfg, dict) and "train" in cfg:
+        return cfg, ckpt
+    if isinstance(cfg, dict):
+        state = ckpt.get("model")
+        pretraining = not (isinstance(state, dict) and official.is_official_finetuned(official.canonical_state(state)))
+        return official.run_config(cfg, pretraining), ckpt
+    return {}, ckpt
 
 def _fit_error(path, name: str, missing, unexpected, shapes) -> EvalError:
     parts = []
@@ -63,10 +90,14 @@ def _fit_error(path, name: str, missing, unexpected, shapes) -> EvalError:
 
 
 def encoder_state(state: dict) -> dict:
-    """The ``encoder.*`` entries of a SimMIM state dict, prefix stripped; the decoder is dropped."""
-    if any(k.startswith("module.") for k in state):  # saved from a DDP wrapper
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-    return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    """The encoder's entries of a SimMIM state dict (``encoder.*``, prefix stripped; the decoder dropped) or of
+    an official fine-tuned Swin V2 (everything but the ``head.*`` classifier), in mimscale's names."""
+    state = official.canonical_state(state)
+    if any(k.startswith("encoder.") for k in state):
+        return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    if official.is_official_finetuned(state):
+        return {k: v for k, v in state.items() if not k.startswith("head.")}
+    return {}
 
 
 def load_encoder(run_dir: str | Path, *, model: str = "", overrides: dict | None = None, img_size: int = 0,
@@ -74,11 +105,21 @@ def load_encoder(run_dir: str | Path, *, model: str = "", overrides: dict | None
                  seed: int = 0) -> LoadedEncoder:
     """Build the run's encoder (or ``model`` with ``overrides``) and load its pre-trained weights.
 
-    ``img_size`` 0 keeps the run's size; ``init="random"`` builds the same encoder untrained (the
+    ``run_dir`` is a run directory or a checkpoint file (mimscale's or official). ``img_size`` 0 keeps the
+    run's size; ``init="random"`` builds the same encoder untrained (the
     baseline every probe is compared against) and needs no checkpoint.
     """
-    run_dir = RunDir(run_dir)
-    run_cfg = read_run_config(run_dir)
+    source, ckpt = Path(run_dir), None
+    if source.is_file():
+        if checkpoint and Path(checkpoint) != source:
+            raise EvalError(f"checkpoint={checkpoint} given with the checkpoint file {source}: give one of them")
+        run_cfg, ckpt = _read_file_source(source)
+        checkpoint = str(source)
+        if not run_cfg and not model:
+            raise EvalError(f"{source} holds no config: name its model (model=..., model_kwargs=..., img_size=...)")
+    else:
+        run_cfg = read_run_config(RunDir(source))
+    run_dir = RunDir(source)
     mcfg, dcfg = run_cfg.get("model", {}), run_cfg.get("data", {})
     run_name = mcfg.get("name", "")
     name = model or run_name
@@ -86,7 +127,8 @@ def load_encoder(run_dir: str | Path, *, model: str = "", overrides: dict | None
     run_kwargs = {k: v for k, v in run_kwargs.items() if v is not None}
     try:
         family, kwargs = model_kwargs(name, **(run_kwargs if name == run_name else {}))
-        geometry = _pretrained_geometry(run_name, run_kwargs) if name == run_name else {}
+        pretrained = _pretrained_model(run_name, run_kwargs) if name == run_name else None
+        geometry = pretrained.finetune_geometry() if pretrained is not None else {}
     except UnknownModelError as e:
         raise EvalError(str(e)) from None
     except (TypeError, ValueError) as e:
@@ -113,14 +155,22 @@ def load_encoder(run_dir: str | Path, *, model: str = "", overrides: dict | None
     if path is None or not path.is_file():
         where = checkpoint or run_dir.checkpoints
         raise EvalError(f"no checkpoint found in {where}: pre-train the run first (mimscale pretrain)")
-    ckpt = load_checkpoint(path)
+    if ckpt is None:
+        ckpt = official.read_checkpoint_file(path)
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise EvalError(f"{path} is not a mimscale checkpoint (no 'model' state dict)")
     enc = encoder_state(state)
     if not enc:
-        raise EvalError(f"{path} holds no encoder.* weights: not a SimMIM checkpoint")
-    load_state_into(encoder, enc, path, name)
+        raise EvalError(f"{path} holds no encoder.* weights: not a SimMIM checkpoint (nor an official fine-tuned "
+                        f"Swin V2)")
+    # The stored geometry buffers (official files) must be those of the pre-training model; a file without a
+    # config is checked against the model as built unless its pretrained windows were named explicitly.
+    if pretrained is None and not any(getattr(encoder, "pretrained_window_sizes", ())):
+        pretrained = encoder
+    if pretrained is not None:
+        official.check_derived_buffers(enc, pretrained, path)
+    load_state_into(encoder, official.without_derived(enc), path, name)
     return LoadedEncoder(encoder, name, kwargs, str(path), ckpt.get("step"), run_cfg)
 
 

@@ -28,7 +28,7 @@ from mimscale.evaluate import data as D
 from mimscale.evaluate.config import as_eval_config, identity, result_name, same_identity
 from mimscale.evaluate.engine import log
 from mimscale.evaluate.finetune import finetune
-from mimscale.evaluate.loading import load_encoder
+from mimscale.evaluate.loading import eval_home, load_encoder
 from mimscale.evaluate.probes import extract_features, knn_eval, linear_probe, logistic_probe
 from mimscale.evaluate.segment import segment
 from mimscale.rundir import RunDir, atomic_write_json
@@ -39,7 +39,7 @@ FINE_TUNED = ("finetune", "segment")
 
 
 def result_path(run_dir: str | Path, cfg) -> Path:
-    return RunDir(run_dir).eval_result(result_name(as_eval_config(cfg)))
+    return eval_home(run_dir).eval_result(result_name(as_eval_config(cfg)))
 
 
 def _finished(path: Path, cfg, run_dir: RunDir) -> dict | None:
@@ -101,7 +101,7 @@ def split_metrics(values: dict) -> tuple[dict, dict]:
 def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     """Evaluate the run in ``run_dir`` as ``cfg`` (an EvalConfig, dict or DictConfig) says."""
     cfg = as_eval_config(cfg)
-    run_dir = RunDir(run_dir)
+    source, run_dir = Path(run_dir), eval_home(run_dir)  # a checkpoint file's results go beside it
     out = run_dir.eval_result(result_name(cfg))
     if not force and (prev := _finished(out, cfg, run_dir)) is not None:
         return prev
@@ -112,7 +112,7 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     dist.init_from_env(device)  # under torchrun: fine-tuning runs DDP, evaluation is sharded
     tuned = cfg.task in FINE_TUNED
     overrides = OmegaConf.to_container(cfg.model_kwargs, resolve=True)  # plain lists, not ListConfig
-    loaded = load_encoder(run_dir.path, model=cfg.model, overrides=overrides, img_size=cfg.img_size,
+    loaded = load_encoder(source, model=cfg.model, overrides=overrides, img_size=cfg.img_size,
                           drop_path_rate=cfg.drop_path if tuned else 0.0, checkpoint=cfg.checkpoint,
                           init=cfg.init, seed=cfg.seed)
     encoder = loaded.encoder.to(device)

@@ -3,9 +3,11 @@ validation protocol (deterministic transform, a fixed mask per image, the run's 
 
 CHECKPOINT is one of
 - a mimscale run directory or checkpoint file: its own config is the protocol;
-- an official SimMIM checkpoint (microsoft/Swin-Transformer, the released Swin V2 models): give the model
-  and the recipe, e.g. ``-c configs/pretrain/swinv2-b.yaml`` (192 px, 32 px mask units, ratio 0.6,
-  normalised target) or ``model.name=swinv2-b data.img_size=192 ...``;
+- an official SimMIM checkpoint (microsoft/Swin-Transformer, the released Swin V2 models): a file as the
+  official ``save_checkpoint`` writes it carries its config, which gives the model and the recipe; for a
+  weights-only file give them, e.g. ``-c configs/pretrain/swinv2-b.yaml`` (192 px, 32 px mask units, ratio
+  0.6, normalised target) or ``model.name=swinv2-b data.img_size=192 ...``. A protocol of another geometry
+  than the file's (its config, or the position tables it stores) is refused;
 - a ``transformers`` ``*ForMaskedImageModeling`` directory (``save_pretrained``), with its recipe likewise.
 The weights load strictly: a checkpoint that does not fit the model is refused with one line.
 """
@@ -28,7 +30,6 @@ from mimscale.evaluate.loading import load_state_into
 from mimscale.models import official
 from mimscale.objectives.simmim import SimMIM
 from mimscale.rundir import RunDir
-from mimscale.train.checkpoint import load_checkpoint
 from mimscale.train.distributed import resolve_device
 from mimscale.train.inputs import EVAL_BATCH, fixed_mask_set, mask_generator
 from mimscale.train.setup import build_simmim
@@ -69,19 +70,27 @@ def load_for_val_loss(path: Path, config: str | None, overrides: list[str]) -> t
         path = latest
     if not path.is_file():
         raise EvalError(f"checkpoint not found: {path}")
-    ckpt = load_checkpoint(path)
+    ckpt = official.read_checkpoint_file(path)
     state = ckpt.get("model")
     if not isinstance(state, dict):
         raise EvalError(f"{path} holds no 'model' state dict")
+    state = official.canonical_state(state)  # `module.` stripped before the format is recognised
     mine = isinstance(ckpt.get("config"), dict) and "train" in ckpt["config"]
-    cfg = _recipe(ckpt["config"] if mine else None, config, overrides)
+    stored = (official.run_config(ckpt["config"], official.is_official_simmim(state))
+              if not mine and isinstance(ckpt.get("config"), dict) else None)
+    base = {**stored, "train": {"iters": 1}} if stored else None  # the schema wants a length; it plays no part
+    cfg = _recipe(ckpt["config"] if mine else base, config, overrides)
     fmt = "mimscale" if mine else "official"
-    if not mine:
-        if not official.is_official_simmim(state):
-            raise EvalError(f"{path} is neither a mimscale nor an official SimMIM checkpoint (no encoder.* and "
-                            f"decoder.0.* weights)")
-        state = official.from_official_simmim(state)
+    if not mine and not official.is_official_simmim(state):
+        what = ("an official fine-tuned checkpoint (no SimMIM decoder): the loss needs a pre-training one"
+                if official.is_official_finetuned(state) else
+                "neither a mimscale nor an official SimMIM checkpoint (no encoder.* and decoder.0.* weights)")
+        raise EvalError(f"{path} is {what}")
     model = build_simmim(cfg)
+    if stored is not None:  # the file's own config is its geometry: a protocol that changes it is refused
+        official.check_geometry(stored, model.encoder, path)
+    official.check_derived_buffers(state, model, path)
+    state = official.without_derived(state)
     load_state_into(model, state, path, cfg.model.name)
     return model, cfg, fmt
 
