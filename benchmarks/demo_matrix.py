@@ -26,6 +26,7 @@ import argparse
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -36,12 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHORT = {"overfitting on small data": "overfitting", "more data helps larger models more": "data helps larger",
          "validation loss predicts downstream accuracy": "val loss predicts accuracy"}
 CORRELATION = "validation loss predicts downstream accuracy"
-README_SENTENCE = (
-    "Each row is one `mimscale demo` variant on 2 cores: the paper's three findings as the demo's report "
-    "judges them, the Spearman correlation of held-out loss with fine-tuned top-1 over the grid's runs, "
-    "the accuracy ranges over the grid (chance 10%) and the wall time of a full run (\"(resumed)\": the recorded "
-    "call only evaluated runs pre-trained earlier, so there is no full-run time); every finding's numbers are "
-    "in [docs/DEMO.md](docs/DEMO.md#results-per-demo).")
+README_SENTENCE = textwrap.fill(
+    "Each row is one `mimscale demo` variant on 2 cores: the paper's three findings as its report judges them, "
+    "the Spearman correlation of held-out loss with fine-tuned top-1 over the grid, the accuracy ranges over the "
+    "grid (chance 10%) and the wall time of a full run (\"(resumed)\": the record is of a call that only "
+    "evaluated runs pre-trained earlier); each finding's numbers are in "
+    "[docs/DEMO.md](docs/DEMO.md#results-per-demo).", width=110, break_on_hyphens=False)
 
 
 def load(demo_dir: Path) -> dict:
@@ -177,7 +178,7 @@ def correlation_table(res: dict, runs: pd.DataFrame, finding: dict) -> list[str]
                      + (f"{w['group']} ({weakest_words(w)})" if w else "-") + " |")
     if dropped:
         lines += ["", "Shown once: " + "; ".join(f"{d} equals {k} on every run" for d, k in dropped.items())
-                  + " (fine-tuning evaluated once, after its last epoch)."]
+                  + " (as when fine-tuning evaluates only after its last epoch)."]
     return lines
 
 
@@ -199,10 +200,10 @@ def details(d: dict) -> str:
 
 def replace_block(path: Path, tag: str, text: str) -> None:
     doc = path.read_text()
-    pattern = re.compile(rf"(<!-- {tag} -->\n).*?(\n<!-- /{tag} -->)", re.S)
+    pattern = re.compile(rf"(<!-- {tag} -->\n).*?(<!-- /{tag} -->)", re.S)  # the block may be empty
     if not pattern.search(doc):
         raise SystemExit(f"{path}: no <!-- {tag} --> ... <!-- /{tag} --> markers")
-    path.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), doc))
+    path.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), doc))
 
 
 def write(demos: list[dict], root: Path = ROOT) -> None:
