@@ -1,6 +1,6 @@
 """The demo's findings across seeds, datasets and backbones, from demo directories: README's table, DEMO's details.
 
-    python benchmarks/demo_matrix.py runs/demo runs/demo-seed1 runs/demo-photos runs/demo-photos-seed1 \
+    .venv/bin/python benchmarks/demo_matrix.py runs/demo runs/demo-seed1 runs/demo-photos runs/demo-photos-seed1 \
         runs/demo-swinv2 [--write]
 
 Reads each directory's ``demo.json`` (what `mimscale demo` ran there, its wall time and whether that call
