@@ -27,7 +27,7 @@ from .labels import aliases_of, identical_metrics, merge_sentences, named_once
 __all__ = ["build_report", "report_main"]
 
 
-def _figures(res: dict, runs: pd.DataFrame, curves: pd.DataFrame, fig_dir: Path, out: F.Output,
+def _figures(res: dict, runs: pd.DataFrame, curves: pd.DataFrame, fig_dir: Path, fig_out: F.Output,
              same: dict[str, list[str]]) -> list[dict]:
     """same: metric -> the metrics with identical numbers; each group is drawn once."""
     tol = res["config"]["tolerance"]
@@ -37,24 +37,24 @@ def _figures(res: dict, runs: pd.DataFrame, curves: pd.DataFrame, fig_dir: Path,
         ("Validation-loss curves", "loss_curves", "Loss curves per run",
          "Held-out loss (solid) and the same loss on a fixed probe of the training subset (dashed) "
          "against the step, coloured by data size. A held-out curve that turns up while the dashed one "
-         "keeps falling is overfitting.", lambda p: F.loss_curves(curves, runs, p, out=out)),
+         "keeps falling is overfitting.", lambda p: F.loss_curves(curves, runs, p, out=fig_out)),
         ("Held-out loss vs data size", "loss_vs_data", "Final held-out loss vs data size",
          "One panel per training length, a line per model along the primary dataset (seed means; faint dots are "
          "single runs; open markers: other datasets, each its own series unless --same-distribution). "
          "Dashed: the per-model fit L(D) = E + B*D^-beta (drawn also where a parameter is not identified).",
-         lambda p: F.loss_vs_data(runs, res["fits"]["per_model"], p, res.get("primary_dataset"), out=out)),
+         lambda p: F.loss_vs_data(runs, res["fits"]["per_model"], p, res.get("primary_dataset"), out=fig_out)),
         ("Downstream metrics vs data size", "metric_vs_data", "Downstream metrics vs data size",
          "Each downstream metric against the number of pre-training images, per model and length "
          "(accuracies in %; a metric with the same numbers as another is drawn once and names both).",
-         lambda p: F.metric_vs_data(runs, metrics, p, res.get("primary_dataset"), aliases=same, out=out)),
+         lambda p: F.metric_vs_data(runs, metrics, p, res.get("primary_dataset"), aliases=same, out=fig_out)),
         ("Validation loss vs downstream metrics", "loss_vs_metric", "Held-out loss vs downstream metrics",
          "Each point is a run (colour: model, marker: length); titles give the correlations over all runs. "
          "The table gives them per model with bootstrap CIs.",
-         lambda p: F.loss_vs_metric(runs, metrics, res["correlation"], p, aliases=same, out=out)),
+         lambda p: F.loss_vs_metric(runs, metrics, res["correlation"], p, aliases=same, out=fig_out)),
         ("The grid and overfitting", "grid_heatmap", "The grid",
          f"Final held-out loss (top) and train/val gap (bottom, where logged) per model and data size; red "
          f"outlines mark settings flagged as overfitting (rise > {tol:.2g}).",
-         lambda p: F.grid_heatmap(over, runs, p, out=out)),
+         lambda p: F.grid_heatmap(over, runs, p, out=fig_out)),
     ]
     out = []
     for section, name, title, caption, draw in specs:
