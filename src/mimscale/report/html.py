@@ -29,7 +29,7 @@ nav.toc{margin:10px 0}nav.toc ol{columns:3 15em;margin:6px 0;padding-left:1.4em}
 figure{margin:18px 0 28px;min-width:0}figure img{max-width:100%;height:auto;border:1px solid #e3e6ea;display:block}
 figure a.zoom{cursor:zoom-in;display:inline-block;max-width:100%}
 figure .close{display:none}
-figure:target{position:fixed;inset:0;margin:0;z-index:10;background:rgba(20,24,28,.94);overflow:auto;padding:8px}
+figure:target{position:fixed;inset:0;margin:0;z-index:10;background:#14181c;overflow:auto;padding:8px}
 figure:target img{max-width:none;background:#fff}figure:target a.zoom{cursor:default;max-width:none}
 figure:target figcaption{color:#eee}
 figure:target .close{display:block;position:sticky;top:0;left:0;width:max-content;color:#fff;background:#2f6fae;
@@ -160,15 +160,15 @@ def findings(sentences: list[str]) -> str:
         return ""
     head, rest = sentences[0], sentences[1:]
     per_metric = [s for s in rest if s.startswith(PER_METRIC_PREFIX)]
-    items = []
+    items, folded = [], False
     for s in rest:
-        if s in per_metric:
-            if s is per_metric[0]:
-                inner = "".join(f"<li>{html.escape(x)}</li>" for x in per_metric)
-                items.append(f"<li><details><summary>Validation loss vs each downstream metric "
-                             f"({len(per_metric)})</summary><ul>{inner}</ul></details></li>")
-            continue
-        items.append(f"<li>{html.escape(s)}</li>")
+        if not s.startswith(PER_METRIC_PREFIX):
+            items.append(f"<li>{html.escape(s)}</li>")
+        elif not folded:  # the fold stands where the first of them stood
+            inner = "".join(f"<li>{html.escape(x)}</li>" for x in per_metric)
+            items.append(f"<li><details><summary>Validation loss vs each downstream metric "
+                         f"({len(per_metric)})</summary><ul>{inner}</ul></details></li>")
+            folded = True
     body = (f"<details><summary>All {len(rest)} findings</summary><ul>{''.join(items)}</ul></details>"
             if items else "")
     return f"<section class='findings' id='findings'><h2>Findings</h2><p>{html.escape(head)}</p>{body}</section>"
