@@ -168,7 +168,7 @@ def test_figures_speak_words_percent_and_numeric_legends(study_report, monkeypat
     fig = _drawn(monkeypatch, lambda F: F.metric_vs_data(runs, ["eval_linear_top1"], tmp_path / "m.png",
                                                          aliases={"eval_linear_top1": ["eval_linear_top5"]}))
     ax = fig.axes[0]
-    assert ax.get_ylabel() == "linear-probe top-1 (%) = linear-probe top-5"
+    assert ax.get_ylabel() == "linear-probe top-1 = top-5 (%)"
     assert ax.get_xlabel() == "pre-training images (log)"
     ys = np.concatenate([line.get_ydata() for line in ax.get_lines()])
     # Accuracies of about 0.2-0.6 as fractions are drawn as 20-60 %.
@@ -232,6 +232,11 @@ def test_metric_words():
                        "eval_empty2": [None, None, None]})
     same = identical_metrics(df, list(df.columns))
     assert same == {"eval_a_top1": ["eval_a_final_top1"], "eval_b_top1": [], "eval_empty": [], "eval_empty2": []}
+    # The kept name: a headline metric, else the shortest, whatever the column order.
+    assert identical_metrics(df, ["eval_a_final_top1", "eval_a_top1"]) == {"eval_a_top1": ["eval_a_final_top1"]}
+    assert identical_metrics(df, ["eval_a_top1", "eval_a_final_top1"], prefer=["eval_a_final_top1"]) == {
+        "eval_a_final_top1": ["eval_a_top1"]}
+    assert metric_label("eval_a_top1", ["eval_a_final_top1"]) == "a top-1 = final top-1 (%)"
     out = merge_sentences(["Metrics: eval_a_top1, eval_a_final_top1.", "vs eval_a_top1: -0.9.",
                            "vs eval_a_final_top1: -0.9.", "vs eval_b_top1: -0.5."], same)
     assert out == ["Metrics: eval_a_top1, eval_a_final_top1.", "vs eval_a_top1 = eval_a_final_top1: -0.9.",

@@ -31,7 +31,7 @@ def _figures(res: dict, runs: pd.DataFrame, curves: pd.DataFrame, fig_dir: Path,
              same: dict[str, list[str]]) -> list[dict]:
     """same: metric -> the metrics with identical numbers; each group is drawn once."""
     tol = res["config"]["tolerance"]
-    metrics = [m for m in res["metrics"] if m in same] if same else res["metrics"]
+    metrics = list(same) if same else res["metrics"]
     over = pd.DataFrame(res["overfitting"])
     specs = [
         ("Validation-loss curves", "loss_curves", "Loss curves per run",
@@ -155,7 +155,7 @@ def build_report(input_path, out_dir=None, extra_sections: dict[str, str] | None
     out = Path(out_dir) if out_dir is not None else default_out(input_path, "report")
     res, runs, curves = analyze_frames(input_path, out / "tables", **analyze_kw)
     atomic_write_text(out / "tables" / "analysis.json", json.dumps(res, indent=1, allow_nan=False))
-    same = identical_metrics(runs, res["metrics"])
+    same = identical_metrics(runs, res["metrics"], res.get("headline_metrics") or [])
     figs = _figures(res, runs, curves, out / "figures", fig_out, same)
     gallery = H.gallery(_gallery(input_path, runs)) if is_study_dir(input_path) else None
     path = out / "report.html"

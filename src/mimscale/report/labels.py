@@ -57,13 +57,15 @@ def in_percent(values: pd.Series, metric: str) -> bool:
 
 
 def metric_label(metric: str, aliases: list[str] | tuple = ()) -> str:
-    """Axis label: words, '(%)' for an accuracy, and the other names of the same numbers."""
-    label = metric_words(metric)
-    if is_accuracy(metric):
-        label += " (%)"
-    if aliases:
-        label += " = " + " = ".join(metric_words(a) for a in aliases)
-    return label
+    """Axis label: words, the other names of the same numbers (their words after what they share with
+    this one's), and '(%)' for an accuracy: 'fine-tuned top-1 = final top-1 (%)'."""
+    words = metric_words(metric)
+    label = words
+    for a in aliases:
+        mine, theirs = words.split(), metric_words(a).split()
+        shared = next((i for i, (x, y) in enumerate(zip(mine, theirs)) if x != y), min(len(mine), len(theirs)))
+        label += " = " + " ".join(theirs[shared:] or theirs)
+    return label + (" (%)" if is_accuracy(metric) else "")
 
 
 def shown(values: pd.Series, metric: str) -> pd.Series:
@@ -71,23 +73,26 @@ def shown(values: pd.Series, metric: str) -> pd.Series:
     return values * 100 if in_percent(values, metric) else values
 
 
-def identical_metrics(runs: pd.DataFrame, metrics: list[str]) -> dict[str, list[str]]:
-    """{kept: [same numbers under other names]} for metrics whose values equal an earlier metric's on every
-    row (missing where it is missing). A fine-tune that keeps its last epoch reports top1 == final_top1:
-    one metric, shown once. Metrics with no value at all are never merged."""
-    kept: dict[str, list[str]] = {}
+def identical_metrics(runs: pd.DataFrame, metrics: list[str], prefer: list[str] | tuple = ()) -> dict[str, list[str]]:
+    """{kept: [same numbers under other names]} for metrics whose values equal each other on every row
+    (missing where the other is missing). A fine-tune that keeps its last epoch reports top1 ==
+    final_top1: one metric, shown once. The kept name is the first of `prefer` (the headline metrics),
+    else the shortest; keys follow the order of `metrics`. Metrics with no value at all are never merged."""
+    groups: list[list[str]] = []
     for m in metrics:
         if m not in runs.columns:
             continue
         col = pd.to_numeric(runs[m], errors="coerce").to_numpy(dtype=float)
-        same = next((k for k in kept if np.isfinite(col).any()
-                     and np.array_equal(col, pd.to_numeric(runs[k], errors="coerce").to_numpy(dtype=float),
+        same = next((g for g in groups if np.isfinite(col).any()
+                     and np.array_equal(col, pd.to_numeric(runs[g[0]], errors="coerce").to_numpy(dtype=float),
                                         equal_nan=True)), None)
         if same is None:
-            kept[m] = []
+            groups.append([m])
         else:
-            kept[same].append(m)
-    return kept
+            same.append(m)
+    rank = {m: i for i, m in enumerate(metrics)}
+    kept = {min(g, key=lambda m: (m not in prefer, len(m), rank[m])): g for g in groups}
+    return {k: [m for m in kept[k] if m != k] for k in sorted(kept, key=rank.get)}
 
 
 def aliases_of(groups: dict[str, list[str]]) -> dict[str, str]:
