@@ -1,5 +1,6 @@
 """The report renders in a real headless Chromium: a non-blank screenshot, every image decoded, no console
-errors.
+errors; at desktop (1280 px) and phone (390 px) width the page does not overflow sideways, the verdicts are
+in the first screen, every in-page link has its anchor, and a clicked figure opens at full size.
 
 The test uses Debian's chromium (/usr/bin/chromium, or `chromium` on PATH); `sudo .ci/setup` installs it.
 When it is missing the test skips with that reason, except under MIMSCALE_CI=1 (set by .ci/run), where a
@@ -142,3 +143,115 @@ def test_every_image_decoded_and_no_console_errors(chromium, study_report, tmp_p
     assert all(i["w"] >= 300 for i in figures)  # the figures, not icons
     assert seen["problems"] == []
     assert not _console_lines(r.stderr)
+
+
+# Inserted before </head> of a test-only copy of the report, which is then shown in an iframe of the width
+# under test (headless Chromium's windows are at least 500 px wide; an iframe is any width, and the page's
+# viewport meta makes its viewport the iframe's). After load it measures the layout and posts it to the
+# frame's parent, which writes it into its own DOM for --dump-dom.
+LAYOUT_PROBE = """<script>
+window.addEventListener('load', function () {
+  var de = document.documentElement, box = function (el) { var r = el.getBoundingClientRect();
+    return {top: r.top, bottom: r.bottom, left: r.left, right: r.right, width: r.width, height: r.height}; };
+  var wide = [];
+  Array.prototype.forEach.call(document.body.querySelectorAll('*'), function (el) {
+    var r = el.getBoundingClientRect();
+    if (r.right > window.innerWidth + 0.5 && !el.closest('.scroll') && wide.length < 8) {
+      wide.push(el.tagName.toLowerCase() + '.' + el.className + ' right=' + Math.round(r.right));
+    }
+  });
+  var v = document.getElementById('verdicts'), g = document.querySelector('.gallery');
+  var target = location.hash ? document.getElementById(location.hash.slice(1)) : null;
+  var out = {
+    innerWidth: window.innerWidth, innerHeight: window.innerHeight, scrollWidth: de.scrollWidth,
+    bodyScrollWidth: document.body.scrollWidth, wide: wide,
+    verdicts: v ? box(v) : null,
+    verdictLines: Array.prototype.map.call(document.querySelectorAll('#verdicts summary'), function (s) {
+      return {height: s.getBoundingClientRect().height, font: parseFloat(getComputedStyle(s).fontSize)}; }),
+    missingAnchors: Array.prototype.map.call(document.querySelectorAll('a[href^="#"]'), function (a) {
+      return a.getAttribute('href').slice(1); }).filter(function (id) { return !document.getElementById(id); }),
+    anchors: document.querySelectorAll('a[href^="#"]').length,
+    figures: Array.prototype.map.call(document.querySelectorAll('figure img'), function (im) { return box(im); }),
+    gallery: g ? {client: g.closest('.scroll').clientWidth, scroll: g.closest('.scroll').scrollWidth} : null,
+    target: target ? {position: getComputedStyle(target).position, img: target.querySelector('img').width,
+                      natural: target.querySelector('img').naturalWidth} : null
+  };
+  window.parent.postMessage(JSON.stringify(out), '*');
+});
+</script>"""
+FRAME = """<!DOCTYPE html><html><body style="margin:0"><script>
+window.addEventListener('message', function (e) {
+  var pre = document.createElement('pre'); pre.id = 'layout-probe'; pre.textContent = e.data;
+  document.body.appendChild(pre);
+});
+</script><iframe src="{src}" style="width:{w}px;height:{h}px;border:0;display:block"></iframe></body></html>"""
+PHONE, DESKTOP = (390, 844), (1280, 800)
+
+
+def _framed(report: Path, tmp: Path, width: int, height: int, fragment: str = "", probe: bool = True) -> Path:
+    """A page showing a test-only copy of the report (with the layout probe) in a width x height iframe."""
+    copy = tmp / "report-probed.html"
+    source = report.read_text()
+    assert source.count("</head>") == 1
+    copy.write_text(source.replace("</head>", LAYOUT_PROBE + "</head>") if probe else source)
+    frame = tmp / f"frame-{width}.html"
+    frame.write_text(FRAME.replace("{src}", copy.name + fragment).replace("{w}", str(width))
+                     .replace("{h}", str(height)))
+    return frame
+
+
+def _layout(chromium: str, report: Path, tmp: Path, size: tuple[int, int], fragment: str = "") -> dict:
+    frame = _framed(report, tmp, *size, fragment=fragment)
+    r = _run(chromium, ["--window-size=1400,900", "--virtual-time-budget=15000", "--dump-dom", frame.as_uri()], tmp)
+    m = re.search(r'<pre id="layout-probe">(.*?)</pre>', r.stdout, re.S)
+    assert m, f"the layout probe did not run: {r.stderr[-2000:]}"
+    assert not _console_lines(r.stderr)
+    return json.loads(html.unescape(m.group(1)))
+
+
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop-1280", "phone-390"])
+def test_layout_fits_the_width_and_leads_with_the_verdicts(chromium, study_report, tmp_path, size):
+    _, report = study_report
+    width, height = size
+    m = _layout(chromium, report, tmp_path, size)
+    assert (m["innerWidth"], m["innerHeight"]) == size
+    # Nothing pushes the page sideways: wide tables and the gallery scroll inside their own boxes.
+    assert m["scrollWidth"] <= width and m["bodyScrollWidth"] <= width, m["wide"]
+    assert m["wide"] == []
+    # The three verdicts are on the first screen, one line each at desktop width (two at most on a phone).
+    v = m["verdicts"]
+    assert v is not None and 0 <= v["top"] and v["bottom"] <= height
+    assert len(m["verdictLines"]) == 3
+    lines = 1 if width >= 1000 else 2
+    assert all(s["height"] <= (lines + 0.5) * 1.5 * s["font"] for s in m["verdictLines"]), m["verdictLines"]
+    # A table of contents and folds: every in-page link lands on an element.
+    assert m["anchors"] >= 10 and m["missingAnchors"] == []
+    # Figures fit the width; the gallery is wider than a phone and scrolls in its own box.
+    assert len(m["figures"]) == 5 and all(0 <= f["left"] and f["right"] <= width for f in m["figures"])
+    assert m["gallery"]["client"] <= width
+    if width < 600:
+        assert m["gallery"]["scroll"] > m["gallery"]["client"]
+
+
+def test_clicked_figure_opens_at_full_size(chromium, study_report, tmp_path):
+    """A figure's link is its own anchor: when it is the target, the figure covers the screen and its
+    image is drawn at its natural size (scrolling inside), without a script or a second copy of it."""
+    _, report = study_report
+    anchor = re.search(r"<figure id='(fig-[^']+)'", report.read_text()).group(1)
+    m = _layout(chromium, report, tmp_path, PHONE, fragment=f"#{anchor}")
+    t = m["target"]
+    assert t is not None and t["position"] == "fixed"
+    assert t["img"] == t["natural"] > PHONE[0]
+
+
+def test_phone_screenshot_is_not_blank(chromium, study_report, tmp_path):
+    _, report = study_report
+    frame = _framed(report, tmp_path, *PHONE, probe=False)
+    shot = tmp_path / "phone.png"
+    r = _run(chromium, [f"--screenshot={shot}", f"--window-size={PHONE[0]},{PHONE[1]}", frame.as_uri()], tmp_path)
+    assert shot.is_file(), r.stderr[-2000:]
+    img = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert img.shape == (PHONE[1], PHONE[0])
+    assert (np.abs(img - np.median(img)) > 30).mean() > 0.02 and img.std() > 15
+    assert not _console_lines(r.stderr)
+    shutil.copy(shot, report.parent / "screenshot-phone.png")

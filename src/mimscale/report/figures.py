@@ -1,11 +1,14 @@
 """Figures of the report, drawn with matplotlib's object API on the Agg canvas.
 
 `matplotlib.figure.Figure` is used directly (not pyplot), so no global backend or figure state is
-touched and nothing needs a display. Each function saves one PNG and returns its path.
+touched and nothing needs a display. Each function saves one PNG (the one the HTML embeds), and the
+same figure in every other format asked for beside it (`Output`), and returns the PNG's path. Axes are
+labelled in words (labels.py), accuracies drawn in percent, legends in numeric order.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -17,13 +20,43 @@ from matplotlib.patches import Rectangle
 from ..analysis.correlation import model_order
 from ..analysis.results import settings_table
 from ..analysis.summary import human
+from ..errors import ConfigError
 from ..rundir import atomic_write
+from .labels import metric_label, metric_words, shown
 
 DPI = 100
+FORMATS = ("png", "svg", "pdf")
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight"))
+@dataclass(frozen=True)
+class Output:
+    """How figures are written: PNG always (the HTML embeds it), plus any of svg and pdf for papers; dpi
+    applies to the PNG (and to raster parts of the others)."""
+
+    formats: tuple[str, ...] = ("png",)
+    dpi: int = DPI
+
+    def __post_init__(self):
+        object.__setattr__(self, "formats", ("png", *(f for f in dict.fromkeys(self.formats) if f != "png")))
+
+
+def output(formats="png", dpi: int = DPI) -> Output:
+    """Output from the command's spelling: formats as 'png,svg,pdf' or a sequence. Bad values are a
+    ConfigError (one line, exit 2)."""
+    names = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats)]
+    bad = [f for f in names if f not in FORMATS]
+    if bad or not any(names):
+        raise ConfigError(f"figure format {', '.join(bad) or repr(formats)} is not one of {', '.join(FORMATS)} "
+                          "(comma-separated, e.g. png,svg,pdf)")
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or not 20 <= dpi <= 1200:
+        raise ConfigError(f"figure dpi {dpi!r} must be a whole number from 20 to 1200")
+    return Output(tuple(n for n in names if n), dpi)
+
+
+def _save(fig: Figure, path: Path, out: Output) -> Path:
+    for fmt in out.formats:
+        atomic_write(path.with_suffix(f".{fmt}"),
+                     lambda f, fmt=fmt: fig.savefig(f, format=fmt, dpi=out.dpi, bbox_inches="tight"))
     return path
 
 
@@ -49,7 +82,7 @@ def _len_label(it: float) -> str:
     return f"{int(it):,} iterations"
 
 
-def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Path | None:
+def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, path: Path, out: Output = Output()) -> Path | None:
     """Held-out (solid) and train-probe (dashed) loss vs step; rows = lengths, columns = models."""
     loss = curves[(curves["name"] == "loss") & curves["split"].isin(["val", "train_probe"])
                   & curves["run"].isin(runs["run"])]
@@ -71,14 +104,20 @@ def loss_curves(curves: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Path | 
         for j, m in enumerate(models):
             ax = axes[i, j]
             ax.set_title(f"{m}, {_len_label(it)}", fontsize=10)
-            ax.set_xlabel("step")
+            ax.set_xlabel("pre-training step")
             ax.grid(alpha=0.3)
             if j == 0:
                 ax.set_ylabel("loss (solid: held-out, dashed: train probe)", fontsize=8)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
-    fig.legend(uniq.values(), uniq.keys(), loc="outside right upper", title="data size", fontsize=8)
-    return _save(fig, path)
+    # One entry per data size, smallest first (the panels are drawn in run order, not size order).
+    label_of = {f"{human(d)} images": d for d in sizes}
+    uniq = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            uniq.setdefault(lab, h)
+    order = sorted(uniq, key=lambda lab: label_of.get(lab, float("inf")))
+    fig.legend([uniq[lab] for lab in order], order, loc="outside right upper", title="pre-training images",
+               fontsize=8)
+    return _save(fig, path, out)
 
 
 def _fit_curve(fit: dict, xs: np.ndarray) -> np.ndarray:
@@ -104,7 +143,8 @@ def _series_line(ax, st: pd.DataFrame, col: str, primary: str | None, color, lab
     return main
 
 
-def loss_vs_data(runs: pd.DataFrame, per_model_fits: list[dict], path: Path, primary: str | None = None) -> Path:
+def loss_vs_data(runs: pd.DataFrame, per_model_fits: list[dict], path: Path, primary: str | None = None,
+                 out: Output = Output()) -> Path:
     """Final held-out loss vs data size per model, one panel per length; dashed: fitted L(D)."""
     st = settings_table(runs)
     primary = _primary(runs, primary)
@@ -132,14 +172,24 @@ def loss_vs_data(runs: pd.DataFrame, per_model_fits: list[dict], path: Path, pri
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("final held-out loss")
     axes[0, 0].legend(fontsize=8, title="model (dashed: L(D) fit)", title_fontsize=8)
-    return _save(fig, path)
+    return _save(fig, path, out)
 
 
-def metric_vs_data(runs: pd.DataFrame, metrics: list[str], path: Path, primary: str | None = None) -> Path | None:
-    """Each downstream metric vs data size; rows = metrics, columns = lengths, a line per model."""
+def _in_shown_units(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    df = df.copy()
+    for m in metrics:
+        df[m] = shown(df[m], m)
+    return df
+
+
+def metric_vs_data(runs: pd.DataFrame, metrics: list[str], path: Path, primary: str | None = None,
+                   aliases: dict[str, list[str]] | None = None, out: Output = Output()) -> Path | None:
+    """Each downstream metric vs data size; rows = metrics, columns = lengths, a line per model.
+    aliases: metric -> other names of the same numbers (named in its label, not drawn again)."""
     if not metrics:
         return None
-    st = settings_table(runs)
+    aliases = aliases or {}
+    st = _in_shown_units(settings_table(runs), metrics)
     primary = _primary(runs, primary)
     models, lengths = model_order(runs), sorted(runs["iters"].unique())
     color = dict(zip(models, _colors(len(models), "plasma")))
@@ -152,18 +202,21 @@ def metric_vs_data(runs: pd.DataFrame, metrics: list[str], path: Path, primary: 
                 if not s.empty:
                     _series_line(ax, s, metric, primary, color[m], m)
             _size_ticks(ax, sorted(runs["data_size"].unique()))
-            ax.set_title(f"{metric}, {_len_label(it)}", fontsize=10)
+            ax.set_title(f"{metric_words(metric)}, {_len_label(it)}", fontsize=10)
             ax.set_xlabel("pre-training images (log)")
             ax.grid(alpha=0.3)
-        axes[i, 0].set_ylabel(metric)
+        axes[i, 0].set_ylabel(metric_label(metric, aliases.get(metric, ())))
     axes[0, 0].legend(fontsize=8, title="model", title_fontsize=8)
-    return _save(fig, path)
+    return _save(fig, path, out)
 
 
-def loss_vs_metric(runs: pd.DataFrame, metrics: list[str], correlation: list[dict], path: Path) -> Path | None:
+def loss_vs_metric(runs: pd.DataFrame, metrics: list[str], correlation: list[dict], path: Path,
+                   aliases: dict[str, list[str]] | None = None, out: Output = Output()) -> Path | None:
     """Scatter of held-out loss vs each metric (colour: model, marker: length), correlations in titles."""
     if not metrics:
         return None
+    aliases = aliases or {}
+    runs = _in_shown_units(runs, metrics)
     models, lengths = model_order(runs), sorted(runs["iters"].unique())
     color = dict(zip(models, _colors(len(models), "plasma")))
     marker = dict(zip(lengths, "os^Dv<>p*"))
@@ -178,22 +231,23 @@ def loss_vs_metric(runs: pd.DataFrame, metrics: list[str], correlation: list[dic
                 ax.scatter(r["val_loss"], r[metric], color=color[m], marker=marker.get(it, "o"), s=28,
                            label=f"{m}, {int(it):,} it")
         c = next((c for c in correlation if c["metric"] == metric and c["group"] == "all"), None)
+        words = metric_words(metric)
         if c and c.get("pearson") is not None:
-            title = f"{metric}\nall n={c['n']}: Pearson {c['pearson']:.2f}, Spearman {c['spearman']:.2f}"
+            title = f"{words}\nall n={c['n']}: Pearson {c['pearson']:.2f}, Spearman {c['spearman']:.2f}"
         else:
-            title = f"{metric}\n{(c or {}).get('message') or 'no correlation'}"
+            title = f"{words}\n{(c or {}).get('message') or 'no correlation'}"
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("final held-out loss")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(metric_label(metric, aliases.get(metric, ())))
         ax.grid(alpha=0.3)
     for k in range(len(metrics), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8)
-    return _save(fig, path)
+    return _save(fig, path, out)
 
 
-def grid_heatmap(overfit: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Path | None:
+def grid_heatmap(overfit: pd.DataFrame, runs: pd.DataFrame, path: Path, out: Output = Output()) -> Path | None:
     """The grid: held-out loss per (model, data size), one panel per length; second row the train/val
     gap where logged. Cells flagged as overfitting are outlined in red."""
     if overfit.empty:
@@ -231,4 +285,4 @@ def grid_heatmap(overfit: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Path 
             ax.set_xlabel("pre-training images")
             ax.set_title(f"{label}, {_len_label(it)}", fontsize=10)
         fig.colorbar(im, ax=list(axes[i]), shrink=0.9, label=label)
-    return _save(fig, path)
+    return _save(fig, path, out)
