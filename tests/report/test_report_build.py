@@ -191,7 +191,9 @@ def test_identical_metrics_are_shown_once(tmp_path):
     assert "<td class=\"text\">eval_finetune_final_top1</td>" not in corr
     findings = text[text.index("id='findings'"):]
     findings = findings[:findings.index("</section>")]
-    assert findings.count("Validation loss vs eval_finetune") == 1 and f"Validation loss vs {both} over" in findings
+    # the analysis writes each metric's sentence once, naming its twin
+    assert findings.count("Validation loss vs eval_finetune") == 1
+    assert "Validation loss vs eval_finetune_top1 (= eval_finetune_final_top1, the same on every run) over" in findings
     # The analysis' own tables keep every metric.
     assert "eval_finetune_final_top1" in (tmp_path / "o" / "tables" / "correlation.csv").read_text()
 
@@ -221,7 +223,8 @@ def test_figure_formats_and_dpi(tmp_path, capsys):
 
 
 def test_metric_words():
-    from mimscale.report.labels import identical_metrics, merge_sentences, metric_label
+    from mimscale.analysis.results import identical_metrics
+    from mimscale.report.labels import metric_label
 
     assert metric_label("eval_finetune_top1") == "fine-tuned top-1 (%)"
     assert metric_label("eval_segment_miou") == "segmentation mIoU (%)"
@@ -231,13 +234,5 @@ def test_metric_words():
                        "eval_b_top1": [0.1, 0.2, 0.3], "eval_empty": [None, None, None],
                        "eval_empty2": [None, None, None]})
     same = identical_metrics(df, list(df.columns))
-    assert same == {"eval_a_top1": ["eval_a_final_top1"], "eval_b_top1": [], "eval_empty": [], "eval_empty2": []}
-    # The kept name: a headline metric, else the shortest, whatever the column order.
-    assert identical_metrics(df, ["eval_a_final_top1", "eval_a_top1"]) == {"eval_a_top1": ["eval_a_final_top1"]}
-    assert identical_metrics(df, ["eval_a_top1", "eval_a_final_top1"], prefer=["eval_a_final_top1"]) == {
-        "eval_a_final_top1": ["eval_a_top1"]}
+    assert same == {"eval_a_top1": ["eval_a_final_top1"]}  # the analysis' grouping, which the report uses
     assert metric_label("eval_a_top1", ["eval_a_final_top1"]) == "a top-1 = final top-1 (%)"
-    out = merge_sentences(["Metrics: eval_a_top1, eval_a_final_top1.", "vs eval_a_top1: -0.9.",
-                           "vs eval_a_final_top1: -0.9.", "vs eval_b_top1: -0.5."], same)
-    assert out == ["Metrics: eval_a_top1, eval_a_final_top1.", "vs eval_a_top1 = eval_a_final_top1: -0.9.",
-                   "vs eval_b_top1: -0.5."]

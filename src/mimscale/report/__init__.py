@@ -22,7 +22,7 @@ from ..analysis.results import is_study_dir
 from ..rundir import RunDir, atomic_write_text
 from . import figures as F
 from . import html as H
-from .labels import aliases_of, identical_metrics, merge_sentences, named_once
+from .labels import aliases_of, named_once
 
 __all__ = ["build_report", "report_main"]
 
@@ -155,7 +155,7 @@ def build_report(input_path, out_dir=None, extra_sections: dict[str, str] | None
     out = Path(out_dir) if out_dir is not None else default_out(input_path, "report")
     res, runs, curves = analyze_frames(input_path, out / "tables", **analyze_kw)
     atomic_write_text(out / "tables" / "analysis.json", json.dumps(res, indent=1, allow_nan=False))
-    same = identical_metrics(runs, res["metrics"], res.get("headline_metrics") or [])
+    same = res.get("identical_metrics") or {}  # the analysis owns which metrics are the same numbers
     figs = _figures(res, runs, curves, out / "figures", fig_out, same)
     gallery = H.gallery(_gallery(input_path, runs)) if is_study_dir(input_path) else None
     path = out / "report.html"
@@ -167,7 +167,7 @@ def build_report(input_path, out_dir=None, extra_sections: dict[str, str] | None
             "schedules part (the same run it would have been alone, for less compute).</p>"
             + H.table(shared, ["run", "model", "data_size", "iters", "branched_from"]))
     tables.update(extra_sections or {})
-    atomic_write_text(path, H.page(res, figs, tables, gallery, merge_sentences(res["summary"], same),
+    atomic_write_text(path, H.page(res, figs, tables, gallery, res["summary"],
                                    fig_out.formats))
     return path
 

@@ -7,9 +7,6 @@ this module does not know keep their own spelling, with underscores as spaces.
 
 from __future__ import annotations
 
-import re
-
-import numpy as np
 import pandas as pd
 
 TASKS = {"finetune": "fine-tuned", "linear": "linear-probe", "knn": "kNN", "segment": "segmentation",
@@ -73,28 +70,6 @@ def shown(values: pd.Series, metric: str) -> pd.Series:
     return values * 100 if in_percent(values, metric) else values
 
 
-def identical_metrics(runs: pd.DataFrame, metrics: list[str], prefer: list[str] | tuple = ()) -> dict[str, list[str]]:
-    """{kept: [same numbers under other names]} for metrics whose values equal each other on every row
-    (missing where the other is missing). A fine-tune that keeps its last epoch reports top1 ==
-    final_top1: one metric, shown once. The kept name is the first of `prefer` (the headline metrics),
-    else the shortest; keys follow the order of `metrics`. Metrics with no value at all are never merged."""
-    groups: list[list[str]] = []
-    for m in metrics:
-        if m not in runs.columns:
-            continue
-        col = pd.to_numeric(runs[m], errors="coerce").to_numpy(dtype=float)
-        same = next((g for g in groups if np.isfinite(col).any()
-                     and np.array_equal(col, pd.to_numeric(runs[g[0]], errors="coerce").to_numpy(dtype=float),
-                                        equal_nan=True)), None)
-        if same is None:
-            groups.append([m])
-        else:
-            same.append(m)
-    rank = {m: i for i, m in enumerate(metrics)}
-    kept = {min(g, key=lambda m: (m not in prefer, len(m), rank[m])): g for g in groups}
-    return {k: [m for m in kept[k] if m != k] for k in sorted(kept, key=rank.get)}
-
-
 def aliases_of(groups: dict[str, list[str]]) -> dict[str, str]:
     """{dropped metric: the metric kept in its place}."""
     return {a: k for k, al in groups.items() for a in al}
@@ -103,26 +78,3 @@ def aliases_of(groups: dict[str, list[str]]) -> dict[str, str]:
 def named_once(groups: dict[str, list[str]], metric: str) -> str:
     """'eval_finetune_top1 = eval_finetune_final_top1' for a kept metric with aliases, else the name."""
     return " = ".join([metric, *groups.get(metric, [])])
-
-
-def merge_sentences(sentences: list[str], groups: dict[str, list[str]]) -> list[str]:
-    """Drops a sentence about a dropped metric when it reads exactly like the kept metric's sentence, and
-    names both in the kept one. A sentence that differs in anything but the name stays."""
-    alias = aliases_of(groups)
-    if not alias:
-        return list(sentences)
-
-    def pattern(names):
-        return re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r")\b")
-
-    to_kept = pattern(alias)
-    kept_names = pattern([k for k, al in groups.items() if al])
-    present = set(sentences)
-    out = []
-    for s in sentences:
-        if to_kept.search(s):  # names a dropped metric: gone if it repeats a kept sentence, else as it is
-            if to_kept.sub(lambda m: alias[m.group(1)], s) not in present:
-                out.append(s)
-            continue
-        out.append(kept_names.sub(lambda m: named_once(groups, m.group(1)), s, count=1))
-    return out
