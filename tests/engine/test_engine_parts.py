@@ -35,10 +35,10 @@ def test_the_pretraining_layout_writes_checks_and_restores_its_parts(tmp_path):
 
 
 def test_a_layout_says_which_parts_are_optional_and_flat():
-    layout = Layout("toy", parts=("model", "scaler", "counters"), flat=("counters",), optional=("scaler",),
-                    required_flat=("step",))
+    layout = Layout("toy", parts=("model", "scaler", "counters"), flat={"counters": ("step", "seen")},
+                    optional=("scaler",), required_flat=("step",))
     assert layout.required == ("model", "step")
-    assert layout.describe() == "model\nscaler (optional)\ncounters (top-level keys)"
+    assert layout.describe() == "model\nscaler (optional)\ncounters (top-level keys: step, seen)"
 
 
 class _Toy(nn.Module):

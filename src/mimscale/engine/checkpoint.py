@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,14 @@ _LEGACY_NUMPY = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np
 
 @dataclass(frozen=True)
 class Layout:
-    """The parts of a checkpoint, in order. A part is saved under its name, except a ``flat`` one, whose
-    state's keys are written at the top level (the loop's counters, as every checkpoint so far has them);
-    ``optional`` parts may be absent or None (a grad scaler only with fp16). ``required`` are the top-level
-    keys a file must hold to be this kind of checkpoint."""
+    """The parts of a checkpoint, in order. A part is saved under its name, except a ``flat`` one (name -> the
+    keys its state has), whose keys are written at the top level (the loop's counters, as every checkpoint so
+    far has them); ``optional`` parts may be absent or None (a grad scaler only with fp16). ``required_flat``
+    are the flat keys a file must hold to be this kind of checkpoint."""
 
     what: str
     parts: tuple[str, ...]
-    flat: tuple[str, ...] = ()
+    flat: dict[str, tuple[str, ...]] = field(default_factory=dict)
     optional: tuple[str, ...] = ()
     required_flat: tuple[str, ...] = ()
 
@@ -45,8 +45,10 @@ class Layout:
 
     def describe(self) -> str:
         """One line per part: what this checkpoint holds."""
-        return "\n".join(f"{p}{' (top-level keys)' if p in self.flat else ''}{' (optional)' if p in self.optional else ''}"
-                         for p in self.parts)
+        def line(p: str) -> str:
+            keys = f" (top-level keys: {', '.join(self.flat[p])})" if p in self.flat else ""
+            return f"{p}{keys}{' (optional)' if p in self.optional else ''}"
+        return "\n".join(line(p) for p in self.parts)
 
     def state(self, objects: dict[str, Any]) -> dict:
         """The checkpoint of ``objects`` (name -> part; None for an absent optional part). Collective: every

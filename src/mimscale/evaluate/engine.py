@@ -38,7 +38,7 @@ from mimscale.errors import EvalError, Interrupted
 # What a fine-tuning state holds, in the layout every mimscale version so far has written ("identity" and
 # "world", the settings it belongs to, at the top level).
 CHECKPOINT = Layout("fine-tuning", parts=("model", "optimizer", "scaler", "rng", "tuning", "settings"),
-                    flat=("settings",), optional=("scaler",), required_flat=("identity", "world"))
+                    flat={"settings": ("identity", "world")}, optional=("scaler",), required_flat=("identity", "world"))
 # Consecutive non-finite steps before a fine-tuning stops (pre-training's train.max_nonfinite default).
 MAX_NONFINITE = 10
 

@@ -34,12 +34,12 @@ from mimscale.train.optim import build_optimizer
 from mimscale.train.prefix import departure
 from mimscale.train.progress import Progress
 from mimscale.train.schedule import budgeted_eval_points, eval_steps, total_steps
-from mimscale.train.state import TrainState, provenance
+from mimscale.train.state import COUNTERS, TrainState, provenance
 
 # What a pre-training checkpoint holds, in the layout every mimscale version so far has written (the counters
 # and the guard's initial weight norm at the top level, where evaluate/loading.py reads "step").
 CHECKPOINT = Layout("pre-training", parts=("model", "optimizer", "scaler", "inputs", "rng", "config", "counters", "guard"),
-                    flat=("counters", "guard"), optional=("scaler", "config"),
+                    flat={"counters": COUNTERS, "guard": ("initial_weight_norm",)}, optional=("scaler", "config"),
                     required_flat=("step", "skipped_steps", "train_time_s", "images_done"))
 
 

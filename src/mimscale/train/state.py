@@ -15,7 +15,7 @@ import torch
 import mimscale
 from mimscale.config import SCHEMA_VERSION
 
-_COUNTERS = ("step", "skipped_steps", "skipped_files", "train_time_s", "images_done")
+COUNTERS = ("step", "skipped_steps", "skipped_files", "train_time_s", "images_done")
 
 
 @dataclass
@@ -32,10 +32,10 @@ class TrainState:
     loader_skips: int = 0  # the loader's own count in this process (it restarts at 0 on resume)
 
     def state_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k in _COUNTERS}
+        return {k: v for k, v in asdict(self).items() if k in COUNTERS}
 
     def load_state_dict(self, saved: dict) -> None:
-        for k in _COUNTERS:
+        for k in COUNTERS:
             setattr(self, k, saved.get(k, 0))  # skipped_files: since mimscale 0.2
 
     def count_loader_skips(self, loader_total: int) -> int:
