@@ -8,6 +8,7 @@ import pytest
 import torch
 import transformers
 
+from mimscale.engine.params import no_decay_names
 from mimscale.models.hf import swinv2_from_transformers
 from mimscale.models.swinv2 import MODEL_CLASS, PRESETS, SwinV2
 
@@ -141,8 +142,10 @@ def test_layer_id_matches_spec():
 
 def test_no_weight_decay_names():
     model = SwinV2(**SMALL)
-    skip = model.no_weight_decay()
+    skip = no_decay_names(model, model.no_weight_decay())  # the model's own names and the engine's 1-D rule
     params = dict(model.named_parameters())
+    assert all(p.ndim > 1 for n, p in params.items() if n in model.no_weight_decay() and "mask_token" not in n
+               and "logit_scale" not in n and "cpb_mlp" not in n)  # the model names only its special ones
     assert skip <= set(params)
     for name in ["mask_token", "layers.0.blocks.0.attn.cpb_mlp.0.weight", "layers.0.blocks.0.attn.cpb_mlp.0.bias",
                  "layers.0.blocks.0.attn.cpb_mlp.2.weight", "layers.0.blocks.1.attn.logit_scale",

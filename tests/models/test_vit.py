@@ -6,6 +6,7 @@ import pytest
 import torch
 import transformers
 
+from mimscale.engine.params import no_decay_names
 from mimscale.models import build_model
 from mimscale.models.hf import vit_from_transformers
 from mimscale.models.vit import PRESETS, VisionTransformer, sincos_2d
@@ -143,8 +144,10 @@ def test_layer_id():
 def test_no_weight_decay():
     model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, pos_embed="rel",
                               use_cls_token=True, init_values=0.1)
-    nwd = model.no_weight_decay()
+    nwd = no_decay_names(model, model.no_weight_decay())  # the model's own names and the engine's 1-D rule
     names = dict(model.named_parameters())
+    assert model.no_weight_decay() == {"cls_token", "mask_token", "blocks.0.attn.rel_pos_bias.relative_position_bias_table",
+                                       "blocks.1.attn.rel_pos_bias.relative_position_bias_table"}
     assert {"cls_token", "mask_token", "blocks.0.attn.rel_pos_bias.relative_position_bias_table",
             "blocks.1.gamma_1", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias", "norm.bias",
             "patch_embed.bias"} <= nwd

@@ -7,15 +7,17 @@
   accumulation, equal one process at the same global batch up to float summation order.
 - Per-sample augmentation is seeded by (seed, epoch, image); batch augmentation (mixup, erasing) by (seed,
   step, rank, micro-batch): nothing depends on worker scheduling, and a resumed run draws what it would have.
-- The state (weights, optimizer, step, history, every rank's RNG) is written after every evaluated epoch and
-  when SIGTERM / SIGINT arrives (at the next step boundary), to ``eval/<name>.state.pt``; a rerun resumes
-  from it. Evaluation is sharded over ranks and gathered.
+- The state (``CHECKPOINT``: weights, optimizer, grad scaler, every rank's RNG, the loop's ``Tuning``, and the
+  settings it belongs to) is written after every evaluated epoch and when SIGTERM / SIGINT arrives (at the next
+  step boundary), to ``eval/<name>.state.pt``; a rerun resumes from it. Evaluation is sharded over ranks and
+  gathered.
+- The step, its non-finite policy, the guard, the schedule's application, checkpoints, RNG and signals are the
+  engine's (``mimscale.engine``), as in pre-training: a non-finite step is skipped and counted, and
+  ``MAX_NONFINITE`` of them in a row stop the run with a TrainingError.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -26,16 +28,24 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mimscale.errors import EvalError, Interrupted, TrainingError
-from mimscale.train import distributed as dist
-from mimscale.train.checkpoint import atomic_torch_save, load_checkpoint
-from mimscale.train.state import SignalFlag, rng_state, set_rng_state
-from mimscale.train.step import autocast
+from mimscale.engine import distributed as dist
+from mimscale.engine.checkpoint import Fixed, Layout, atomic_torch_save, load_checkpoint
+from mimscale.engine.guard import Guard
+from mimscale.engine.runtime import RankRNG, SignalFlag, autocast
+from mimscale.engine.step import optimizer_step
+from mimscale.errors import EvalError, Interrupted
+
+# What a fine-tuning state holds, in the layout every mimscale version so far has written ("identity" and
+# "world", the settings it belongs to, at the top level).
+CHECKPOINT = Layout("fine-tuning", parts=("model", "optimizer", "scaler", "rng", "tuning", "settings"),
+                    flat={"settings": ("identity", "world")}, optional=("scaler",), required_flat=("identity", "world"))
+# Consecutive non-finite steps before a fine-tuning stops (pre-training's train.max_nonfinite default).
+MAX_NONFINITE = 10
 
 
 @dataclass
 class Tuning:
-    """The loop's own state, saved with every checkpoint."""
+    """The loop's own state, saved with every checkpoint (the ``tuning`` part)."""
 
     step: int = 0
     epoch: int = 0  # the epoch in flight: a signal at an epoch's last step leaves it unevaluated, not done
@@ -43,7 +53,16 @@ class Tuning:
     best: dict | None = None
     epoch_loss: float = 0.0  # sum of global-batch losses x images in the current epoch so far
     epoch_images: int = 0
-    skipped_steps: int = 0  # fp16: steps whose update the grad scaler skipped (inf/nan gradients)
+    skipped_steps: int = 0  # non-finite steps whose update was skipped (fp16: the grad scaler's overflows)
+    steps_per_epoch: int = field(default=1, repr=False)  # not state: what a state without "epoch" needs
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "steps_per_epoch"}
+
+    def load_state_dict(self, state: dict) -> None:
+        state = {"epoch": state["step"] // self.steps_per_epoch, **state}  # a state written before "epoch"
+        for k, v in state.items():
+            setattr(self, k, v)
 
 
 def steps_per_epoch(n: int, global_batch: int, parts: int) -> int:
@@ -93,41 +112,39 @@ class Tuner:
         self.state_path, self.identity = state_path, identity
         # find_unused_parameters: a fine-tuned encoder never uses its mask token, and a frozen backbone
         # (segmentation) gets no gradient at all.
-        self.ddp = model if self.world == 1 else nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+        self.ddp = dist.wrap(model, device, find_unused_parameters=True)
         self.steps = steps_per_epoch(len(train_ds), cfg.batch_size, self.world * self.accum)
         # fp16 as the official fine-tune runs it: a dynamic loss scale; an overflowing step is skipped.
         self.scaler = torch.amp.GradScaler(device.type, init_scale=cfg.fp16_init_scale) \
             if cfg.precision == "fp16" else None
+        self.guard = Guard("lower base_lr" + (" or use precision=fp32" if cfg.precision != "fp32" else ""),
+                           MAX_NONFINITE)
+        self.clip_params = list(model.parameters())
         if self.world > 1:  # each rank its own drop-path stream (one process keeps the seed set before)
             torch.manual_seed(cfg.seed + 1000 * self.rank)
         self.tuning = self._resume()
 
     # ---- state -----------------------------------------------------------------------------------
+    def _parts(self, tuning: Tuning) -> dict:
+        return {"model": self.model, "optimizer": self.optimizer, "scaler": self.scaler, "rng": RankRNG(),
+                "tuning": tuning, "settings": Fixed({"identity": self.identity, "world": self.world * self.accum})}
+
     def _resume(self) -> Tuning:
+        tuning = Tuning(steps_per_epoch=self.steps)
         if self.state_path is None or not self.state_path.is_file():
-            return Tuning()
+            return tuning
         saved = load_checkpoint(self.state_path, map_location=self.device)
         if saved.get("identity") != self.identity or saved.get("world") != self.world * self.accum:
             log(f"[{self.tag}] {self.state_path.name} is another fine-tuning (settings or split); starting over")
-            return Tuning()
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        if self.scaler is not None and saved.get("scaler"):
-            self.scaler.load_state_dict(saved["scaler"])
-        set_rng_state(saved["rng"][self.rank])
-        tuning = Tuning(**{"epoch": saved["tuning"]["step"] // self.steps, **saved["tuning"]})  # states before "epoch"
+            return tuning
+        CHECKPOINT.restore(CHECKPOINT.check(saved, self.state_path), self._parts(tuning))
         log(f"[{self.tag}] resuming at step {tuning.step} from {self.state_path.name}")
         return tuning
 
     def _save(self) -> None:
-        states = dist.all_gather_object(rng_state())
+        saved = CHECKPOINT.state(self._parts(self.tuning))  # on every rank: the RNG part gathers every rank's
         if dist.is_main() and self.state_path is not None:
-            atomic_torch_save(self.state_path, {
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "tuning": asdict(self.tuning), "rng": states, "identity": self.identity,
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                "world": self.world * self.accum})
+            atomic_torch_save(self.state_path, saved)
         dist.barrier()
 
     # ---- training --------------------------------------------------------------------------------
@@ -137,40 +154,31 @@ class Tuner:
                                                 num_workers=self.cfg.num_workers,
                                                 pin_memory=torch.cuda.is_available()))
 
-    def _step(self, batches, n_global: int, sizes: list[int]) -> float:
+    def _step(self, batches, n_global: int, sizes: list[int]) -> float | None:
+        """One optimizer step over this rank's micro-batches of ``sizes`` images (of ``n_global`` in all); the
+        global batch's mean loss, or None when the loss was not finite."""
         cfg, t = self.cfg, self.tuning
         self.schedule.apply(self.optimizer, t.step)
-        self.optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), dtype=torch.float64)
-        for a, size in enumerate(sizes):
-            x, y = next(batches)
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            if self.batch_fn is not None:
-                x, y = self.batch_fn(x, y, np.random.default_rng([cfg.seed, 0xB17C, t.step, self.rank, a]))
-            last = a == len(sizes) - 1
-            with contextlib.nullcontext() if last or self.world == 1 else self.ddp.no_sync():
+
+        def micro(a: int, size: int):
+            def forward():
+                x, y = next(batches)
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                if self.batch_fn is not None:
+                    x, y = self.batch_fn(x, y, np.random.default_rng([cfg.seed, 0xB17C, t.step, self.rank, a]))
                 with autocast(self.device, cfg.precision):
                     out = self.ddp(x)
                 loss = self.loss_fn(out.float(), y)
                 # DDP averages gradients over ranks: this weight makes the update the global batch's mean.
-                weighted = loss * (size / n_global * self.world)
-                (self.scaler.scale(weighted) if self.scaler is not None else weighted).backward()
-            total += loss.detach().double().cpu() * size
-        total = float(dist.all_reduce_sum(total)) / n_global
-        if not math.isfinite(total):
-            raise TrainingError(f"non-finite fine-tuning loss at step {t.step}; lower base_lr or use precision=fp32")
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)  # clip the true gradients, as the official fine-tune does
-        if cfg.clip_grad > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
-        if self.scaler is None:
-            self.optimizer.step()
-            return total
-        scale = self.scaler.get_scale()
-        self.scaler.step(self.optimizer)  # skipped when a gradient is inf/nan (the same on every rank)
-        self.scaler.update()
-        t.skipped_steps += int(self.scaler.get_scale() < scale)  # the scale backs off only after a skip
-        return total
+                return loss * (size / n_global * self.world), loss.detach().double().cpu() * size
+            return forward
+
+        result = optimizer_step(self.ddp, self.optimizer, [micro(a, size) for a, size in enumerate(sizes)],
+                                torch.zeros((), dtype=torch.float64), n_global, self.clip_params, cfg.clip_grad,
+                                self.scaler)
+        t.skipped_steps += 0 if result.finite else 1
+        self.guard.after_step(t.step + 1, result, self.scaler)
+        return result.loss if result.loss_finite else None
 
     def _epoch(self, epoch: int, stop: SignalFlag) -> float:
         t = self.tuning
@@ -182,8 +190,9 @@ class Tuner:
         for n_global, micro in plan:
             loss = self._step(batches, n_global, [len(m) for m in micro])
             t.step += 1
-            t.epoch_loss += loss * n_global
-            t.epoch_images += n_global
+            if loss is not None:  # a skipped non-finite loss does not make the epoch's mean nan
+                t.epoch_loss += loss * n_global
+                t.epoch_images += n_global
             signum = dist.agreed_signal(stop.signum, self.device)  # every rank stops at the same step
             if signum:
                 self._save()
@@ -200,7 +209,7 @@ class Tuner:
                 train_loss = self._epoch(epoch, stop)
                 if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == epochs:
                     res = {"epoch": epoch + 1, "step": t.step, "train_loss": train_loss, **self.evaluate(self.model)}
-                    if self.scaler is not None:
+                    if self.scaler is not None or t.skipped_steps:
                         res["skipped_steps"] = t.skipped_steps
                     t.history.append(res)
                     if t.best is None or res[self.score] > t.best[self.score]:

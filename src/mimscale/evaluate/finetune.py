@@ -12,16 +12,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mimscale.engine import distributed as dist
+from mimscale.engine.params import adamw
+from mimscale.engine.runtime import autocast
+from mimscale.engine.schedule import LRSchedule, scaled_lr
 from mimscale.evaluate.augment import MixupCutmix, random_erasing, soft_cross_entropy
 from mimscale.evaluate.data import ClassificationData, loader
 from mimscale.evaluate.engine import Tuner, shard, steps_per_epoch
 from mimscale.evaluate.layer_decay import param_groups_layer_decay
 from mimscale.evaluate.probes import topk_accuracy
 from mimscale.models.layers import trunc_normal_
-from mimscale.train import distributed as dist
-from mimscale.train.optim import adamw
-from mimscale.train.schedule import lr_at, scaled_lr
-from mimscale.train.step import autocast
 
 
 class Classifier(nn.Module):
@@ -38,29 +38,17 @@ class Classifier(nn.Module):
         return self.head(self.encoder.forward_features(x).mean(dim=(2, 3)))
 
 
-class Schedule:
-    """Warmup + cosine over optimizer steps; every group gets ``lr * group['lr_scale']`` (layer decay)."""
-
-    def __init__(self, cfg, steps_per_epoch: int):
-        self.total = max(1, cfg.epochs * steps_per_epoch)
-        self.warmup = min(self.total, round(cfg.warmup_epochs * steps_per_epoch))
-        self.peak = scaled_lr(cfg.base_lr, cfg.batch_size)
-        self.warmup_lr = scaled_lr(cfg.warmup_lr, cfg.batch_size)
-        self.min_lr = scaled_lr(cfg.min_lr, cfg.batch_size)
-
-    def apply(self, optimizer, step: int) -> float:
-        lr = lr_at(step, self.total, self.peak, self.warmup, self.warmup_lr, self.min_lr)
-        for g in optimizer.param_groups:
-            g["lr"] = lr * g.get("lr_scale", 1.0)
-        return lr
+def Schedule(cfg, steps_per_epoch: int) -> LRSchedule:  # noqa: N802  (segment.py's name for it)
+    """Warmup + cosine over optimizer steps; ``apply`` gives every group ``lr * group['lr_scale']`` (layer decay)."""
+    return LRSchedule.in_epochs(cfg, steps_per_epoch)
 
 
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    """AdamW over the layer-decay groups of a model wrapping ``model.encoder`` (fine-tuning, segmentation)."""
     groups = param_groups_layer_decay(model, cfg.weight_decay, cfg.layer_decay)
     for g in groups:
         g.pop("names")  # optimizer state stays small; the names are for inspection and tests
     return adamw(groups, scaled_lr(cfg.base_lr, cfg.batch_size))
-
 
 
 @torch.no_grad()

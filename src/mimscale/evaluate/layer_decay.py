@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from mimscale.engine.params import param_groups
+
 
 def layer_scale(layer_id: int, num_layers: int, decay: float) -> float:
     return decay ** (num_layers - 1 - layer_id)
@@ -31,25 +33,13 @@ def param_layer_ids(model: nn.Module, encoder_prefix: str = "encoder.") -> dict[
 
 def param_groups_layer_decay(model: nn.Module, weight_decay: float, layer_decay: float,
                              no_weight_decay: set[str] | None = None) -> list[dict]:
-    """Optimizer groups keyed by (layer id, decayed or not), each with an ``lr_scale``.
+    """Optimizer groups keyed by (layer id, decayed or not), each with an ``lr_scale`` and its ``names``.
 
     ``model`` wraps a backbone as ``model.encoder``; ``no_weight_decay`` holds full parameter names
-    (``encoder.`` prefix included) exempt beyond the rule the pre-training engine uses (1-D params and
-    biases are never decayed). The training loop sets ``group["lr"] = lr * group["lr_scale"]``.
+    (``encoder.`` prefix included) exempt beyond the backbone's own and the engine's 1-D/bias rule.
+    ``LRSchedule.apply`` sets ``group["lr"] = lr * group["lr_scale"]``.
     """
-    skip = set(no_weight_decay or ())
-    skip |= {f"encoder.{n}" for n in model.encoder.no_weight_decay()}
+    exempt = set(no_weight_decay or ()) | {f"encoder.{n}" for n in model.encoder.no_weight_decay()}
     num_layers = model.encoder.num_layers
-    groups: dict[tuple[int, bool], dict] = {}
-    params = dict(model.named_parameters())
-    for name, lid in param_layer_ids(model).items():
-        p = params[name]
-        decayed = not (p.ndim <= 1 or name.endswith(".bias") or name in skip)
-        key = (lid, decayed)
-        if key not in groups:
-            groups[key] = {"params": [], "names": [], "layer_id": lid,
-                           "weight_decay": weight_decay if decayed else 0.0,
-                           "lr_scale": layer_scale(lid, num_layers, layer_decay)}
-        groups[key]["params"].append(p)
-        groups[key]["names"].append(name)
-    return [groups[k] for k in sorted(groups)]
+    return param_groups(model, weight_decay, exempt, layer_of=param_layer_ids(model).__getitem__,
+                        layer_scale=lambda lid: layer_scale(lid, num_layers, layer_decay), names=True)

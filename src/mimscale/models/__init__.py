@@ -1,7 +1,8 @@
 """Backbones. Every backbone has: ``forward_features(x, mask=None)`` -> (B, num_features, H/stride, W/stride),
 ``forward_intermediates(x, mask=None)`` -> list of per-block maps, ``num_features``, ``stride``,
 ``patch_size``, ``num_layers`` and ``layer_id(param_name)`` for layer-wise LR decay,
-``no_weight_decay()`` -> set of parameter names exempt from weight decay, and ``finetune_geometry()`` -> the
+``no_weight_decay()`` -> the parameter names exempt from weight decay beyond 1-D parameters and biases
+(``engine/params.py``), and ``finetune_geometry()`` -> the
 keywords a fine-tuning build takes from this pre-training model (e.g. Swin V2's pretrained windows)."""
 
 from mimscale.errors import UnknownModelError

@@ -376,14 +376,11 @@ class SwinV2(nn.Module):
         return {"pretrained_window_sizes": tuple(stage.blocks[0].window for stage in self.layers)}
 
     def no_weight_decay(self) -> set[str]:
-        """Names exempt from weight decay: 1-D params (norms, biases, q/v bias), the mask token, the whole
-        continuous-position-bias MLP and the logit scales (docs/METHOD.md, Swin V2)."""
-        skip = set()
-        for name, p in self.named_parameters():
-            if (p.ndim <= 1 or name.endswith(".bias") or "mask_token" in name or "cpb_mlp" in name
-                    or "logit_scale" in name or "relative_position" in name):
-                skip.add(name)
-        return skip
+        """Names exempt from weight decay beyond the engine's rule for 1-D parameters and biases
+        (``engine/params.py``): the mask token, the whole continuous-position-bias MLP and the logit scales
+        (docs/METHOD.md, Swin V2)."""
+        special = ("mask_token", "cpb_mlp", "logit_scale", "relative_position")
+        return {name for name, _ in self.named_parameters() if any(k in name for k in special)}
 
 
 MODEL_CLASS = SwinV2

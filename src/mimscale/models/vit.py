@@ -291,9 +291,10 @@ class VisionTransformer(nn.Module):
         return {}
 
     def no_weight_decay(self) -> set[str]:
+        """Names exempt from weight decay beyond the engine's rule for 1-D parameters and biases
+        (``engine/params.py``): position embeddings and tables, the class and mask tokens."""
         fixed = {"pos_embed", "cls_token", "mask_token"}
-        return {n for n, p in self.named_parameters()
-                if p.ndim <= 1 or n.endswith(".bias") or n in fixed or n.endswith(_REL_TABLE)}
+        return {n for n, _ in self.named_parameters() if n in fixed or n.endswith(_REL_TABLE)}
 
     # ---- checkpoints at another resolution -----------------------------------------------------
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

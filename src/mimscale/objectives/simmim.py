@@ -78,8 +78,8 @@ class SimMIM(nn.Module):
         )
 
     def no_weight_decay(self) -> set[str]:
-        names = {f"encoder.{n}" for n in self.encoder.no_weight_decay()}
-        return names | {n for n, p in self.named_parameters() if n.startswith("decoder.") and p.ndim <= 1}
+        """The encoder's special exemptions; the decoder has none beyond the engine's 1-D/bias rule."""
+        return {f"encoder.{n}" for n in self.encoder.no_weight_decay()}
 
     def forward(self, img: torch.Tensor, mask: torch.Tensor) -> SimMIMOutput:
         """img: (B, C, H, W) normalised image; mask: (B, H/patch, W/patch), 1 = masked."""

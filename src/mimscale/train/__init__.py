@@ -1,4 +1,5 @@
-"""Pre-training: ``pretrain(cfg) -> summary`` (loop, schedules, optimizer groups, checkpoints, DDP).
+"""SimMIM pre-training: ``pretrain(cfg) -> summary`` (the run's data, loop, validation, reconstructions, shared
+prefixes, summary) on the training engine of ``mimscale.engine``.
 
 Names are imported on first use, so torch-free modules of this package (``schedule``, ``prefix``) serve
 the study planner without importing torch.

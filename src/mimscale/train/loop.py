@@ -15,23 +15,18 @@ from omegaconf import DictConfig
 
 from mimscale import config as C
 from mimscale import rundir as R
+from mimscale.engine import distributed as dist
+from mimscale.engine.runtime import SignalFlag
 from mimscale.errors import Interrupted, TrainingError
 from mimscale.rundir import RunDir
-from mimscale.train import distributed as dist
 from mimscale.train.checkpoint import save_checkpoint
 from mimscale.train.pictures import save_reconstruction
 from mimscale.train.progress import Progress
 from mimscale.train.schedule import every
-from mimscale.train.setup import PretrainRun, build_simmim, open_run
-from mimscale.train.state import SignalFlag, rng_state
-from mimscale.train.step import reconstruction_loss, train_step, weight_norm
+from mimscale.train.setup import CHECKPOINT, PretrainRun, build_simmim, open_run
+from mimscale.train.step import reconstruction_loss, train_step
 
 __all__ = ["pretrain", "build_simmim", "resolve_run_dir", "Interrupted", "TrainingError"]
-
-# A healthy run's parameter norm moved by 1.04-1.29x over the demo's runs (2,000 iterations, weight decay
-# 0.05); 100x is far outside anything that still trains.
-WEIGHT_BLOWUP = 100.0
-
 
 def resolve_run_dir(cfg: DictConfig) -> Path:
     if cfg.run_dir:
@@ -80,15 +75,15 @@ def _train(run: PretrainRun, stop: SignalFlag) -> dict:
         if s.step in run.eval_at or s.step in run.shared_eval_at:
             _validate(run, s.step, shared=s.step not in run.eval_at)
         signum = dist.agreed_signal(stop.signum, run.device)
-        if (s.step in run.ckpt_at or signum) and s.consecutive_bad == 0:
+        if (s.step in run.ckpt_at or signum) and run.guard.clean:
             _checkpoint(run)
         if signum:
-            raise Interrupted(signum, s.step, saved=s.consecutive_bad == 0)
+            raise Interrupted(signum, s.step, saved=run.guard.clean)
     return _finish(run)
 
 
 def _step(run: PretrainRun) -> None:
-    """One optimizer step, its counters, the non-finite guard, and its log lines."""
+    """One optimizer step, its counters, the guard, and its log lines."""
     s, t = run.state, run.cfg.train
     t0 = time.perf_counter()
     batches = [run.inputs.next_train() for _ in range(t.accum_steps)]
@@ -98,23 +93,11 @@ def _step(run: PretrainRun) -> None:
     s.train_time_s += time.perf_counter() - t0
     s.images_done += t.batch_size
     if result.finite:
-        s.consecutive_bad, s.last_loss = 0, result.loss
-        s.track_loss(result.loss)
-        if s.diverged(t.divergence_factor):
-            raise TrainingError(f"the training loss diverged at step {s.step}: smoothed {s.loss_ema:.4g} is more than "
-                                f"{t.divergence_factor:g}x its minimum {s.min_loss_ema:.4g} (step {s.min_loss_ema_step});"
-                                f" lower train.base_lr (no checkpoint was written after it diverged)")
+        s.last_loss = result.loss
     else:
         s.skipped_steps += 1
         run.writer.log(s.step, R.TRAIN, R.SKIPPED_STEP, 1)
-        # fp16: gradients that overflow the loss scale are the scaler's normal back-off (the scale halves and
-        # the step is skipped), not a diverging run, until the scale falls below 1.
-        overflow = result.loss_finite and run.scaler is not None and run.scaler.get_scale() >= 1.0
-        s.consecutive_bad += 0 if overflow else 1
-        if s.consecutive_bad >= t.max_nonfinite:
-            hint = "lower train.base_lr" + (" or use fp32" if t.precision != "fp32" else "")
-            raise TrainingError(f"{s.consecutive_bad} consecutive non-finite losses at step {s.step}; {hint} "
-                                f"(the last good checkpoint is kept)")
+    run.guard.after_step(s.step, result, run.scaler)
     if s.count_loader_skips(run.inputs.skipped_files()):
         run.writer.log(s.step, R.TRAIN, R.SKIPPED_FILES, s.skipped_files)
         if dist.is_main():
@@ -138,7 +121,7 @@ def _validate(run: PretrainRun, step: int, shared: bool = False) -> None:
         return
     run.writer.log(step, R.VAL, R.LOSS, val)
     run.writer.log(step, R.TRAIN_PROBE, R.LOSS, probe)
-    run.state.history[step] = {R.VAL: val, R.TRAIN_PROBE: probe}
+    run.last_val = (step, val)
     n = run.cfg.train.recon_images
     if dist.is_main() and n > 0:
         img, mask = run.inputs.recon_batch(n)
@@ -152,33 +135,30 @@ def _validate(run: PretrainRun, step: int, shared: bool = False) -> None:
 
 def _checkpoint(run: PretrainRun) -> None:
     s = run.state
-    norm = weight_norm(run.model)  # the same on every rank (DDP keeps them in sync), so all raise together
-    if norm > WEIGHT_BLOWUP * s.initial_weight_norm:
-        raise TrainingError(f"the weights exploded by step {s.step}: norm {norm:.3g} vs {s.initial_weight_norm:.3g} "
-                            f"at initialisation; lower train.base_lr (this state is not checkpointed)")
-    # Every rank's RNG is gathered so a resumed DDP run continues each rank's stream exactly.
-    states = dist.all_gather_object(rng_state())
+    run.guard.check_weights(s.step, run.model)
+    saved = CHECKPOINT.state(run.parts())  # on every rank: the RNG part gathers every rank's
     if not dist.is_main():
         return
-    saved = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-             "scaler": run.scaler.state_dict() if run.scaler is not None else None,
-             "inputs": run.inputs.state_dict(), "rng": states, "config": C.to_container(run.cfg), **s.counters()}
-    save_checkpoint(run.run_dir, s.step, saved, {"val_loss": s.history.get(s.step, {}).get(R.VAL)},
-                    keep_last=run.cfg.train.keep_last, keep=run.keep_ckpts)
+    val = run.last_val[1] if run.last_val and run.last_val[0] == s.step else None
+    save_checkpoint(run.run_dir, s.step, saved, {"val_loss": val}, keep_last=run.cfg.train.keep_last,
+                    keep=run.keep_ckpts)
 
 
 def _finish(run: PretrainRun) -> dict:
-    summary = _summary(run)
+    summary = _summary(run) if dist.is_main() else None  # metrics.jsonl is the main rank's
     if dist.is_main():
         R.atomic_write_json(run.run_dir.summary, summary)
-    dist.barrier()
-    return summary
+    return dist.all_gather_object(summary)[0]
 
 
 def _summary(run: PretrainRun) -> dict:
     """summary.json: its keys are rundir.SUMMARY_KEYS (docs/RESULTS.md)."""
     s, cfg = run.state, run.cfg
-    vals = {step: h[R.VAL] for step, h in s.history.items() if R.VAL in h}
+    curves = {split: {} for split in (R.VAL, R.TRAIN_PROBE)}
+    for rec in run.run_dir.read_metrics():  # the run's own curve, from step 0 on, whichever process logged it
+        if rec.get("name") == R.LOSS and rec.get("split") in curves:
+            curves[rec["split"]][rec["step"]] = rec["value"]
+    vals = curves[R.VAL]
     final_step = max(vals)
     best_step = min(vals, key=lambda k: (vals[k], k))
     ips = s.images_done / s.train_time_s if s.train_time_s > 0 else float("nan")
@@ -197,7 +177,7 @@ def _summary(run: PretrainRun) -> dict:
         "best_val_loss": vals[best_step],
         "best_val_step": best_step,
         "initial_val_loss": vals.get(0),
-        "final_train_probe_loss": s.history[final_step].get(R.TRAIN_PROBE),
+        "final_train_probe_loss": curves[R.TRAIN_PROBE].get(final_step),
         "final_train_loss": s.last_loss if math.isfinite(s.last_loss) else None,
         "images_per_s": ips,
         "flops_per_image": run.flops,

@@ -17,22 +17,30 @@ from omegaconf import DictConfig
 
 from mimscale import config as C
 from mimscale import rundir as R
+from mimscale.engine import distributed as dist
+from mimscale.engine.checkpoint import Fixed, Layout, load_checkpoint
+from mimscale.engine.guard import Guard
+from mimscale.engine.runtime import RankRNG, seed_everything
+from mimscale.engine.schedule import LRSchedule
 from mimscale.errors import CheckpointError
 from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
 from mimscale.rundir import RunDir
-from mimscale.train import distributed as dist
 from mimscale.train.branch import fork
-from mimscale.train.checkpoint import load_checkpoint
 from mimscale.train.flops import flops_per_image
 from mimscale.train.inputs import RunInputs
 from mimscale.train.metrics import MetricsWriter
 from mimscale.train.optim import build_optimizer
 from mimscale.train.prefix import departure
 from mimscale.train.progress import Progress
-from mimscale.train.schedule import LRSchedule, budgeted_eval_points, eval_steps, total_steps
-from mimscale.train.state import TrainState, provenance, seed_everything, set_rng_state
-from mimscale.train.step import weight_norm
+from mimscale.train.schedule import budgeted_eval_points, eval_steps, total_steps
+from mimscale.train.state import COUNTERS, TrainState, provenance
+
+# What a pre-training checkpoint holds, in the layout every mimscale version so far has written (the counters
+# and the guard's initial weight norm at the top level, where evaluate/loading.py reads "step").
+CHECKPOINT = Layout("pre-training", parts=("model", "optimizer", "scaler", "inputs", "rng", "config", "counters", "guard"),
+                    flat={"counters": COUNTERS, "guard": ("initial_weight_norm",)}, optional=("scaler", "config"),
+                    required_flat=("step", "skipped_steps", "train_time_s", "images_done"))
 
 
 def build_simmim(cfg: DictConfig) -> SimMIM:
@@ -67,8 +75,16 @@ class PretrainRun:
     flops: float  # per training image, forward + backward
     writer: MetricsWriter
     state: TrainState
+    guard: Guard
     resumed: bool
     progress: Progress | None = field(default=None)
+    last_val: tuple[int, float] | None = None  # (step, held-out loss) of this process's latest validation
+
+    def parts(self) -> dict:
+        """The objects behind ``CHECKPOINT``'s parts."""
+        return {"model": self.model, "optimizer": self.optimizer, "scaler": self.scaler, "inputs": self.inputs,
+                "rng": RankRNG(), "config": Fixed(C.to_container(self.cfg)), "counters": self.state,
+                "guard": self.guard}
 
     def close(self) -> None:
         if self.progress is not None:
@@ -116,9 +132,6 @@ def _schedules(cfg: DictConfig, steps: int, eval_images: int, announce: bool):
     return evals, extra - evals, ckpts, keep
 
 
-_RESUME_KEYS = ("model", "optimizer", "inputs", "rng", "step", "skipped_steps", "train_time_s", "images_done")
-
-
 def _newest_intact_checkpoint(run_dir: RunDir, device: torch.device) -> tuple[Path | None, dict | None]:
     """(path, contents) of the newest checkpoint that loads; a damaged newer one (truncated by a full disk or a
     kill outside our atomic writes, or refused) is reported and passed over. None if the run has none."""
@@ -126,10 +139,7 @@ def _newest_intact_checkpoint(run_dir: RunDir, device: torch.device) -> tuple[Pa
     damaged = []
     for _, path in reversed(found):
         try:
-            saved = load_checkpoint(path, map_location=device)
-            lacking = [k for k in _RESUME_KEYS if k not in saved]
-            if lacking:
-                raise CheckpointError(f"{path} is not a pre-training checkpoint (it lacks '{lacking[0]}')")
+            saved = CHECKPOINT.check(load_checkpoint(path, map_location=device), path)
         except CheckpointError as e:
             damaged.append(str(e))
             continue
@@ -180,19 +190,13 @@ def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
         fork(t.branch_from, run_dir, eval_at)  # then resumed like any interrupted run
     dist.barrier()
     state, (ckpt, saved) = TrainState(), _newest_intact_checkpoint(run_dir, device)
+    hint = "lower train.base_lr" + (" or use fp32" if t.precision != "fp32" else "")
+    guard = Guard(hint, t.max_nonfinite, t.divergence_factor)
     if ckpt is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if scaler is not None and saved.get("scaler"):
-            scaler.load_state_dict(saved["scaler"])
-        inputs.load_state_dict(saved["inputs"])
-        set_rng_state(saved["rng"][rank] if rank < len(saved["rng"]) else saved["rng"][0])
-        state = TrainState.resumed(saved, run_dir.read_metrics())
-    state.initial_weight_norm = state.initial_weight_norm or weight_norm(model)  # fresh, or a 0.1 checkpoint
-    train_model = model
-    if world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+        CHECKPOINT.restore(saved, {"model": model, "optimizer": optimizer, "scaler": scaler, "inputs": inputs,
+                                   "rng": RankRNG(), "config": None, "counters": state, "guard": guard})
+    guard.start_weights(model)  # fresh, or a 0.1 checkpoint
+    train_model = dist.wrap(model, device)
     if t.compile:
         train_model = torch.compile(train_model)
 
@@ -202,4 +206,4 @@ def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
         R.atomic_write_json(run_dir.provenance, provenance(device, world))
     flops = flops_per_image(model, inputs.example_batch(), device)
     return PretrainRun(cfg, run_dir, device, model, train_model, inputs, optimizer, scaler, lr, steps, eval_at,
-                       shared_eval_at, ckpt_at, keep, flops, writer, state, resumed=ckpt is not None)
+                       shared_eval_at, ckpt_at, keep, flops, writer, state, guard, resumed=ckpt is not None)

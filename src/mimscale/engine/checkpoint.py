@@ -1,0 +1,118 @@
+"""Checkpoint files and what they hold.
+
+A loop declares once, in a ``Layout``, the parts its checkpoint holds; each part is an object with
+``state_dict`` / ``load_state_dict`` (the model, the optimizer, the grad scaler, the RNGs, the loop's own state).
+The same declaration writes a checkpoint, checks that a file is one (the keys it must hold) and restores it.
+Everything in a checkpoint is a tensor or a plain Python value, so it is loaded with ``weights_only=True``: a
+file from someone else cannot run code here.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mimscale.errors import CheckpointError
+from mimscale.rundir import atomic_write
+
+# mimscale 0.1 stored numpy's RNG state as an array; these are what unpickling such an array needs (no
+# code runs: torch's weights-only unpickler calls nothing outside this list).
+_LEGACY_NUMPY = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The parts of a checkpoint, in order. A part is saved under its name, except a ``flat`` one (name -> the
+    keys its state has), whose keys are written at the top level (the loop's counters, as every checkpoint so
+    far has them); ``optional`` parts may be absent or None (a grad scaler only with fp16). ``required_flat``
+    are the flat keys a file must hold to be this kind of checkpoint."""
+
+    what: str
+    parts: tuple[str, ...]
+    flat: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    optional: tuple[str, ...] = ()
+    required_flat: tuple[str, ...] = ()
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(p for p in self.parts if p not in self.flat and p not in self.optional) + self.required_flat
+
+    def describe(self) -> str:
+        """One line per part: what this checkpoint holds."""
+        def line(p: str) -> str:
+            keys = f" (top-level keys: {', '.join(self.flat[p])})" if p in self.flat else ""
+            return f"{p}{keys}{' (optional)' if p in self.optional else ''}"
+        return "\n".join(line(p) for p in self.parts)
+
+    def state(self, objects: dict[str, Any]) -> dict:
+        """The checkpoint of ``objects`` (name -> part; None for an absent optional part). Collective: every
+        rank calls it (a part may gather from every rank)."""
+        out = {}
+        for name in self.parts:
+            obj = objects[name]
+            state = obj.state_dict() if obj is not None else None
+            if name in self.flat:
+                out.update(state)
+            else:
+                out[name] = state
+        return out
+
+    def check(self, saved: dict, path: Path) -> dict:
+        """``saved`` itself, or a CheckpointError when it lacks a key this layout requires."""
+        lacking = [k for k in self.required if k not in saved]
+        if lacking:
+            raise CheckpointError(f"{path} is not a {self.what} checkpoint (it lacks '{lacking[0]}')")
+        return saved
+
+    def part(self, saved: dict, name: str):
+        """The saved state of part ``name`` (a flat part: the whole top level, from which it takes its keys)."""
+        return saved if name in self.flat else saved.get(name)
+
+    def restore(self, saved: dict, objects: dict[str, Any]) -> None:
+        """Load every part of ``objects`` from ``saved`` (an optional part absent from either is skipped)."""
+        for name in self.parts:
+            obj, state = objects[name], self.part(saved, name)
+            if obj is None or (name in self.optional and not state):
+                continue
+            obj.load_state_dict(state)
+
+
+class Fixed:
+    """A part that is written for the reader and not restored (e.g. the resolved config: the run directory's
+    config.yaml says what the run is; the checkpoint carries it so that a file alone says what it is)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def state_dict(self):
+        return self.value
+
+    def load_state_dict(self, state) -> None:
+        pass
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """A checkpoint's contents, loaded weights-only; a file that is not one -> CheckpointError (one line)."""
+    try:
+        with torch.serialization.safe_globals(_LEGACY_NUMPY):
+            obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if "Unsupported global" in str(e) or "Weights only load failed" in first:
+            first = "it holds Python objects other than tensors and plain values (refused: loading would run code)"
+        raise CheckpointError(f"{path} is not a readable checkpoint: {first[:200]}") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} is not a checkpoint (a {type(obj).__name__}, not a dict)")
+    return obj
