@@ -9,21 +9,15 @@ file from someone else cannot run code here.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from mimscale.errors import CheckpointError
+from mimscale.models.official import read_checkpoint_file
 from mimscale.rundir import atomic_write
-
-# mimscale 0.1 stored numpy's RNG state as an array; these are what unpickling such an array needs (no
-# code runs: torch's weights-only unpickler calls nothing outside this list).
-_LEGACY_NUMPY = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 @dataclass(frozen=True)
@@ -102,17 +96,7 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
-    """A checkpoint's contents, loaded weights-only; a file that is not one -> CheckpointError (one line)."""
-    try:
-        with torch.serialization.safe_globals(_LEGACY_NUMPY):
-            obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if "Unsupported global" in str(e) or "Weights only load failed" in first:
-            first = "it holds Python objects other than tensors and plain values (refused: loading would run code)"
-        raise CheckpointError(f"{path} is not a readable checkpoint: {first[:200]}") from None
-    except OSError as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} is not a checkpoint (a {type(obj).__name__}, not a dict)")
-    return obj
+    """A checkpoint's contents without running code from it (mimscale's weights-only, the official code's with
+    its yacs config as plain data: ``models.official.read_checkpoint_file``, the one reader); a file that is
+    not one -> CheckpointError (one line)."""
+    return read_checkpoint_file(path, map_location)
