@@ -1,0 +1,65 @@
+"""Run ids and evaluation identities do not change: every entry recorded with the code of bbf7da2
+(tests/fixtures/run_ids/record.py) is recomputed with the current code. A changed id would orphan every run and
+study directory written before it."""
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mimscale.config import load_config, run_id
+from mimscale.demo import variant_study
+from mimscale.evaluate.config import identity as eval_identity
+from mimscale.evaluate.config import load_eval_config, spec_identity
+from mimscale.study.spec import load_study, parse_study
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "run_ids"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+BUILTIN = Path(__file__).resolve().parents[1] / "src" / "mimscale" / "configs"
+RECORDED = json.loads((FIXTURES / "bbf7da2.json").read_text())
+
+
+def _digest(identity: dict) -> str:
+    """As record.py stores an evaluation identity: the hash of its sorted JSON."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _config(name: str) -> tuple[Path, list[str]]:
+    """A config named as bbf7da2 shipped it -> the file that replaces it now, and the overrides that select it."""
+    return CONFIGS / name, []
+
+
+def _study_file(name: str) -> Path:
+    return next(p for p in (CONFIGS / "studies" / name, BUILTIN / "studies" / name) if p.is_file())
+
+
+@pytest.mark.parametrize("entry", RECORDED["pretrain"], ids=lambda e: f"{e['config']}{e['overrides']}")
+def test_pretrain_run_id_unchanged(entry):
+    path, selected = _config(entry["config"])
+    assert run_id(load_config(path, [*selected, *entry["overrides"]])) == entry["run_id"]
+
+
+def test_eval_identities_unchanged():
+    for entry in RECORDED["eval"]:
+        path, selected = _config(entry["config"])
+        got = _digest(eval_identity(load_eval_config(path, [*selected, *entry["overrides"]])))
+        assert got == entry["identity"], entry
+
+
+@cache
+def _study(key: str):
+    name, _, variant = key.partition(":")
+    if not variant:
+        return load_study(_study_file(name))
+    data, seed = variant.split(":")
+    return parse_study(variant_study(yaml.safe_load(_study_file(name).read_text()), data, int(seed)), key)
+
+
+@pytest.mark.parametrize("key", sorted(RECORDED["studies"]))
+def test_study_run_ids_unchanged(key):
+    study, recorded = _study(key), RECORDED["studies"][key]
+    assert {json.dumps(r.axes, sort_keys=True): r.id for r in study.runs} == recorded["runs"]
+    assert {e["name"]: _digest(spec_identity(e)) for e in study.evals} == recorded["evals"]
