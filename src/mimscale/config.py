@@ -55,6 +55,7 @@ __all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "val
 SCHEMA_VERSION = 5
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICE = matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
 # Shared with the evaluation config (mimscale.evaluate.config): one declaration, two schemas.
 FP16_INIT_SCALE = Key(65536.0, "fp16: the grad scaler's first loss scale (torch's default, as the official code)",
                       positive(), since=5)
@@ -176,8 +177,7 @@ class Config:
     data: DataConfig = section(DataConfig, "pre-training images, subset and masking")
     train: TrainConfig = section(TrainConfig, "optimisation, length, evaluation and checkpoints")
     seed: int = key(0, "seed of the model initialisation, masks and data order", ANY_INTEGER)
-    device: str = key("auto", "auto | cpu | cuda | cuda:N", matches(r"auto|cpu|cuda(:\d+)?",
-                                                                  "auto, cpu, cuda or cuda:N"), role=PLACEMENT)
+    device: str = key("auto", "auto | cpu | cuda | cuda:N", DEVICE, role=PLACEMENT)
     threads: int = key(0, "torch intra-op threads; 0: torch's default", at_least_zero("0: torch's default"),
                        role=PLACEMENT)
     out: str = key("runs", "parent of the run directory", TEXT, role=PLACEMENT)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ class Check:
 def _shown(value: Any) -> str:
     if isinstance(value, str):
         return f"'{value}'"
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+    if isinstance(value, Sequence):  # list, tuple and OmegaConf's list and tuple nodes
         return str(list(value))
     return str(value)
 
