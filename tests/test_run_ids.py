@@ -17,8 +17,9 @@ from mimscale.evaluate.config import load_eval_config, spec_identity
 from mimscale.study.spec import load_study, parse_study
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "run_ids"
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-BUILTIN = Path(__file__).resolve().parents[1] / "src" / "mimscale" / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "mimscale" / "configs"
+# bbf7da2 shipped one pre-training file per Swin V2 size; one file with the size as an override replaces them.
+PAPER_SIZES = {f"pretrain/swinv2-{s}.yaml": f"swinv2-{s}" for s in "sblhg"}
 RECORDED = json.loads((FIXTURES / "bbf7da2.json").read_text())
 
 
@@ -29,11 +30,13 @@ def _digest(identity: dict) -> str:
 
 def _config(name: str) -> tuple[Path, list[str]]:
     """A config named as bbf7da2 shipped it -> the file that replaces it now, and the overrides that select it."""
+    if name in PAPER_SIZES:
+        return CONFIGS / "pretrain" / "swinv2-paper.yaml", [f"model.name={PAPER_SIZES[name]}"]
     return CONFIGS / name, []
 
 
 def _study_file(name: str) -> Path:
-    return next(p for p in (CONFIGS / "studies" / name, BUILTIN / "studies" / name) if p.is_file())
+    return CONFIGS / "studies" / name
 
 
 @pytest.mark.parametrize("entry", RECORDED["pretrain"], ids=lambda e: f"{e['config']}{e['overrides']}")

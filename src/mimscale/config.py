@@ -15,7 +15,9 @@ import difflib
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ from mimscale.config_keys import (
 from mimscale.errors import ConfigError
 
 __all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "validate", "run_id", "identity",
-           "to_container", "dump_yaml", "SCHEMA_VERSION", "ADDED_KEYS", "NON_IDENTITY_KEYS", "KEYS"]
+           "to_container", "dump_yaml", "find_config", "SCHEMA_VERSION", "ADDED_KEYS", "NON_IDENTITY_KEYS", "KEYS"]
 
 # Version of the config schema; written to provenance.json. Bump it when a key is added (and declare that
 # key with ``since=`` the new version and the default that reproduces the behaviour before it) or when a
@@ -223,6 +225,36 @@ def merge(base: DictConfig, other: Any, what: str) -> DictConfig:
         raise ConfigError(f"bad value in {what}{f' for {key}' if key else ''}: {msg}") from None
 
 
+# The configs installed with the package (pretrain/, finetune/, studies/): `-c pretrain/swinv2-cpu.yaml` works
+# from any directory, and so does a study file copied out of the package (its ../pretrain/... base_config).
+PACKAGED_CONFIGS = Path(str(resources.files("mimscale") / "configs"))
+
+
+def config_candidates(path: str | Path, relative_to: Path | None = None) -> list[Path]:
+    """Where a config file named ``path`` is looked for, in order: as given (relative to ``relative_to``, e.g. the
+    study file's folder, or else to the working directory), then among the packaged configs by its short name
+    (``pretrain/swinv2-cpu.yaml``; the repository's former top-level ``configs/...`` paths name the same files)."""
+    path = Path(path)
+    if path.is_absolute():
+        return [path]
+    found = [relative_to / path if relative_to is not None else path]
+    parts = path.parts[1:] if path.parts[:1] == ("configs",) else path.parts
+    if parts[:1] == ("..",):  # written relative to a packaged study file (studies/x.yaml)
+        found.append(Path(os.path.normpath(PACKAGED_CONFIGS / "studies" / Path(*parts))))
+    elif parts:
+        found.append(PACKAGED_CONFIGS / Path(*parts))
+    return found
+
+
+def find_config(path: str | Path, relative_to: Path | None = None, what: str = "config file") -> Path:
+    """The first of ``config_candidates`` that exists; the error names every place tried."""
+    tried = config_candidates(path, relative_to)
+    for candidate in tried:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{what} not found: {path} (tried {', '.join(str(t) for t in tried)})")
+
+
 def load_layered(schema: Any, path: str | Path | None, overrides, check) -> DictConfig:
     """A structured ``schema`` < YAML file < dotted overrides, checked by ``check(cfg)``, then frozen.
 
@@ -230,9 +262,7 @@ def load_layered(schema: Any, path: str | Path | None, overrides, check) -> Dict
     """
     cfg = OmegaConf.structured(schema)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        path = find_config(path)
         try:
             loaded = OmegaConf.load(path)
         except Exception as e:  # yaml errors carry multi-line marks; keep the first line

@@ -24,6 +24,12 @@ A config is layered: the defaults below < a YAML file (`-c FILE`) < `key=value` 
 a value must be (a bad value is a one-line error before anything runs). A key **added in** a later schema
 version is left out of the identity while it holds its default, so ids computed before it existed stay the
 same.
+
+The shipped configs are installed with the package (`src/mimscale/configs/`: `pretrain/`, `finetune/`,
+`studies/`). A config path is tried as given (a study's `base_config` and `evals[].config` relative to the study
+file's folder, `-c` relative to the working directory), then among the packaged configs by its short name:
+`mimscale pretrain -c pretrain/swinv2-cpu.yaml`, `mimscale study plan studies/paper.yaml`. The repository's
+former top-level paths (`configs/pretrain/...`) name the same files; an error lists every place tried.
 """
 
 PRETRAIN = """## Pre-training (`mimscale pretrain`, a study's `base` and `axes`)

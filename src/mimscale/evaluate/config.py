@@ -3,7 +3,7 @@
 Flat, so a study's eval entry and the command line name every setting the same way (``knn_k=20``); a
 result's identity holds only the keys its task reads (``TASK_KEYS``), so a kNN result does not depend on
 fine-tuning settings. Defaults are the paper's fine-tuning recipe (docs/METHOD.md, Fine-tuning and other
-evaluations; SwinV2-B on ImageNet) and the probe settings of the demo study; ``configs/finetune/*.yaml``
+evaluations; SwinV2-B on ImageNet) and the probe settings of the demo study; ``finetune/*.yaml`` (packaged: ``-c finetune/linear-cpu.yaml``)
 hold the shipped variants.
 """
 
@@ -120,7 +120,7 @@ class EvalConfig:
     hflip: bool = key(True, "random horizontal flips", FLAG, tasks=TUNED)
     eval_every: int = key(1, "epochs between evaluations (the last epoch is always evaluated)", positive(),
                           tasks=TUNED)
-    # The official ImageNet fine-tune: 0.875 (256 -> 224) and bicubic (configs/finetune/finetune.yaml).
+    # The official ImageNet fine-tune: 0.875 (256 -> 224) and bicubic (finetune/finetune.yaml).
     test_crop: float = key(1.0, "test images: shorter side to img_size / test_crop, then a center crop of img_size",
                            between(0, 1, True, False), tasks=ALL, since=3)
     interpolation: str = key("bilinear", "resize interpolation of the test images (and the fine-tuning crops)",

@@ -4,7 +4,7 @@ validation protocol (deterministic transform, a fixed mask per image, the run's 
 CHECKPOINT is one of
 - a mimscale run directory or checkpoint file: its own config is the protocol;
 - an official SimMIM checkpoint (microsoft/Swin-Transformer, the released Swin V2 models): give the model
-  and the recipe, e.g. ``-c configs/pretrain/swinv2-b.yaml`` (192 px, 32 px mask units, ratio 0.6,
+  and the recipe, e.g. ``-c pretrain/swinv2-paper.yaml model.name=swinv2-b`` (192 px, 32 px mask units, ratio 0.6,
   normalised target) or ``model.name=swinv2-b data.img_size=192 ...``;
 - a ``transformers`` ``*ForMaskedImageModeling`` directory (``save_pretrained``), with its recipe likewise.
 The weights load strictly: a checkpoint that does not fit the model is refused with one line.
@@ -108,7 +108,7 @@ def val_loss_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="mimscale val-loss", description=__doc__.split("\n\n")[0].replace("``", ""),
         epilog="example: mimscale val-loss simmim_swinv2_b.pth --data folder:/data/imagenet/val "
-               "-c configs/pretrain/swinv2-b.yaml")
+               "-c pretrain/swinv2-paper.yaml model.name=swinv2-b")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="run directory, checkpoint file or transformers directory")
     p.add_argument("--data", required=True, help="the held-out source, e.g. folder:/data/imagenet/val")
     p.add_argument("-c", "--config", help="a pre-training config giving the model and the recipe")
