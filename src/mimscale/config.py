@@ -16,7 +16,9 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -47,16 +49,18 @@ from mimscale.config_keys import (
 from mimscale.errors import ConfigError
 
 __all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "validate", "run_id", "identity",
-           "to_container", "dump_yaml", "find_config", "SCHEMA_VERSION", "ADDED_KEYS", "NON_IDENTITY_KEYS", "KEYS"]
+           "to_container", "dump_yaml", "find_config", "warmup_steps", "SCHEMA_VERSION", "ADDED_KEYS", "NON_IDENTITY_KEYS", "KEYS"]
 
 # Version of the config schema; written to provenance.json. Bump it when a key is added (and declare that
 # key with ``since=`` the new version and the default that reproduces the behaviour before it) or when a
 # default changes what runs compute. 2: train.divergence_factor (a guard, not identity); 3: data.jpeg_draft,
 # train.decay_position_bias; 4: the wsd schedule (train.decay_fraction, train.decay_shape); train.share_with,
-# train.branch_from (not identity). 5: train.fp16_init_scale.
-SCHEMA_VERSION = 5
+# train.branch_from (not identity). 5: train.fp16_init_scale. 6: train.warmup (written into the two keys it
+# replaces when a config loads, so it never enters a run id).
+SCHEMA_VERSION = 6
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+WARMUP = re.compile(r"|(\d+)|(\d+(?:\.\d*)?|\.\d+)%")
 DEVICE = matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
 # Shared with the evaluation config (mimscale.evaluate.config): one declaration, two schemas.
 FP16_INIT_SCALE = Key(65536.0, "fp16: the grad scaler's first loss scale (torch's default, as the official code)",
@@ -117,6 +121,11 @@ class TrainConfig:
     base_lr: float = key(1e-4, "peak learning rate per 512 images: lr = base_lr x batch_size / 512", positive())
     warmup_lr: float = key(5e-7, "learning rate at the start of the warmup, per 512 images", at_least_zero())
     min_lr: float = key(5e-6, "final learning rate, per 512 images", at_least_zero())
+    warmup: str = key("", "the warmup in one value: steps (`1562`) or a percentage of the run (`1.25%`). Written into "
+                          "train.warmup_iters / train.warmup_fraction when the config loads (and wins over them), so "
+                          "`warmup: 1.25%` is the same run, with the same id, as `warmup_fraction: 0.0125`; empty: "
+                          "those two keys as given", matches(WARMUP.pattern, "steps (1562) or a percentage (1.25%)"),
+                      since=6)
     warmup_iters: int = key(-1, "warmup steps; -1: train.warmup_fraction of the run",
                             Check(lambda v: v >= -1, ">= 0 (or -1: train.warmup_fraction of the run)"))
     warmup_fraction: float = key(0.05, "warmup as a fraction of the run (when train.warmup_iters is -1)",
@@ -288,7 +297,35 @@ def load_layered(schema: Any, path: str | Path | None, overrides, check) -> Dict
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                 base: Config | None = None) -> DictConfig:
     """Defaults (or ``base``) < YAML file < dotted ``key=value`` overrides -> a frozen DictConfig."""
-    return load_layered(base or Config(), path, overrides, validate)
+    return load_layered(base or Config(), path, overrides, normalise_and_validate)
+
+
+def _one_warmup(cfg: DictConfig) -> None:
+    """``train.warmup`` -> the pair it stands for (``warmup_iters``, or ``warmup_iters=-1`` and ``warmup_fraction``),
+    so a run's identity is written one way whichever way its warmup was given."""
+    t = cfg.train
+    text = str(t.warmup).strip()
+    if not text:
+        return
+    m = WARMUP.fullmatch(text)
+    if m is None:
+        raise ConfigError(f"train.warmup must be steps (1562) or a percentage of the run (1.25%), got '{text}'")
+    if m.group(1) is not None:
+        t.warmup_iters = int(m.group(1))
+    else:  # the decimal the user wrote / 100, rounded once: 1.25% is exactly the float 0.0125
+        t.warmup_iters, t.warmup_fraction = -1, float(Decimal(m.group(2)) / 100)
+    t.warmup = ""
+
+
+def warmup_steps(t: Any, total: int) -> int:
+    """The warmup of a run of ``total`` steps from its ``train`` section: ``warmup_iters``, or (-1) a fraction."""
+    return int(t.warmup_iters) if t.warmup_iters >= 0 else round(t.warmup_fraction * total)
+
+
+def normalise_and_validate(cfg: DictConfig) -> None:
+    """What ``load_config`` checks: keys that stand for others written into them first, then ``validate``."""
+    _one_warmup(cfg)
+    validate(cfg)
 
 
 def validate(cfg: DictConfig) -> None:

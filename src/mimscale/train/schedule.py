@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from mimscale.config import warmup_steps
+
 
 def total_steps(iters: int, epochs: float, samples: int, global_batch: int, data_size: int) -> int:
     """The one place where a training length in any unit becomes optimizer steps."""
@@ -84,7 +86,7 @@ class LRSchedule:
     def from_config(cls, t, total: int) -> LRSchedule:
         """From a ``train`` config section: LRs per 512 images scaled to the global batch; warmup in
         iterations, or a fraction of the run when ``warmup_iters`` is -1."""
-        warmup = t.warmup_iters if t.warmup_iters >= 0 else round(t.warmup_fraction * total)
+        warmup = warmup_steps(t, total)
         return cls(total, scaled_lr(t.base_lr, t.batch_size), warmup, scaled_lr(t.warmup_lr, t.batch_size),
                    scaled_lr(t.min_lr, t.batch_size), t.schedule, t.step_at, t.step_gamma, t.decay_fraction,
                    t.decay_shape)
