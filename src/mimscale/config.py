@@ -1,12 +1,16 @@
 """Typed, nested run configuration: defaults < YAML file < dotted overrides, validated and frozen.
 
 OmegaConf structured configs do the merging, type checking and ``key=value`` parsing; this module
-adds one-line errors (an unknown key names the closest valid one) and the run identity hash.
+adds one-line errors (an unknown key names the closest valid one), the run identity hash and where config
+files are found (as given, then among the configs installed with the package). Each key is declared once,
+with its default, check, documentation and identity role (``config_keys.key``); ``KEYS``,
+``NON_IDENTITY_KEYS``, ``ADDED_KEYS`` and docs/CONFIG.md are derived from the declarations.
 
-Run identity survives upgrades: a key added to the schema after version 1 is listed in ``ADDED_KEYS`` with
-the value that keeps the old behaviour; at that value it is left out of the hash, so every run id computed
-before the key existed stays the same (and a run directory or study directory of the older version is
-still recognised). Only a value that changes what a run computes changes its id.
+Run identity survives upgrades: a key added to the schema after version 1 is declared with ``since=`` the
+schema version that added it and a default that keeps the old behaviour; at that value it is left out of the
+hash, so every run id computed before the key existed stays the same (and a run directory or study
+directory of the older version is still recognised). Only a value that changes what a run computes changes
+its id.
 """
 
 from __future__ import annotations
