@@ -91,3 +91,21 @@ def test_config_paths_resolve_to_the_packaged_configs(tmp_path, monkeypatch):
         load_config("pretrain/nope.yaml")
     assert str(e.value).startswith("config file not found: pretrain/nope.yaml (tried pretrain/nope.yaml, ")
     assert str(e.value).endswith("mimscale/configs/pretrain/nope.yaml)")
+
+
+@pytest.mark.parametrize("interval, pair", [
+    ("10%", ["train.eval_every=0", "train.eval_points=10"]),
+    ("12.5%", ["train.eval_every=0", "train.eval_points=8"]),
+    ("500", ["train.eval_every=500"]),
+])
+def test_eval_interval_in_one_key_is_the_same_run_as_the_pair(interval, pair):
+    one = load_config("pretrain/swinv2-paper.yaml", [f"train.eval_interval={interval}"])
+    two = load_config("pretrain/swinv2-paper.yaml", pair)
+    assert run_id(one) == run_id(two) and one.train.eval_interval == ""
+    assert (one.train.eval_every, one.train.eval_points) == (two.train.eval_every, two.train.eval_points)
+
+
+@pytest.mark.parametrize("interval", ["0", "3%", "0%", "200%", "every 5"])
+def test_eval_interval_refuses_what_is_not_a_spacing(interval):
+    with pytest.raises(ConfigError, match="train.eval_interval must be steps > 0 .* or a percentage"):
+        load_config("pretrain/swinv2-paper.yaml", [f"train.eval_interval={interval}"])

@@ -33,7 +33,8 @@ def test_shared_key_is_one_declaration():
 def test_derived_tables():
     assert C.ADDED_KEYS == {"data.jpeg_draft": (3, True), "train.decay_position_bias": (3, False),
                             "train.decay_fraction": (4, 0.2), "train.decay_shape": (4, "linear"),
-                            "train.fp16_init_scale": (5, 65536.0), "train.warmup": (6, "")}
+                            "train.fp16_init_scale": (5, 65536.0), "train.warmup": (6, ""),
+                            "train.eval_interval": (6, "")}
     assert set(C.NON_IDENTITY_KEYS) == {
         "device", "threads", "out", "name", "run_dir", "data.num_workers", "train.log_every", "train.keep_last",
         "train.tensorboard", "train.compile", "train.ckpt_every", "train.divergence_factor", "train.share_with",

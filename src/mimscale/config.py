@@ -59,8 +59,8 @@ __all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "val
 # key with ``since=`` the new version and the default that reproduces the behaviour before it) or when a
 # default changes what runs compute. 2: train.divergence_factor (a guard, not identity); 3: data.jpeg_draft,
 # train.decay_position_bias; 4: the wsd schedule (train.decay_fraction, train.decay_shape); train.share_with,
-# train.branch_from (not identity). 5: train.fp16_init_scale. 6: train.warmup (written into the two keys it
-# replaces when a config loads, so it never enters a run id).
+# train.branch_from (not identity). 5: train.fp16_init_scale. 6: train.warmup, train.eval_interval (written
+# into the two keys each replaces when a config loads, so they never enter a run id).
 SCHEMA_VERSION = 6
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -156,6 +156,11 @@ class TrainConfig:
                          one_of(*PRECISIONS))
     fp16_init_scale: float = FP16_INIT_SCALE.field()
     compile: bool = key(False, "torch.compile the model", FLAG, role=PLACEMENT)
+    eval_interval: str = key("", "the validation spacing in one value: steps (`500`) or a percentage of the run "
+                                 "(`10%`: 10 evenly spaced points; 100 / the percentage must be whole). Written "
+                                 "into train.eval_every / train.eval_points when the config loads (and wins over "
+                                 "them), so the run id is the same either way; empty: those two keys as given",
+                             matches(WARMUP.pattern, "steps (500) or a percentage (10%)"), since=6)
     eval_every: int = key(0, "steps between validation evaluations; 0: train.eval_points evenly spaced",
                           at_least_zero("0: train.eval_points evenly spaced"))
     eval_points: int = key(10, "validation evaluations, evenly spaced (when train.eval_every is 0)",
@@ -326,9 +331,30 @@ def warmup_steps(t: Any, total: int) -> int:
     return int(t.warmup_iters) if t.warmup_iters >= 0 else round(t.warmup_fraction * total)
 
 
+def _one_eval_interval(cfg: DictConfig) -> None:
+    """``train.eval_interval`` -> ``eval_every`` (steps), or ``eval_every=0`` and ``eval_points`` (a percentage)."""
+    t = cfg.train
+    text = str(t.eval_interval).strip()
+    if not text:
+        return
+    m = WARMUP.fullmatch(text)
+    steps = int(m.group(1)) if m is not None and m.group(1) is not None else 0
+    percent = Decimal(m.group(2)) if m is not None and m.group(2) is not None else Decimal(0)
+    points = Decimal(100) / percent if percent > 0 else Decimal(0)
+    if steps <= 0 and (points <= 0 or points != points.to_integral_value()):
+        raise ConfigError(f"train.eval_interval must be steps > 0 (500) or a percentage of the run that divides 100 "
+                          f"(10%), got '{text}'")
+    if steps > 0:
+        t.eval_every = steps
+    else:
+        t.eval_every, t.eval_points = 0, int(points)
+    t.eval_interval = ""
+
+
 def normalise_and_validate(cfg: DictConfig) -> None:
     """What ``load_config`` checks: keys that stand for others written into them first, then ``validate``."""
     _one_warmup(cfg)
+    _one_eval_interval(cfg)
     validate(cfg)
 
 
