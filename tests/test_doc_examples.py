@@ -25,9 +25,7 @@ def _literal_blocks(doc: str) -> list[str]:
             continue
         body = []
         for nxt in lines[i + 1:]:
-            if nxt.strip() and not nxt.startswith((" ", "\t")) and body:
-                break
-            if nxt.strip() and not nxt.startswith((" ", "\t")):
+            if nxt.strip() and not nxt.startswith((" ", "\t")):  # back at the paragraph's indentation
                 break
             body.append(nxt)
         indent = min((len(b) - len(b.lstrip()) for b in body if b.strip()), default=0)
