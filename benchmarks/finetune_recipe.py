@@ -1,7 +1,7 @@
 """The CPU fine-tuning recipe, found by a sweep: base_lr x (pre-trained, random init) per CPU preset.
 
 For each pre-trained run given, fine-tunes its encoder and the same encoder from random init with the
-shipped CPU config (configs/finetune/finetune-cpu.yaml) at every ``--lrs`` value, two fine-tunings at a
+shipped CPU config (finetune/finetune-cpu.yaml) at every ``--lrs`` value, two fine-tunings at a
 time (one thread each), and prints one markdown row per (run, init, base_lr): final and best top-1.
 
     python benchmarks/finetune_recipe.py RUN_DIR... [--lrs 1e-3 4e-3 1.6e-2] [-- key=value ...]
@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "finetune" / "finetune-cpu.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "src" / "mimscale" / "configs" / "finetune" / "finetune-cpu.yaml"
 
 
 def _one(run: Path, init: str, lr: float, extra: list[str]) -> dict:

@@ -13,12 +13,13 @@ from mimscale.models import model_kwargs
 from mimscale.study.spec import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
-PRETRAIN = sorted((ROOT / "configs" / "pretrain").glob("*.yaml"))
+CONFIGS = ROOT / "src" / "mimscale" / "configs"
+PRETRAIN = sorted((CONFIGS / "pretrain").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", PRETRAIN, ids=lambda p: p.name)
 def test_pretrain_configs_parse_and_name_real_models(path):
-    assert path.read_text().startswith("# mimscale pretrain -c configs/pretrain/" + path.name)
+    assert path.read_text().startswith("# mimscale pretrain -c pretrain/" + path.name)
     cfg = load_config(path)
     family, kwargs = model_kwargs(cfg.model.name)
     assert family == "swinv2"
@@ -44,9 +45,9 @@ def test_builtin_demo_studies_expand(quick):
 
 @pytest.mark.parametrize("backbone", ["vit", "swinv2"])
 def test_the_demos_fine_tuning_is_the_shipped_cpu_recipe(backbone):
-    # One CPU recipe: the demo inlines configs/finetune/finetune-cpu.yaml (the installed package cannot read
-    # the repository's configs/), adding only its data pools and a single evaluation after the last epoch.
-    shipped = yaml.safe_load((ROOT / "configs" / "finetune" / "finetune-cpu.yaml").read_text())
+    # One CPU recipe: the demo inlines finetune/finetune-cpu.yaml (so its study definition holds every value),
+    # adding only its data pools and a single evaluation after the last epoch.
+    shipped = yaml.safe_load((CONFIGS / "finetune" / "finetune-cpu.yaml").read_text())
     spec = next(e for e in load_study(builtin_study(False, backbone)).evals if e["task"] == "finetune")
     extra = {k: v for k, v in spec.items() if k not in shipped}
     assert {k: spec[k] for k in shipped} == shipped

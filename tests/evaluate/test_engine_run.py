@@ -11,7 +11,7 @@ from mimscale.config import load_config
 from mimscale.evaluate import finetune_main
 from mimscale.train import pretrain
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "finetune"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "mimscale" / "configs" / "finetune"
 TINY = ["train_source=shapes:size=32,pool=64,seed=0,split=probe",
         "test_source=shapes:size=32,pool=32,seed=0,split=test", "batch_size=16"]
 

@@ -13,7 +13,7 @@ from mimscale.rundir import RunDir, read_json
 from mimscale.study.spec import load_study
 from mimscale.train import pretrain
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "finetune" / "finetune-cpu.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "src" / "mimscale" / "configs" / "finetune" / "finetune-cpu.yaml"
 PRESETS = ["vit-cpu-s", "vit-cpu-m", "vit-cpu-l", "swinv2-cpu-t", "swinv2-cpu-s", "swinv2-cpu-m", "swinv2-cpu-l"]
 PRETRAIN_ITERS = 2000  # the demo's longer length (after 500 iterations vit-cpu-l fine-tunes below its random init)
 

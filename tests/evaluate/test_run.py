@@ -11,7 +11,7 @@ from PIL import Image
 from mimscale.cli import main
 from mimscale.evaluate import finetune_main, load_eval_config, run
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "finetune").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "src" / "mimscale" / "configs" / "finetune").glob("*.yaml"))
 TINY = dict(train_source="shapes:size=32,pool=120,seed=0,split=probe",
             test_source="shapes:size=32,pool=60,seed=0,split=test", batch_size=30)
 
@@ -24,7 +24,7 @@ def vit_run(tmp_path_factory):
 def test_shipped_configs_parse_and_name_their_command():
     assert {p.stem for p in CONFIGS} >= {"finetune", "linear", "knn", "segment"}
     for path in CONFIGS:
-        assert path.read_text().startswith("# mimscale finetune RUN_DIR -c configs/finetune/" + path.name)
+        assert path.read_text().startswith("# mimscale finetune RUN_DIR -c finetune/" + path.name)
         load_eval_config(path)
     paper = load_eval_config(CONFIGS[[p.stem for p in CONFIGS].index("finetune")])
     assert (paper.base_lr, paper.layer_decay, paper.drop_path, paper.mixup, paper.cutmix) == (1.25e-3, 0.75, 0.1,

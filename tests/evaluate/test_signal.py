@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from mimscale.evaluate import load_eval_config, run
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "finetune"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "mimscale" / "configs" / "finetune"
 
 # The default downstream data: the built-in shapes probe pool (2,000 labelled images) and test pool (1,000).
 # Measured with the session fixture (seed 0, one thread): linear 0.220 vs 0.125 at random init, kNN 0.171 vs

@@ -8,7 +8,7 @@ import pytest
 from mimscale.study import load_study
 from mimscale.study.worker import check_evals
 
-STUDIES = sorted((Path(__file__).resolve().parents[2] / "configs" / "studies").glob("*.yaml"))
+STUDIES = sorted((Path(__file__).resolve().parents[2] / "src" / "mimscale" / "configs" / "studies").glob("*.yaml"))
 
 
 @cache
@@ -19,7 +19,7 @@ def _load(path: Path):
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
 def test_shipped_study_parses(path):
     first = path.read_text().splitlines()[0]
-    assert first.startswith("# mimscale study run configs/studies/" + path.name)
+    assert first.startswith(("# mimscale study run studies/" + path.name, "# mimscale demo"))
     study = _load(path)
     assert study.name == path.stem and study.runs
     check_evals(study.evals)  # every eval entry is a valid mimscale.evaluate config

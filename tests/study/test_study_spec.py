@@ -210,3 +210,25 @@ def test_eta_fits_overhead_and_speed_from_finished_runs():
     assert eta_seconds([(1.0, 30.0), (3.0, 10.0)], [2.0], workers=1) == pytest.approx(20.0)  # no negative speed
     assert eta_seconds([], [1.0], workers=1) is None
     assert clock(3725) == "1:02:05" and clock(None) == "-"
+
+
+def test_a_copied_study_file_finds_the_packaged_base_config(tmp_path):
+    # Issue 24: a study file copied out of the package keeps its "../pretrain/..." base_config; it is looked for
+    # next to the copy first, then among the configs installed with the package.
+    packaged = load_study("studies/cpu-small.yaml")
+    copied = tmp_path / "mine" / "cpu-small.yaml"
+    copied.parent.mkdir()
+    copied.write_text((C.PACKAGED_CONFIGS / "studies" / "cpu-small.yaml").read_text())
+    assert [r.id for r in load_study(copied).runs] == [r.id for r in packaged.runs]
+    (tmp_path / "pretrain").mkdir()
+    (tmp_path / "pretrain" / "swinv2-cpu.yaml").write_text("seed: 7\n")  # the copy's neighbour wins
+    assert {r.cfg.seed for r in load_study(copied).runs} == {7}
+
+
+def test_a_missing_base_config_says_where_it_was_looked_for(tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text("base_config: nope.yaml\naxes: {seed: [1]}\n")
+    with pytest.raises(StudyError) as e:
+        load_study(study)
+    assert str(e.value) == (f"base_config not found: nope.yaml (tried {tmp_path / 'nope.yaml'}, "
+                            f"{C.PACKAGED_CONFIGS / 'nope.yaml'})")

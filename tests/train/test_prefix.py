@@ -52,7 +52,7 @@ def test_a_branch_needs_the_trunk_checkpoint(tmp_path, capsys):
 
 
 def _runs(*overrides, lengths=(125_000, 250_000, 500_000)):
-    cfgs = [load_config(REPO / "configs/pretrain/swinv2-b.yaml", [f"train.iters={n}", *overrides]) for n in lengths]
+    cfgs = [load_config("pretrain/swinv2-paper.yaml", [f"train.iters={n}", *overrides]) for n in lengths]
     return [(f"r{n}", c) for n, c in zip(lengths, cfgs)]
 
 

@@ -38,7 +38,7 @@ def test_decay_position_bias_reproduces_the_official_pretraining_groups():
 
 
 def test_paper_configs_use_the_official_recipe_values():
-    cfg = load_config(REPO / "configs/pretrain/swinv2-b.yaml")
+    cfg = load_config("pretrain/swinv2-paper.yaml")
     assert cfg.train.decay_position_bias and not cfg.data.jpeg_draft
     assert [LRSchedule.from_config(cfg.train, n).warmup_steps for n in (125_000, 250_000, 500_000)] == [1562, 3125, 6250]
     assert 10 / 800 == cfg.train.warmup_fraction  # 10 of the official 800 epochs

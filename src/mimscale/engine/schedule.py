@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from mimscale.config import warmup_steps
+
 
 def scaled_lr(per_512: float, global_batch: int) -> float:
     """Linear scaling rule: LRs in the recipe are per 512 images (accumulation included)."""
@@ -72,8 +74,8 @@ class LRSchedule:
     @classmethod
     def from_config(cls, t, total: int) -> LRSchedule:
         """From a ``train`` config section: LRs per 512 images scaled to the global batch; warmup in
-        iterations, or a fraction of the run when ``warmup_iters`` is -1."""
-        warmup = t.warmup_iters if t.warmup_iters >= 0 else round(t.warmup_fraction * total)
+        steps or a fraction of the run (``config.warmup_steps``)."""
+        warmup = warmup_steps(t, total)
         return cls(total, scaled_lr(t.base_lr, t.batch_size), warmup, scaled_lr(t.warmup_lr, t.batch_size),
                    scaled_lr(t.min_lr, t.batch_size), t.schedule, t.step_at, t.step_gamma, t.decay_fraction,
                    t.decay_shape)

@@ -3,7 +3,7 @@
 Flat, so a study's eval entry and the command line name every setting the same way (``knn_k=20``); a
 result's identity holds only the keys its task reads (``TASK_KEYS``), so a kNN result does not depend on
 fine-tuning settings. Defaults are the paper's fine-tuning recipe (docs/METHOD.md, Fine-tuning and other
-evaluations; SwinV2-B on ImageNet) and the probe settings of the demo study; ``configs/finetune/*.yaml``
+evaluations; SwinV2-B on ImageNet) and the probe settings of the demo study; ``finetune/*.yaml`` (packaged: ``-c finetune/linear-cpu.yaml``)
 hold the shipped variants.
 """
 
@@ -11,119 +11,147 @@ from __future__ import annotations
 
 import functools
 import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mimscale.config import ConfigError, load_layered, merge
+from mimscale.config import DEVICE, FP16_INIT_SCALE, PRECISIONS, ConfigError, load_layered, merge
+from mimscale.config_keys import (
+    ANY_INTEGER,
+    FLAG,
+    MAPPING,
+    TEXT,
+    Check,
+    at_least_zero,
+    between,
+    declarations,
+    key,
+    one_of,
+    pair,
+    positive,
+)
 from mimscale.rundir import identity_matches
 
 TASKS = ("finetune", "linear", "knn", "segment")
 
 
+# Which tasks read a key, i.e. what a result depends on. Speed and placement keys (device, threads,
+# num_workers, accum_steps) and the result's file name are read by none: a finished evaluation is reused
+# across them.
+ALL = TASKS
+FROZEN = ("linear", "knn")  # frozen-feature probes
+TUNED = ("finetune", "segment")  # the encoder is trained
+NOWHERE = ()
+
+
 @dataclass
 class EvalConfig:
-    task: str = "linear"  # finetune | linear | knn | segment
-    name: str = ""  # result file RUN_DIR/eval/<name>.json; empty: the task name
+    task: str = key("linear", "what is evaluated: finetune | linear | knn | segment", one_of(*TASKS), tasks=ALL)
+    name: str = key("", "result file RUN_DIR/eval/<name>.json; empty: the task name", TEXT)
 
     # --- what is evaluated -------------------------------------------------------------------
-    init: str = "pretrained"  # pretrained | random (the same encoder untrained: the baseline)
-    checkpoint: str = ""  # a checkpoint file; empty: the run's latest
-    model: str = ""  # build this model name instead of the run's (the checkpoint must fit it)
-    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {window_size: 14}
-    img_size: int = 0  # 0: the run's pre-training size
+    init: str = key("pretrained", "pretrained | random (the same encoder untrained: the baseline)",
+                    one_of("pretrained", "random"), tasks=ALL)
+    checkpoint: str = key("", "a checkpoint file; empty: the run's latest", TEXT, tasks=ALL)
+    model: str = key("", "build this model name instead of the run's (the checkpoint must fit it)", TEXT, tasks=ALL)
+    model_kwargs: dict[str, Any] = key({}, "model constructor keywords, e.g. `{window_size: 14}`", MAPPING, tasks=ALL)
+    img_size: int = key(0, "image side in pixels; 0: the run's pre-training size", at_least_zero(), tasks=ALL)
 
     # --- data (see mimscale.data.build_source; segfolder:/path for image/mask pairs) ------------
-    # Empty: the built-in shapes probe pool (2,000 labelled images) and test pool (1,000), generated
-    # from seeds disjoint from the pre-training pool, at img_size.
-    train_source: str = ""
-    test_source: str = ""  # empty with a train_source: that source's own validation split
-    num_classes: int = 0  # 0: from the data; >0 is checked against it
-    batch_size: int = 64  # global batch per step (fine-tuning: over all processes and accumulation) / per forward
-    accum_steps: int = 1  # fine-tuning: micro-batches per step and process (memory, not results)
-    num_workers: int = 0
+    train_source: str = key("", "labelled training images; empty: the built-in shapes probe pool (2,000 images, "
+                                "from seeds disjoint from the pre-training pool) at img_size", TEXT, tasks=ALL)
+    test_source: str = key("", "test images; empty: the train_source's own validation split (or the built-in "
+                               "shapes test pool of 1,000 images)", TEXT, tasks=ALL)
+    num_classes: int = key(0, "0: from the data; > 0 is checked against it", at_least_zero(), tasks=ALL)
+    batch_size: int = key(64, "global batch per step (fine-tuning: over all processes and accumulation) / per "
+                              "forward", positive(), tasks=ALL)
+    accum_steps: int = key(1, "fine-tuning: micro-batches per step and process (memory, not results)", positive())
+    num_workers: int = key(0, "loader worker processes; 0: in the evaluating process", at_least_zero())
 
     # --- frozen-feature probes ---------------------------------------------------------------
-    features: str = "multiblock"  # multiblock (every block, normalised, pooled, concatenated) | last
-    # multiblock: only the last N blocks (0 = all). The cache holds N_images x dim floats: all 24 blocks of
-    # SwinV2-B are 11,032 dims (56 GB for ImageNet-1K), its last 4 are 3,072 (16 GB).
-    feature_blocks: int = 0
-    probe: str = "sgd"  # sgd: BN + linear, an LR sweep in one pass | logistic: scikit-learn L-BFGS
-    linear_lrs: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0])  # per 256
-    linear_epochs: int = 100
-    linear_batch_size: int = 256
-    linear_weight_decay: float = 0.0
-    linear_holdout: float = 0.1  # fraction of the training features that picks the LR
-    logistic_c: float = 1.0
-    knn_k: int = 20
-    knn_t: float = 0.07
+    features: str = key("multiblock", "multiblock (every block, normalised, pooled, concatenated) | last",
+                        one_of("multiblock", "last"), tasks=FROZEN)
+    # The cache holds N_images x dim floats: all 24 blocks of SwinV2-B are 11,032 dims (56 GB for ImageNet-1K),
+    # its last 4 are 3,072 (16 GB).
+    feature_blocks: int = key(0, "multiblock: only the last N blocks; 0: all", at_least_zero(), tasks=FROZEN)
+    probe: str = key("sgd", "sgd: BN + linear, an LR sweep in one pass | logistic: scikit-learn L-BFGS",
+                     one_of("sgd", "logistic"), tasks=("linear",))
+    linear_lrs: list[float] = key([0.01, 0.03, 0.1, 0.3, 1.0, 3.0], "learning rates swept by the sgd probe, per 256 "
+                                  "images", Check(lambda v: len(v) > 0 and min(v) > 0,
+                                                  "a non-empty list of positive learning rates"), tasks=("linear",))
+    linear_epochs: int = key(100, "sgd probe epochs", positive(), tasks=("linear",))
+    linear_batch_size: int = key(256, "sgd probe batch", positive(), tasks=("linear",))
+    linear_weight_decay: float = key(0.0, "sgd probe weight decay", at_least_zero(), tasks=("linear",))
+    linear_holdout: float = key(0.1, "fraction of the training features that picks the LR",
+                                between(0, 1, False, True), tasks=("linear",))
+    logistic_c: float = key(1.0, "logistic probe: inverse regularisation strength", positive(), tasks=("linear",))
+    knn_k: int = key(20, "neighbours of the kNN classifier", positive(), tasks=("knn",))
+    knn_t: float = key(0.07, "kNN vote temperature", positive(), tasks=("knn",))
 
     # --- fine-tuning (finetune and segment) ---------------------------------------------------
-    epochs: int = 100
-    warmup_epochs: float = 20.0
-    base_lr: float = 1.25e-3  # per 512 images; lr = base_lr * batch_size / 512
-    warmup_lr: float = 2.5e-7  # per 512
-    min_lr: float = 2.5e-7  # per 512
-    weight_decay: float = 0.05
-    layer_decay: float = 0.75
-    drop_path: float = 0.1
-    clip_grad: float = 5.0  # 0 = off
-    label_smoothing: float = 0.1
-    mixup: float = 0.8  # Beta alpha; 0 = off
-    cutmix: float = 1.0  # Beta alpha; 0 = off
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    randaug_n: int = 2  # 0 = no RandAugment
-    randaug_m: float = 9.0
-    randaug_mstd: float = 0.5
-    reprob: float = 0.25  # random erasing
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    hflip: bool = True
-    eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)
-    # Test images: shorter side to img_size / test_crop, center crop img_size, with this interpolation. The
-    # official ImageNet fine-tune: 0.875 (256 -> 224) and bicubic (configs/finetune/finetune.yaml).
-    test_crop: float = 1.0
-    interpolation: str = "bilinear"  # bilinear | bicubic
-    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast; fine-tuning adds a grad scaler)
-    fp16_init_scale: float = 65536.0  # fp16: the grad scaler's first loss scale (torch's, as the official code)
+    epochs: int = key(100, "fine-tuning epochs", positive(), tasks=TUNED)
+    warmup_epochs: float = key(20.0, "fine-tuning warmup epochs", at_least_zero(), tasks=TUNED)
+    base_lr: float = key(1.25e-3, "peak learning rate per 512 images: lr = base_lr x batch_size / 512", positive(),
+                         tasks=TUNED)
+    warmup_lr: float = key(2.5e-7, "learning rate at the start of the warmup, per 512 images", at_least_zero(),
+                           tasks=TUNED)
+    min_lr: float = key(2.5e-7, "final learning rate, per 512 images", at_least_zero(), tasks=TUNED)
+    weight_decay: float = key(0.05, "AdamW weight decay", at_least_zero(), tasks=TUNED)
+    layer_decay: float = key(0.75, "layer-wise LR decay: block i of n gets layer_decay^(n - i)",
+                             between(0, 1, True, False), tasks=TUNED)
+    drop_path: float = key(0.1, "stochastic depth rate", between(0, 1, False, True), tasks=TUNED)
+    clip_grad: float = key(5.0, "max global gradient norm; 0: off", at_least_zero("0: off"), tasks=TUNED)
+    label_smoothing: float = key(0.1, "label smoothing", between(0, 1, False, True), tasks=("finetune",))
+    mixup: float = key(0.8, "mixup Beta alpha; 0: off", at_least_zero("0: off"), tasks=("finetune",))
+    cutmix: float = key(1.0, "cutmix Beta alpha; 0: off", at_least_zero("0: off"), tasks=("finetune",))
+    mixup_prob: float = key(1.0, "probability of mixup or cutmix per batch", between(0, 1, False, False),
+                            tasks=("finetune",))
+    mixup_switch_prob: float = key(0.5, "probability of cutmix instead of mixup", between(0, 1, False, False),
+                                   tasks=("finetune",))
+    randaug_n: int = key(2, "RandAugment operations per image; 0: no RandAugment", at_least_zero(),
+                         tasks=("finetune",))
+    randaug_m: float = key(9.0, "RandAugment magnitude", at_least_zero(), tasks=("finetune",))
+    randaug_mstd: float = key(0.5, "RandAugment magnitude noise (std)", at_least_zero(), tasks=("finetune",))
+    reprob: float = key(0.25, "random erasing probability", between(0, 1, False, False), tasks=("finetune",))
+    crop_scale: tuple[float, float] = key((0.08, 1.0), "random-resized-crop area range", pair(0.0, 1.0),
+                                          tasks=("finetune",))
+    hflip: bool = key(True, "random horizontal flips", FLAG, tasks=TUNED)
+    eval_every: int = key(1, "epochs between evaluations (the last epoch is always evaluated)", positive(),
+                          tasks=TUNED)
+    # The official ImageNet fine-tune: 0.875 (256 -> 224) and bicubic (finetune/finetune.yaml).
+    test_crop: float = key(1.0, "test images: shorter side to img_size / test_crop, then a center crop of img_size",
+                           between(0, 1, True, False), tasks=ALL, since=3)
+    interpolation: str = key("bilinear", "resize interpolation of the test images (and the fine-tuning crops)",
+                             one_of("bilinear", "bicubic"), tasks=ALL, since=3)
+    precision: str = key("fp32", "fp32 | bf16 (autocast) | fp16 (autocast; fine-tuning adds a grad scaler)",
+                         one_of(*PRECISIONS), tasks=ALL)
+    fp16_init_scale: float = FP16_INIT_SCALE.field(tasks=TUNED)
 
     # --- segmentation -------------------------------------------------------------------------
-    seg_width: int = 64  # channels of the FPN head
-    freeze_backbone: bool = False
-    ignore_index: int = 255
-    # {mask value: class}: merge or rename classes (unlisted values keep their own). The CPU configs map
-    # shapes' 10 shape classes to one: at 32 px a shape's class is not visible locally, so tiny models
-    # cannot beat "all background" on the 12-class masks, while background / shape / occluder is learnt.
-    seg_label_map: dict[int, int] = field(default_factory=dict)
+    seg_width: int = key(64, "channels of the FPN head", positive(), tasks=("segment",))
+    freeze_backbone: bool = key(False, "train the head only", FLAG, tasks=("segment",))
+    ignore_index: int = key(255, "mask value left out of the loss and the score", ANY_INTEGER, tasks=("segment",))
+    # The CPU configs map shapes' 10 shape classes to one: at 32 px a shape's class is not visible locally, so
+    # tiny models cannot beat "all background" on the 12-class masks, while background / shape / occluder is
+    # learnt.
+    seg_label_map: dict[int, int] = key({}, "{mask value: class}: merge or rename classes (unlisted values keep "
+                                            "their own)", MAPPING, tasks=("segment",))
 
     # --- where and how fast (not part of the result's identity) ----------------------------------
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0  # torch intra-op threads; 0: torch's default
+    seed: int = key(0, "seed of the head initialisation, data order and augmentations", ANY_INTEGER, tasks=ALL)
+    device: str = key("auto", "auto | cpu | cuda | cuda:N", DEVICE)
+    threads: int = key(0, "torch intra-op threads; 0: torch's default", at_least_zero("0: torch's default"))
 
 
-# The keys each task reads, i.e. what a result depends on. Speed and placement keys (device, threads,
-# num_workers) and the result's file name are in none of them: a finished evaluation is reused across them.
-_WHAT = ("task", "init", "checkpoint", "model", "model_kwargs", "img_size", "train_source", "test_source",
-         "num_classes", "batch_size", "precision", "seed", "test_crop", "interpolation")
+# Every key's declaration; the tables below are derived from it.
+KEYS = dict(declarations(EvalConfig))
+# The keys each task reads, i.e. what its result depends on.
+TASK_KEYS = {task: tuple(k for k, d in KEYS.items() if task in d.tasks) for task in TASKS}
 # Keys added after the first release -> the value that reproduces the behaviour before them. At that value a
 # key is left out of the identity, so results written before it existed stay valid.
-ADDED_KEYS = {"test_crop": 1.0, "interpolation": "bilinear", "fp16_init_scale": 65536.0}
-_FROZEN = ("features", "feature_blocks")
-_TUNED = ("epochs", "warmup_epochs", "base_lr", "warmup_lr", "min_lr", "weight_decay", "layer_decay", "drop_path",
-          "clip_grad", "hflip", "eval_every", "fp16_init_scale")
-_CLASSIFY = ("label_smoothing", "mixup", "cutmix", "mixup_prob", "mixup_switch_prob", "randaug_n", "randaug_m",
-             "randaug_mstd", "reprob", "crop_scale")
-TASK_KEYS = {
-    "linear": _WHAT + _FROZEN + ("probe", "linear_lrs", "linear_epochs", "linear_batch_size",
-                                 "linear_weight_decay", "linear_holdout", "logistic_c"),
-    "knn": _WHAT + _FROZEN + ("knn_k", "knn_t"),
-    "finetune": _WHAT + _TUNED + _CLASSIFY,
-    "segment": _WHAT + _TUNED + ("seg_width", "freeze_backbone", "ignore_index", "seg_label_map"),
-}
+ADDED_KEYS = {k: d.neutral for k, d in KEYS.items() if d.since}
 
 
 def load_eval_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
@@ -146,32 +174,9 @@ def as_eval_config(cfg: Any) -> DictConfig:
 
 
 def validate(cfg: DictConfig) -> None:
-    if cfg.task not in TASKS:
-        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got '{cfg.task}'")
-    if cfg.features not in ("multiblock", "last"):
-        raise ConfigError(f"features must be 'multiblock' or 'last', got '{cfg.features}'")
-    if cfg.probe not in ("sgd", "logistic"):
-        raise ConfigError(f"probe must be 'sgd' or 'logistic', got '{cfg.probe}'")
-    if cfg.init not in ("pretrained", "random"):
-        raise ConfigError(f"init must be 'pretrained' or 'random', got '{cfg.init}'")
-    if cfg.precision not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"precision must be fp32, bf16 or fp16, got '{cfg.precision}'")
-    if not (math.isfinite(cfg.fp16_init_scale) and cfg.fp16_init_scale > 0):
-        raise ConfigError(f"fp16_init_scale must be positive, got {cfg.fp16_init_scale}")
-    if cfg.batch_size <= 0 or cfg.epochs <= 0 or cfg.knn_k <= 0 or cfg.linear_epochs <= 0 or cfg.accum_steps <= 0:
-        raise ConfigError("batch_size, accum_steps, epochs, knn_k and linear_epochs must be positive")
-    if not cfg.linear_lrs or min(cfg.linear_lrs) <= 0:
-        raise ConfigError("linear_lrs must be a non-empty list of positive learning rates")
-    if not 0.0 <= cfg.linear_holdout < 1.0:
-        raise ConfigError(f"linear_holdout must be in [0, 1), got {cfg.linear_holdout}")
-    if not 0.0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1.0:
-        raise ConfigError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {list(cfg.crop_scale)}")
-    if not 0.0 < cfg.test_crop <= 1.0:
-        raise ConfigError(f"test_crop must be in (0, 1], got {cfg.test_crop}")
-    if cfg.interpolation not in ("bilinear", "bicubic"):
-        raise ConfigError(f"interpolation must be bilinear or bicubic, got '{cfg.interpolation}'")
-    if cfg.img_size < 0 or cfg.num_classes < 0 or cfg.feature_blocks < 0:
-        raise ConfigError("img_size, num_classes and feature_blocks must be >= 0")
+    """Every key's own check: a one-line error for each bad value."""
+    for name, decl in KEYS.items():
+        decl.check(name, cfg[name])
 
 
 def result_name(cfg: DictConfig) -> str:

@@ -5,7 +5,7 @@ CHECKPOINT is one of
 - a mimscale run directory or checkpoint file: its own config is the protocol;
 - an official SimMIM checkpoint (microsoft/Swin-Transformer, the released Swin V2 models): a file as the
   official ``save_checkpoint`` writes it carries its config, which gives the model and the recipe; for a
-  weights-only file give them, e.g. ``-c configs/pretrain/swinv2-b.yaml`` (192 px, 32 px mask units, ratio
+  weights-only file give them, e.g. ``-c pretrain/swinv2-paper.yaml model.name=swinv2-b`` (192 px, 32 px mask units, ratio
   0.6, normalised target) or ``model.name=swinv2-b data.img_size=192 ...``. A protocol of another geometry
   than the file's (its config, or the position tables it stores) is refused;
 - a ``transformers`` ``*ForMaskedImageModeling`` directory (``save_pretrained``), with its recipe likewise.
@@ -117,7 +117,7 @@ def val_loss_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="mimscale val-loss", description=__doc__.split("\n\n")[0].replace("``", ""),
         epilog="example: mimscale val-loss simmim_swinv2_b.pth --data folder:/data/imagenet/val "
-               "-c configs/pretrain/swinv2-b.yaml")
+               "-c pretrain/swinv2-paper.yaml model.name=swinv2-b")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="run directory, checkpoint file or transformers directory")
     p.add_argument("--data", required=True, help="the held-out source, e.g. folder:/data/imagenet/val")
     p.add_argument("-c", "--config", help="a pre-training config giving the model and the recipe")

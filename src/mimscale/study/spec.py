@@ -3,15 +3,15 @@
 A study file (YAML)::
 
     name: cpu-small                  # default: the file's stem
-    base_config: ../pretrain/x.yaml  # optional, relative to the study file
+    base_config: ../pretrain/swinv2-cpu.yaml  # optional: relative to the study file, else a packaged config
     base: {train.batch_size: 64}     # config values, nested or dotted; win over base_config
     axes:                            # cartesian product, in this order; any config key
       model.name: [swinv2-cpu-t, swinv2-cpu-s]
       data.fraction: [0.1, 1.0]
     zip:                             # optional groups whose keys vary together (one axis each)
       - {train.iters: [100, 200], train.warmup_iters: [10, 20]}
-    evals:                           # run after each pre-training, passed to mimscale.evaluate
-      - {name: knn, task: knn, k: 20}
+    evals:                           # run after each pre-training: mimscale.evaluate keys (docs/CONFIG.md)
+      - {name: knn, task: knn, knn_k: 20}
     out: runs/cpu-small              # optional study directory (default runs/<name>)
 
 The *definition* (everything but ``out``, with ``base_config`` inlined and keys dotted) is what
@@ -113,6 +113,14 @@ def _nest(flat: dict[str, Any]) -> dict:
     return root
 
 
+def _find(name: str, base_dir: Path | None, what: str) -> Path:
+    """A file a study names: relative to the study file's folder, else a packaged config (``C.find_config``)."""
+    try:
+        return C.find_config(name, base_dir, what)
+    except C.ConfigError as e:
+        raise StudyError(str(e)) from None
+
+
 def _read_yaml(path: Path, what: str) -> Any:
     if not path.is_file():
         raise StudyError(f"{what} not found: {path}")
@@ -147,8 +155,7 @@ def _parse_evals(raw: Any, base_dir: Path | None) -> list[dict]:
         if not isinstance(e, dict):
             raise StudyError(f"evals[{i}] must be a mapping with a 'task' (e.g. {{name: knn, task: knn}})")
         if e.get("config") is not None:
-            path = Path(str(e["config"]))
-            path = path if path.is_absolute() or base_dir is None else base_dir / path
+            path = _find(str(e["config"]), base_dir, f"evals[{i}] config")
             loaded = _read_yaml(path, f"evals[{i}] config")
             if not isinstance(loaded, dict):
                 raise StudyError(f"evals[{i}] config {path} is not a mapping of evaluation settings")
@@ -174,8 +181,7 @@ def parse_study(doc: Any, source: str, base_dir: Path | None = None) -> Study:
         raise StudyError(f"{source}: unknown study key '{unknown[0]}'; valid: {', '.join(TOP_KEYS)}")
     base: dict[str, Any] = {}
     if doc.get("base_config") is not None:
-        path = Path(str(doc["base_config"]))
-        path = path if path.is_absolute() or base_dir is None else base_dir / path
+        path = _find(str(doc["base_config"]), base_dir, "base_config")
         loaded = _read_yaml(path, "base_config")
         if not isinstance(loaded, dict):
             raise StudyError(f"base_config {path} is not a mapping of config values")
@@ -221,8 +227,9 @@ def parse_study(doc: Any, source: str, base_dir: Path | None = None) -> Study:
 
 
 def load_study(path: str | Path) -> Study:
-    """Read and expand a study file; every problem is a one-line StudyError."""
-    path = Path(path)
+    """Read and expand a study file (a path, or a packaged study: ``studies/cpu-small.yaml``); every problem is a
+    one-line StudyError."""
+    path = _find(str(path), None, "study file")
     study = parse_study(_read_yaml(path, "study file"), str(path), base_dir=path.parent)
     if study.out is None and path.name == "study.yaml" and (path.parent / "runs").is_dir():
         study.out = str(path.parent)  # a study directory's own definition runs in that directory
