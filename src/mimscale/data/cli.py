@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 
-from .plan import subset_command, verify_command
-
 
 def _holdout(text: str):
     """'auto' | 'none' | a fraction in (0, 1) | an image count."""
@@ -33,7 +31,7 @@ def data_main(argv: list[str]) -> int:
     s = sub.add_parser(
         "subset",
         help="write subset manifests for a source",
-        description="Write one manifest per fraction (nested: 10%% inside 20%% inside ...) and, for sources "
+        description="Write one manifest per fraction (nested: 10% inside 20% inside ...) and, for sources "
         "without their own validation split, a held-out manifest disjoint from every subset.",
         epilog="example: mimscale data subset shapes:size=32,pool=1000 --fractions 0.1,0.2,0.5,1 --seed 0 "
         "--out subsets/",
@@ -57,6 +55,8 @@ def data_main(argv: list[str]) -> int:
     )
     v.add_argument("directory")
     args = parser.parse_args(argv)
+    from mimscale.data.plan import subset_command, verify_command
+
     if args.action == "subset":
         print(
             subset_command(args.source, args.fractions, args.seed, args.out, args.holdout, args.holdout_seed)

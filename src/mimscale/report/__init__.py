@@ -1,164 +1,17 @@
-"""The study report: `build_report(input_path, out_dir)` writes
-
-    out_dir/report.html      self-contained (inline CSS, base64 images, no scripts, no network)
-    out_dir/figures/*.png    the figures
-    out_dir/tables/*.csv     the analysis tables (as `mimscale analyze` writes them) + analysis.json
-
-`report_main(argv)` is the `mimscale report` command (exit 0 when a report was written, 2 when
-nothing could be analysed).
+"""The study report: ``build_report(input_path, out_dir)`` (``build.py``) writes a self-contained
+report.html with its figures and tables; ``report_main(argv)`` (``cli.py``) is ``mimscale report``.
+Names are imported on first use, so that the command's ``--help`` does not pay for pandas and matplotlib.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
+import importlib
 
-import pandas as pd
-
-from ..analysis import add_common_args, analyze_frames, common_kwargs, default_out, flatten_rows
-from ..analysis.correlation import model_order
-from ..analysis.results import is_study_dir
-from ..rundir import RunDir, atomic_write_text
-from . import figures as F
-from . import html as H
-
-__all__ = ["build_report", "report_main"]
+_NAMES = {"build_report": "build", "report_main": "cli"}
+__all__ = list(_NAMES)
 
 
-def _figures(res: dict, runs: pd.DataFrame, curves: pd.DataFrame, fig_dir: Path) -> list[dict]:
-    tol = res["config"]["tolerance"]
-    over = pd.DataFrame(res["overfitting"])
-    specs = [
-        ("Validation-loss curves", "loss_curves", "Loss curves per run",
-         "Held-out loss (solid) and the same loss on a fixed probe of the training subset (dashed) "
-         "against the step, coloured by data size. A held-out curve that turns up while the dashed one "
-         "keeps falling is overfitting.", lambda p: F.loss_curves(curves, runs, p)),
-        ("Held-out loss vs data size", "loss_vs_data", "Final held-out loss vs data size",
-         "One panel per training length, a line per model along the primary dataset (seed means; faint dots are "
-         "single runs; open markers: other datasets, each its own series unless --same-distribution). "
-         "Dashed: the per-model fit L(D) = E + B*D^-beta (drawn also where a parameter is not identified).",
-         lambda p: F.loss_vs_data(runs, res["fits"]["per_model"], p, res.get("primary_dataset"))),
-        ("Downstream metrics vs data size", "metric_vs_data", "Downstream metrics vs data size",
-         "Each eval_* metric against the number of pre-training images, per model and length.",
-         lambda p: F.metric_vs_data(runs, res["metrics"], p, res.get("primary_dataset"))),
-        ("Validation loss vs downstream metrics", "loss_vs_metric", "Held-out loss vs downstream metrics",
-         "Each point is a run (colour: model, marker: length); titles give the correlations over all runs. "
-         "The table gives them per model with bootstrap CIs.",
-         lambda p: F.loss_vs_metric(runs, res["metrics"], res["correlation"], p)),
-        ("The grid and overfitting", "grid_heatmap", "The grid",
-         f"Final held-out loss (top) and train/val gap (bottom, where logged) per model and data size; red "
-         f"outlines mark settings flagged as overfitting (rise > {tol:.2g}).",
-         lambda p: F.grid_heatmap(over, runs, p)),
-    ]
-    out = []
-    for section, name, title, caption, draw in specs:
-        try:
-            path = draw(fig_dir / f"{name}.png")
-        except Exception as exc:  # noqa: BLE001 - one broken figure must not lose the report
-            res["messages"].append(f"figure {name}: failed ({type(exc).__name__}: {exc})")
-            continue
-        if path is not None:
-            out.append({"section": section, "title": title, "caption": caption, "path": path})
-    return out
-
-
-def _not_identified(df: pd.DataFrame, params) -> pd.DataFrame:
-    """Show 'not identified' instead of a number (and its CI) where the data do not identify a parameter."""
-    df = df.copy()
-    for p in params:
-        col = f"identified.{p}"
-        if col not in df.columns:
-            continue
-        mask = df[col].eq(False)
-        for c in (p, f"ci.{p}_lo", f"ci.{p}_hi"):
-            if c in df.columns:
-                df[c] = df[c].astype(object).where(~mask, "not identified" if c == p else None)
-    return df
-
-
-def _tables(res: dict) -> dict[str, str]:
-    corr = flatten_rows(res["correlation"])
-    per = _not_identified(flatten_rows(res["fits"]["per_model"]), ("E", "B", "beta"))
-    joint = _not_identified(flatten_rows(res["fits"]["joint"]), ("E", "A", "alpha", "B", "beta"))
-    gain = pd.DataFrame(res["data_gain"])
-    if "shared_sizes" in gain.columns:
-        gain["shared_sizes"] = gain["shared_sizes"].map(lambda v: ", ".join(f"{x:,.0f}" for x in v or []))
-    sel = flatten_rows(res["selection"])
-    return {
-        "Validation loss vs downstream metrics": H.table(corr, [
-            "group", "metric", "n", "pearson", "pearson_ci_lo", "pearson_ci_hi", "spearman", "spearman_ci_lo",
-            "spearman_ci_hi", "kendall", "expected_sign", "message"]),
-        "The grid and overfitting": f"<h3>Overfitting table</h3><p>Tolerance {res['config']['tolerance']:.2g}: "
-        f"{res['config'].get('tolerance_basis', '')}. rise_vs_shorter is listed for every setting with a shorter "
-        "length, flagged or not.</p>" + H.table(pd.DataFrame(res["overfitting"]), [
-            "model", "dataset", "data_size", "iters", "n_runs", "val_loss", "val_loss_sd", "train_probe_loss", "gap",
-            "rise_vs_shorter", "shorter_iters", "curve_rise", "curve_min_step", "flag", "reason"], flag_col="flag"),
-        "Gain from more data": "<p>gain = held-out loss at the smallest minus at the largest of the data sizes "
-        "every compared model has at that length (shared_sizes; positive: more data helps), so gains are "
-        "compared over one range; own_gain is over the model's own sizes, for reference. last_gain = the "
-        "last shared step up in data.</p>" + H.table(
-            gain, ["model", "params", "series", "iters", "n_sizes", "shared_sizes", "d_min", "d_max",
-                   "loss_at_d_min", "loss_at_d_max", "gain", "rel_gain", "last_gain", "still_gains", "own_d_min",
-                   "own_d_max", "own_gain", "message"]),
-        "Scaling-law fits": "<p>Huber loss (delta 1e-3) on log-loss from a grid of starts; a parameter at a "
-        "bound, or whose CI reaches a bound or spans half the exponent range, is shown as not identified "
-        "(identification says why).</p><h3>Per model and length: L(D) = E + B*D^-beta</h3>" + H.table(per, [
-            "model", "series", "iters", "n_sizes", "dof", "E", "ci.E_lo", "ci.E_hi", "B", "beta", "ci.beta_lo",
-            "ci.beta_hi", "r2", "holdout.error", "identification", "note", "message"])
-        + "<h3>Joint per length: L(N, D) = E + A*N^-alpha + B*D^-beta</h3>" + H.table(joint, [
-            "series", "iters", "n_points", "n_models", "n_sizes", "E", "A", "alpha", "ci.alpha_lo", "ci.alpha_hi",
-            "B", "beta", "ci.beta_lo", "ci.beta_hi", "r2", "holdout.mean_abs_error", "holdout.max_abs_error",
-            "identification", "message"]),
-        "Choosing runs by validation loss": H.table(sel, [
-            "group", "metric", "n", "same", "metric_lost", "by_val_loss.run", "by_val_loss.value",
-            "by_metric.run", "by_metric.value", "message"]),
-    }
-
-
-def _gallery(input_path: Path, runs: pd.DataFrame) -> list[dict]:
-    sizes = sorted(runs["data_size"].unique())
-    rows = []
-    for model in model_order(runs):
-        for it in sorted(runs.loc[runs["model"] == model, "iters"].unique()):
-            cells = []
-            for d in sizes:
-                sub = runs[(runs["model"] == model) & (runs["iters"] == it) & (runs["data_size"] == d)]
-                pic = next((p for p in (RunDir(input_path / "runs" / r).latest_recon() for r in sub["run"]) if p), None)
-                cap = f"{sub['run'].iloc[0]}, {pic.stem.replace('_', ' ')}" if pic else ""
-                cells.append({"size": d, "path": pic, "caption": cap})
-            if any(c["path"] for c in cells):
-                rows.append({"label": f"{model}, {int(it):,} it", "cells": cells})
-    return rows
-
-
-def build_report(input_path, out_dir=None, extra_sections: dict[str, str] | None = None, **analyze_kw) -> Path:
-    """Analyse INPUT and write the report; returns the path of report.html. ``extra_sections``: title -> HTML
-    appended to the tables (the demo's seed spread). Raises ResultsError when nothing can be analysed."""
-    input_path = Path(input_path)
-    out = Path(out_dir) if out_dir is not None else default_out(input_path, "report")
-    res, runs, curves = analyze_frames(input_path, out / "tables", **analyze_kw)
-    atomic_write_text(out / "tables" / "analysis.json", json.dumps(res, indent=1, allow_nan=False))
-    figs = _figures(res, runs, curves, out / "figures")
-    gallery = H.gallery(_gallery(input_path, runs)) if is_study_dir(input_path) else None
-    path = out / "report.html"
-    tables = _tables(res)
-    if "branched_from" in runs.columns and runs["branched_from"].notna().any():
-        shared = runs[runs["branched_from"].notna()]
-        tables["Shared training prefixes"] = (
-            "<p>These runs were trained from a longer run's checkpoint at the step where their learning-rate "
-            "schedules part (the same run it would have been alone, for less compute).</p>"
-            + H.table(shared, ["run", "model", "data_size", "iters", "branched_from"]))
-    tables.update(extra_sections or {})
-    atomic_write_text(path, H.page(res, figs, tables, gallery))
-    return path
-
-
-def report_main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="mimscale report", description="Self-contained HTML report (figures, "
-                                "tables, findings) of a study directory or results CSV.")
-    add_common_args(p)
-    a = p.parse_args(argv)
-    path = build_report(a.input, a.out, **common_kwargs(a))
-    print(path)
-    return 0
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"mimscale.report.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'mimscale.report' has no attribute {name!r}")
