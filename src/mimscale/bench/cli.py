@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from mimscale.config import DataConfig
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -25,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training step precision (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default 0: torch's own choice)")
-    p.add_argument("--workers", type=int, default=DataConfig.num_workers,
-                   help=f"loader worker processes (default {DataConfig.num_workers}, as data.num_workers: in process)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="loader worker processes (default: data.num_workers's default, 0: in process)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return p
 
@@ -34,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 def bench_main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     from mimscale.bench.measure import bench
+    from mimscale.config import DataConfig
 
+    if a.workers is None:
+        a.workers = DataConfig.num_workers
     out = bench(a.model, a.batch, a.img_size, a.steps, a.precision, a.device, a.threads, a.workers)
     if a.json:
         print(json.dumps(out))

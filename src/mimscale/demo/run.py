@@ -20,7 +20,7 @@ import yaml
 from mimscale.demo.seed_spread import RECORD, spread_section
 from mimscale.demo.variants import builtin_study, default_out, variant_study
 from mimscale.errors import ConfigError
-from mimscale.rundir import atomic_write_json, atomic_write_text, read_json
+from mimscale.rundir import RunState, atomic_write_json, atomic_write_text, read_json
 
 
 def run_demo(out: str | None = None, quick: bool = False, seed: int = 0, data: str = "shapes",
@@ -45,7 +45,7 @@ def run_demo(out: str | None = None, quick: bool = False, seed: int = 0, data: s
     # A rerun of a finished demo only re-reports: it keeps the recorded time of the demo that did the work.
     previous = read_json(out / RECORD) or {}
     states = [run_state(out, r.id, study.evals) for r in study.runs]
-    finished_before = all(st == "done" for st in states)
+    finished_before = all(st == RunState.DONE for st in states)
     t0 = time.time()
     print(f"[demo] 1/3 pre-training, fine-tuning and probing the grid ({backbone}, {data}, seed "
           f"{seed}) in {out} ({workers} workers)", file=sys.stderr, flush=True)
@@ -60,7 +60,7 @@ def run_demo(out: str | None = None, quick: bool = False, seed: int = 0, data: s
     record = {"seed": seed, "data": data, "backbone": backbone, "quick": quick,
               "workers": workers, "cpus": os.cpu_count(), "machine": platform.machine(),
               "python": platform.python_version(),
-              "fresh": all(st == "pending" for st in states)}  # every run trained by this call: a full-demo time
+              "fresh": all(st == RunState.PENDING for st in states)}  # every run trained by this call: a full-demo time
     atomic_write_json(out / RECORD, record)
     path = build_report(out, out / "report")
     seeds = spread_section(out, record)  # this demo's other seeds beside it, with this report's verdicts
