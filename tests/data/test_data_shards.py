@@ -80,10 +80,11 @@ def test_pretrain_reads_shards_through_the_command_line(shards, tmp_path, capsys
             "data.val_size=8", "data.probe_size=8", "train.batch_size=8", "train.iters=2", "train.eval_points=1",
             "train.eval_budget=0", "train.recon_images=0", "threads=1", f"run_dir={run}"]
     assert main(["pretrain", *args]) == 0, capsys.readouterr().err
-    summary = RunDir(run).read_summary()
-    assert summary["status"] == "done" and summary["data_size"] == 32  # 40 images, 8 held out
-    assert np.isfinite(summary["final_val_loss"])
-    assert json.loads(RunDir(run).subset.read_text())["source"]["kind"] == "shards"
+    rd = RunDir(run)
+    summary, subset = rd.read_summary(), json.loads(rd.subset.read_text())
+    assert summary["status"] == "done" and np.isfinite(summary["final_val_loss"])
+    assert subset["source"]["kind"] == "shards" and summary["data_size"] == len(subset["ids"])
+    assert all(i.startswith("train-00") and ".tar/s" in i for i in subset["ids"])
 
 
 def test_shard_errors(tmp_path):
