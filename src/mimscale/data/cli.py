@@ -22,10 +22,12 @@ def _holdout(text: str):
     return int(v) if v >= 1 else v
 
 
-def data_main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mimscale data",
         description="Nested, seeded, class-stratified subset manifests (JSON: ids + sha256).",
+        epilog="examples:\n  mimscale data subset shapes:size=32,pool=1000 --out subsets/\n  mimscale data verify subsets/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="action", required=True)
     s = sub.add_parser(
@@ -52,9 +54,14 @@ def data_main(argv: list[str]) -> int:
         help="re-derive and check the manifests of a directory",
         description="Check every manifest's sha256, re-derive its ids from the source description and seed, "
         "and check nesting and disjointness from the held-out set.",
+        epilog="example: mimscale data verify subsets/",
     )
-    v.add_argument("directory")
-    args = parser.parse_args(argv)
+    v.add_argument("directory", help="a directory written by `mimscale data subset`")
+    return parser
+
+
+def data_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     from mimscale.data.plan import subset_command, verify_command
 
     if args.action == "subset":

@@ -17,10 +17,17 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Run a grid of SimMIM pre-trainings (model x data x length) and "
-                                       "their evaluations, resumably, on this machine or Slurm.")
+                                       "their evaluations, resumably, on this machine or Slurm.",
+                epilog="examples:\n  mimscale study plan configs/studies/cpu-small.yaml\n"
+                       "  mimscale study run configs/studies/cpu-small.yaml --workers 2\n"
+                       "  mimscale study status runs/cpu-small",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    q = sub.add_parser("plan", help="print the runs of a study file and their estimated cost")
+    q = sub.add_parser("plan", help="print the runs of a study file and their estimated cost",
+                       description="Print the runs of a study file, their images and FLOPs, and the shared "
+                                   "training prefixes; trains nothing.",
+                       epilog="example: mimscale study plan configs/studies/cpu-small.yaml --json")
     q.add_argument("study", help="study file (YAML)")
     q.add_argument("--out", help="study directory (default: the file's 'out', else runs/<name>)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
@@ -41,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  mimscale study run runs/cpu-small/study.yaml      # continue a study from its directory")
     r.add_argument("study", help="study file (YAML)")
     r.add_argument("--out", help="study directory (default: the file's 'out', else runs/<name>)")
-    r.add_argument("--executor", choices=("local", "slurm"), default="local")
+    r.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="where runs execute: this machine (default) or Slurm job arrays")
     r.add_argument("--workers", type=int, default=1, help="local: runs at once (default 1)")
     r.add_argument("--threads", type=int, default=0,
                    help="local: torch threads per worker (default: this machine's CPUs / workers)")
@@ -55,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--partition", help="Slurm partition")
     s.add_argument("--gpus-per-run", type=int, default=1,
                    help="GPUs per run; >1 runs torchrun DDP on one node")
-    s.add_argument("--cpus-per-run", type=int, default=8)
-    s.add_argument("--mem-gb", type=float, default=None)
+    s.add_argument("--cpus-per-run", type=int, default=8, help="CPU cores per run (default %(default)s)")
+    s.add_argument("--mem-gb", type=float, default=None, help="memory per run in GB (default: the partition's)")
     s.add_argument("--timeout-min", type=int, default=60 * 24 * 3,
                    help="per task; it requeues and resumes after")
     s.add_argument("--array-parallelism", type=int, default=32, help="tasks of the array running at once")
@@ -65,15 +73,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submitit backend (default: Slurm if present); local/debug run without Slurm")
     r.add_argument("--run-fn", default=None, help=argparse.SUPPRESS)  # tests: 'module:function'
 
-    t = sub.add_parser("status", help="table of runs: status, step/total, val loss, images/s, ETA")
+    t = sub.add_parser("status", help="table of runs: status, step/total, val loss, images/s, ETA",
+                       description="Where every run of a study stands, from its files alone (safe while runs "
+                                   "write).", epilog="example: mimscale study status runs/cpu-small --json")
     t.add_argument("study_dir", help="study directory (or the study file)")
     t.add_argument("--json", action="store_true", help="machine-readable output")
 
-    u = sub.add_parser("results", help="write the results table (one row per run) and the curve table")
+    u = sub.add_parser("results", help="write the results table (one row per run) and the curve table",
+                       description="Write results.csv (one row per run) and curves.csv (every logged metric).",
+                       epilog="example: mimscale study results runs/cpu-small --out results.csv")
     u.add_argument("study_dir", help="study directory (or the study file)")
     u.add_argument("--out", help="results CSV (default STUDY_DIR/results.csv)")
     u.add_argument("--curves", help="long-format curves CSV (default: curves.csv beside --out)")
     return p
+
+
+def cmd_results(args) -> int:
+    """``study results``: the results table is the analysis layer's (pandas), hence here and not in commands.py."""
+    from mimscale.analysis.study_table import write_results  # pandas: only for this command
+    from mimscale.rundir import RunState
+    from mimscale.study.commands import open_dir
+
+    study, study_dir = open_dir(args.study_dir)
+    out, curves, runs = write_results(study, study_dir, args.out, args.curves)
+    done = int((runs["status"] == RunState.DONE).sum()) if "status" in runs else 0
+    print(f"wrote {out} ({len(runs)} runs, {done} done) and {curves}")
+    return 0
 
 
 def study_main(argv: list[str] | None = None) -> int:
@@ -84,4 +109,4 @@ def study_main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     from mimscale.study.commands import COMMANDS
 
-    return COMMANDS[args.command](args)
+    return {**COMMANDS, "results": cmd_results}[args.command](args)

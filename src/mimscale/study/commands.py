@@ -19,7 +19,7 @@ def _study_dir(study: Study, out: str | None) -> Path:
     return Path(out) if out else study.default_dir()
 
 
-def _open_dir(arg: str) -> tuple[Study, Path]:
+def open_dir(arg: str) -> tuple[Study, Path]:
     """A study directory, or a study file standing for its directory."""
     path = Path(arg)
     if path.is_file():
@@ -129,7 +129,7 @@ def cmd_run(args) -> int:
 def cmd_status(args) -> int:
     from mimscale.study.status import render_status, status_json, status_rows
 
-    study, study_dir = _open_dir(args.study_dir)
+    study, study_dir = open_dir(args.study_dir)
     rows = status_rows(study, study_dir)
     if args.json:
         print(json.dumps(status_json(study, study_dir, rows), indent=2, default=str))
@@ -138,14 +138,4 @@ def cmd_status(args) -> int:
     return 0
 
 
-def cmd_results(args) -> int:
-    from mimscale.analysis.study_table import write_results  # pandas: only for this command
-
-    study, study_dir = _open_dir(args.study_dir)
-    out, curves, runs = write_results(study, study_dir, args.out, args.curves)
-    done = int((runs["status"] == RunState.DONE).sum()) if "status" in runs else 0
-    print(f"wrote {out} ({len(runs)} runs, {done} done) and {curves}")
-    return 0
-
-
-COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status, "results": cmd_results}
+COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status}  # "results": cli.py (the analysis layer)
