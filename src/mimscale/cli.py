@@ -1,8 +1,9 @@
 """Command line: parse and dispatch only.
 
-Every command is ``<name>_main(argv) -> int`` in its package's ``cli`` module, registered in ``COMMANDS``
-below and imported only when it runs; a cli module imports torch, scipy, pandas and matplotlib only after
-parsing its arguments, so ``mimscale <command> --help`` is quick.
+Every command is ``<name>_main(argv) -> int`` (the exit code) in its package's ``cli`` module, registered
+in ``COMMANDS`` below and imported only when it runs (``--help`` and argparse's usage errors end in
+``SystemExit``; ``main`` returns its code). A cli module imports torch, scipy, pandas and matplotlib only
+after parsing its arguments, so ``mimscale <command> --help`` is quick.
 
 Errors are turned into exit codes here, once, for every command: a :class:`~mimscale.errors.UserError` is
 one line and exit 2; a :class:`~mimscale.errors.TrainingError` one line and exit 1; an interrupted run
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module, function, _ = COMMANDS[command]
         return int(getattr(importlib.import_module(module), function)(rest) or 0)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2, one line): a code, as every command returns
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     except UserError as e:
         return _fail(command, str(e) or type(e).__name__)
     except BrokenPipeError:  # the reader went away (`mimscale study status | head`): nothing to say to it
