@@ -1,4 +1,5 @@
-"""What ``mimscale study plan | run | status | results`` does with its parsed arguments (``cli.py`` parses)."""
+"""What ``mimscale study plan | run | status`` does with its parsed arguments (``cli.py`` parses; ``results`` is
+there too, it belongs to the analysis layer)."""
 
 from __future__ import annotations
 
