@@ -11,7 +11,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mimscale.data.segfolder import SegFolderSource
 from mimscale.data.sources import build_source
 from mimscale.data.transforms import EvalTransform, Normalize, TrainTransform
 from mimscale.errors import EvalError
@@ -22,19 +21,13 @@ DEFAULT_TRAIN = "shapes:size={size},pool=2000,seed=0,split=probe"
 DEFAULT_TEST = "shapes:size={size},pool=1000,seed=0,split=test"
 
 
-def _build(spec: str):
-    if spec.startswith("segfolder:"):
-        return SegFolderSource(spec.split(":", 1)[1])
-    return build_source(spec)
-
-
 def build_sources(train_spec: str, test_spec: str, size: int):
     """(train, test) sources; an empty test spec takes the train source's own validation split."""
-    train = _build(train_spec or DEFAULT_TRAIN.format(size=size))
+    train = build_source(train_spec or DEFAULT_TRAIN.format(size=size))
     if test_spec:
-        test = _build(test_spec)
+        test = build_source(test_spec)
     elif not train_spec:
-        test = _build(DEFAULT_TEST.format(size=size))
+        test = build_source(DEFAULT_TEST.format(size=size))
     else:
         test = train.validation()
         if test is None:
