@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from mimscale.seed_spread import seed_siblings, spread_section, spread_tables
+from mimscale.demo.seed_spread import seed_siblings, spread_section, spread_tables
 
 
 def _demo(root, name, seed, data="shapes", val=(0.40, 0.50), top1=(0.45, 0.20), verdict="yes", finished=True):

@@ -1,5 +1,10 @@
 """Command line: parse and dispatch only.
 
+Every command is ``<name>_main(argv) -> int`` (the exit code) in its package's ``cli`` module, registered
+in ``COMMANDS`` below and imported only when it runs (``--help`` and argparse's usage errors end in
+``SystemExit``; ``main`` returns its code). A cli module imports torch, scipy, pandas and matplotlib only
+after parsing its arguments, so ``mimscale <command> --help`` is quick.
+
 Errors are turned into exit codes here, once, for every command: a :class:`~mimscale.errors.UserError` is
 one line and exit 2; a :class:`~mimscale.errors.TrainingError` one line and exit 1; an interrupted run
 says how to resume and exits 128 + the signal.
@@ -8,6 +13,7 @@ says how to resume and exits 128 + the signal.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import json
 import signal
@@ -15,17 +21,18 @@ import sys
 
 from mimscale.errors import Interrupted, TrainingError, UserError
 
-# Commands whose argument parsing lives with their module: name -> (module, function, summary).
-DELEGATED = {
+# name -> (module, function, summary). ``pretrain`` lives here: the train package has no command module.
+COMMANDS = {
+    "pretrain": ("mimscale.cli", "pretrain_main", "one SimMIM pre-training run -> run dir (resumes by itself)"),
     "finetune": ("mimscale.evaluate.cli", "finetune_main", "fine-tune / linear-probe / kNN / segment a run"),
-    "val-loss": ("mimscale.evaluate.val_loss", "val_loss_main", "held-out SimMIM loss of any checkpoint (mimscale, "
+    "val-loss": ("mimscale.evaluate.cli", "val_loss_main", "held-out SimMIM loss of any checkpoint (mimscale, "
                  "official, transformers)"),
-    "study": ("mimscale.study", "study_main", "plan / run / status / results of a grid of runs"),
-    "analyze": ("mimscale.analysis", "analyze_main", "overfitting, scaling fits, correlations -> tables"),
-    "report": ("mimscale.report", "report_main", "self-contained report.html with figures and tables"),
+    "study": ("mimscale.study.cli", "study_main", "plan / run / status / results of a grid of runs"),
+    "analyze": ("mimscale.analysis.cli", "analyze_main", "overfitting, scaling fits, correlations -> tables"),
+    "report": ("mimscale.report.cli", "report_main", "self-contained report.html with figures and tables"),
     "data": ("mimscale.data.cli", "data_main", "nested subset manifests: subset | verify"),
-    "demo": ("mimscale.demo", "demo_main", "the whole loop on built-in data"),
-    "bench": ("mimscale.bench", "bench_main", "throughput / MFU / loader speed on this machine"),
+    "demo": ("mimscale.demo.cli", "demo_main", "the whole loop on built-in data"),
+    "bench": ("mimscale.bench.cli", "bench_main", "throughput / MFU / loader speed on this machine"),
 }
 
 
@@ -34,15 +41,19 @@ def _fail(command: str, msg: str, code: int = 2) -> int:
     return code
 
 
-def pretrain_main(argv: list[str]) -> int:
+def build_pretrain_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mimscale pretrain",
         description="One SimMIM pre-training run into its run directory (resumes by itself).",
-        epilog="example: mimscale pretrain -c configs/pretrain/swinv2-cpu.yaml train.iters=500 data.fraction=0.1")
+        epilog="example: mimscale pretrain -c pretrain/swinv2-cpu.yaml train.iters=500 data.fraction=0.1")
     parser.add_argument("-c", "--config", help="YAML config file (defaults < file < overrides)")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. model.name=swinv2-b")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def pretrain_main(argv: list[str]) -> int:
+    args = build_pretrain_parser().parse_args(argv)
     from mimscale.config import dump_yaml, load_config
 
     cfg = load_config(args.config, args.overrides)
@@ -60,10 +71,8 @@ def pretrain_main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"pretrain": "one SimMIM pre-training run -> run dir (resumes by itself)",
-                **{k: v[2] for k, v in DELEGATED.items()}}
     if not argv or argv[0] in ("-h", "--help"):
-        lines = [f"  {name:<10} {text}" for name, text in commands.items()]
+        lines = [f"  {name:<10} {text}" for name, (_, _, text) in COMMANDS.items()]
         print("usage: mimscale COMMAND [args]   (mimscale COMMAND --help for each)\n\ncommands:\n"
               + "\n".join(lines))
         return 0 if argv else 2
@@ -73,13 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mimscale {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    if command not in commands:
-        return _fail("", f"unknown command '{command}'; choose from {', '.join(commands)}")
+    if command not in COMMANDS:
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return _fail("", f"unknown command '{command}'; {hint}choose from {', '.join(COMMANDS)}")
     try:
-        if command == "pretrain":
-            return pretrain_main(rest)
-        module, function, _ = DELEGATED[command]
+        module, function, _ = COMMANDS[command]
         return int(getattr(importlib.import_module(module), function)(rest) or 0)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2, one line): a code, as every command returns
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     except UserError as e:
         return _fail(command, str(e) or type(e).__name__)
     except BrokenPipeError:  # the reader went away (`mimscale study status | head`): nothing to say to it

@@ -30,10 +30,31 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
 # ---------------------------------------------------------------------------------------------- names
+
+
+class RunState(str, Enum):
+    """Where a run stands: ``summary.json``'s and ``status.json``'s "status", ``study status``'s column, the
+    results table's ``status``. A ``str``: members compare equal to (and are written to files as) their values."""
+
+    PENDING = "pending"  # nothing trained yet
+    PARTIAL = "partial"  # checkpoints, or pre-training finished with an evaluation missing: a rerun resumes
+    RUNNING = "running"  # claimed by a live process
+    QUEUED = "queued"  # Slurm: its task waits in the queue
+    DONE = "done"  # finished, every evaluation current
+    FAILED = "failed"  # the last attempt raised; error.txt says why
+    INTERRUPTED = "interrupted"  # the last attempt was stopped by a signal
+
+    def __str__(self) -> str:  # "done", not "RunState.DONE", in messages, tables and CSV files
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
 
 CONFIG, PROVENANCE, SUBSET, HELDOUT, EXCLUDED, BRANCH = (
     "config.yaml", "provenance.json", "subset.json", "heldout.json", "excluded.json", "branch.json")

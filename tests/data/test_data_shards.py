@@ -1,9 +1,10 @@
-"""WebDataset tar shards: map-style index, streaming split across ranks and workers, damaged
-samples, exact resume, subset filtering."""
+"""WebDataset tar shards: map-style index, damaged samples, pre-training from shards through `mimscale
+pretrain`."""
 
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 
 import numpy as np
@@ -11,16 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
+from mimscale.cli import main
 from mimscale.data import (
     DataError,
     ShardSource,
+    SimMIMDataset,
     TrainTransform,
     build_source,
-    build_stream_loader,
     make_subsets,
     write_shards,
 )
-from mimscale.data.shards import ShardStream, _Counter
+from mimscale.rundir import RunDir
 
 
 def _jpeg(arr) -> bytes:
@@ -55,71 +57,6 @@ def test_map_style_index(shards):
     assert ms[0].per_class == {str(c): 2 for c in range(10)}
 
 
-def _epoch_ids(source, g, n_readers, seed=0, epoch=0):
-    stream = ShardStream(source, None, None, batch_size=1, seed=seed, shuffle_buffer=4)
-    return [
-        f"{s['__url__'].rsplit('/', 1)[-1]}/{s['__key__']}"
-        for s in stream._emitted(g, n_readers, epoch, _Counter())
-    ]
-
-
-@pytest.mark.parametrize("n_readers", [1, 2, 4, 8])  # fewer and more readers than the 5 shards
-def test_each_epoch_is_partitioned_among_readers(shards, n_readers):
-    d, _ = shards
-    s = ShardSource(f"{d}/train-{{000..004}}.tar")
-    parts = [_epoch_ids(s, g, n_readers) for g in range(n_readers)]
-    flat = [i for p in parts for i in p]
-    assert sorted(flat) == sorted(s.ids)  # every sample once per epoch, no reader overlap
-    if n_readers <= 5:
-        assert all(p for p in parts)
-    assert _epoch_ids(s, 0, n_readers, epoch=1) != parts[0] or n_readers >= 5  # reshuffled per epoch
-
-
-def test_streaming_loader_with_workers_and_ranks(shards, mask16):
-    d, _ = shards
-    s = ShardSource(f"{d}/train-{{000..004}}.tar")
-    seen = []
-    for rank in range(2):
-        loader = build_stream_loader(s, TrainTransform(16), mask16, batch_size=4, num_workers=2, rank=rank,
-                                     world_size=2, shuffle_buffer=4)  # fmt: skip
-        for _ in range(2):
-            b = next(loader)
-            assert b["img"].shape == (4, 3, 16, 16) and b["mask"].shape == (4, 8, 8)
-            assert int(b["reader"]) // 2 == rank
-            seen += b["ids"]
-    assert len(set(seen)) == len(seen) == 16  # four readers, disjoint shards
-
-
-def test_streaming_resume_is_exact(shards, mask16):
-    d, _ = shards
-    s = ShardSource(f"{d}/train-{{000..004}}.tar")
-
-    def loader():
-        return build_stream_loader(s, TrainTransform(16), mask16, batch_size=3, seed=5, num_workers=2,
-                                   shuffle_buffer=5)  # fmt: skip
-
-    ref = [next(x) for x in [loader()] for _ in range(15)]  # several epochs per reader
-    first = loader()
-    part = [next(first) for _ in range(7)]
-    state = first.state_dict()
-    assert state["batches"] == 7
-    resumed = loader()
-    resumed.load_state_dict(state)
-    got = part + [next(resumed) for _ in range(8)]
-    for a, b in zip(got, ref):
-        assert a["ids"] == b["ids"]
-        assert torch.equal(a["img"], b["img"]) and torch.equal(a["mask"], b["mask"])
-
-
-def test_subset_ids_filter_the_stream(shards, mask16):
-    d, _ = shards
-    s = ShardSource(f"{d}/train-{{000..004}}.tar")
-    keep = set(s.ids[::4])
-    loader = build_stream_loader(s, TrainTransform(16), mask16, batch_size=5, ids=keep, shuffle_buffer=3)
-    got = next(loader)["ids"] + next(loader)["ids"]
-    assert sorted(got) == sorted(keep)
-
-
 def test_damaged_samples_and_shards_are_skipped_and_counted(tmp_path, mask16, helpers):
     good = [(f"k{i}", helpers.jpeg_bytes(i, 24, 24), "jpg", i % 2) for i in range(6)]
     bad = [("bad0", b"", "jpg", 0), ("bad1", b"not a jpeg", "jpg", 1), ("bad2", good[0][1][:300], "jpg", 0)]
@@ -130,11 +67,24 @@ def test_damaged_samples_and_shards_are_skipped_and_counted(tmp_path, mask16, he
     (tmp_path / "b-0.tar").write_bytes(raw[: len(raw) // 2 + 100])
     s = ShardSource(str(tmp_path / "{a,b}-0.tar"))
     assert 6 + 9 > len(s) >= 9  # the cut shard contributes its intact prefix
-    loader = build_stream_loader(s, TrainTransform(16), mask16, batch_size=4, shuffle_buffer=1)
-    batches = [next(loader) for _ in range(6)]
-    assert all(torch.isfinite(b["img"]).all() for b in batches)
-    assert not any(i.endswith(("bad0", "bad1", "bad2")) for b in batches for i in b["ids"])
-    assert loader.skipped >= 3 * 2  # three unreadable images per pass, two passes at least
+    ds = SimMIMDataset(s, np.arange(len(s)), TrainTransform(16), mask16, seed=0)
+    batch = ds.__getitems__([(k, 0, k) for k in range(len(s))])
+    assert torch.isfinite(batch["img"]).all() and batch["img"].shape == (len(s), 3, 16, 16)
+    assert int(batch["skipped"].sum()) == 3  # each unreadable image replaced by a readable neighbour, counted
+
+
+def test_pretrain_reads_shards_through_the_command_line(shards, tmp_path, capsys):
+    d, _ = shards
+    run = tmp_path / "run"
+    args = ["model.name=vit-cpu-s", f"data.source=shards:{d}/train-{{000..004}}.tar", "data.img_size=16",
+            "data.val_size=8", "data.probe_size=8", "train.batch_size=8", "train.iters=2", "train.eval_points=1",
+            "train.eval_budget=0", "train.recon_images=0", "threads=1", f"run_dir={run}"]
+    assert main(["pretrain", *args]) == 0, capsys.readouterr().err
+    rd = RunDir(run)
+    summary, subset = rd.read_summary(), json.loads(rd.subset.read_text())
+    assert summary["status"] == "done" and np.isfinite(summary["final_val_loss"])
+    assert subset["source"]["kind"] == "shards" and summary["data_size"] == len(subset["ids"])
+    assert all(i.startswith("train-00") and ".tar/s" in i for i in subset["ids"])
 
 
 def test_shard_errors(tmp_path):

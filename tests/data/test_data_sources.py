@@ -106,3 +106,20 @@ def test_file_path_is_not_a_folder(tmp_path):
     Image.new("RGB", (4, 4)).save(f)
     with pytest.raises(DataError, match="not a directory"):
         FolderSource(f)
+
+
+def test_segmentation_folder_is_a_data_source(tmp_path):
+    """``segfolder:/path``: image / mask pairs matched by relative path, train and val splits."""
+    for split, n in (("train", 3), ("val", 2)):
+        for i in range(n):
+            (tmp_path / "images" / split).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "masks" / split).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 10, 3), 40 * i, np.uint8)).save(tmp_path / "images" / split / f"{i}.jpg")
+            Image.fromarray(np.full((8, 10), i, np.uint8)).save(tmp_path / "masks" / split / f"{i}.png")
+    src = build_source(f"segfolder:{tmp_path}")
+    assert len(src) == 3 and src.ids == ["0.jpg", "1.jpg", "2.jpg"] and src.labels() is None
+    assert src.segmentation(2).shape == (8, 10) and int(src.segmentation(2).max()) == 2
+    assert src.load(1).size == (10, 8)
+    assert len(src.validation()) == 2 and build_source(src.describe()).ids == src.ids
+    with pytest.raises(DataError, match="needs images/ and masks/"):
+        build_source(f"segfolder:{tmp_path / 'images'}")

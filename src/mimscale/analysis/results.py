@@ -59,7 +59,7 @@ _SUMMARY_KEYS = (
 _SUMMARY_RENAME = {"final_val_loss": "val_loss", "final_train_probe_loss": "train_probe_loss",
                    "final_train_loss": "train_loss"}
 CURVE_COLUMNS = ("run", "step", "split", "name", "value")
-USABLE_STATUS = ("done", "partial")
+USABLE_STATUS = (R.RunState.DONE, R.RunState.PARTIAL)
 UNNAMED_DATASET = "unnamed"
 
 
@@ -199,7 +199,7 @@ def read_run(run_dir: Path) -> dict:
         branch = summary.get("branched_from")
         if isinstance(branch, dict):  # trained from another run's checkpoint (shared prefix): "RUN@STEP"
             row["branched_from"] = f"{Path(str(branch.get('trunk'))).name}@{branch.get('step')}"
-        row.setdefault("status", "done")
+        row.setdefault("status", R.RunState.DONE)
     row.update(read_eval(run_dir.path))
     return row
 

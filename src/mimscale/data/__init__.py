@@ -14,56 +14,36 @@ Typical pre-training setup::
     val = data.SimMIMValDataset(plan.val_source, val_idx, data.EvalTransform(32), masks, mask_seed=0)
     val_loader = data.build_val_loader(val, batch_size=256, rank=rank, world_size=world)
 
-See ``loader.py`` for saving / restoring the sampler position.
+See ``loader.py`` for saving / restoring the sampler position. ``cli.py`` is ``mimscale data``. Names are
+imported on first use, so that ``mimscale data --help`` does not load torch.
 """
 
-from mimscale.errors import DataError
+from __future__ import annotations
 
-from .loader import (
-    PretrainLoader,
-    ResumableSampler,
-    SimMIMDataset,
-    SimMIMValDataset,
-    build_pretrain_loader,
-    build_val_loader,
-    collate,
-    screen_readable,
-)
-from .plan import DataPlan, plan_data, subset_command, verify_command, verify_manifests
-from .shapes import CLASS_NAMES, SEG_NUM_CLASSES, SEG_OCCLUDER, shapes_array, split_seed
-from .shards import ShardSource, ShardStream, StreamLoader, build_stream_loader, write_shards
-from .sources import ArraySource, FolderSource, ShapesSource, Source, build_source, parse_spec
-from .subsets import (
-    Manifest,
-    holdout_split,
-    ids_sha256,
-    load_manifest,
-    make_subsets,
-    manifest_indices,
-    parse_fractions,
-    probe_indices,
-    subset_indices,
-    write_manifest,
-    write_manifests,
-)
-from .transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    EvalTransform,
-    Normalize,
-    TrainTransform,
-    check_size,
-    rrc_params,
-    to_rgb,
-)
+import importlib
 
-__all__ = [
-    "ArraySource", "CLASS_NAMES", "DataError", "DataPlan", "EvalTransform", "FolderSource", "IMAGENET_MEAN",
-    "IMAGENET_STD", "Manifest", "Normalize", "PretrainLoader", "ResumableSampler", "SEG_NUM_CLASSES",
-    "SEG_OCCLUDER", "ShapesSource", "ShardSource", "ShardStream", "SimMIMDataset", "SimMIMValDataset",
-    "Source", "StreamLoader", "TrainTransform", "build_pretrain_loader", "build_source", "build_stream_loader",
-    "build_val_loader", "check_size", "collate", "holdout_split", "ids_sha256", "load_manifest", "make_subsets",
-    "manifest_indices", "parse_fractions", "parse_spec", "plan_data", "probe_indices", "rrc_params",
-    "screen_readable", "shapes_array", "split_seed", "subset_command", "subset_indices", "to_rgb",
-    "verify_command", "verify_manifests", "write_manifest", "write_manifests", "write_shards",
-]  # fmt: skip
+_NAMES = {
+    "DataError": "errors", "MaskGeneratorLike": "loader", "PretrainLoader": "loader",
+    "ResumableSampler": "loader", "SimMIMDataset": "loader", "SimMIMValDataset": "loader",
+    "build_pretrain_loader": "loader", "build_val_loader": "loader", "collate": "loader",
+    "screen_readable": "loader", "DataPlan": "plan", "plan_data": "plan", "subset_command": "plan",
+    "verify_command": "plan", "verify_manifests": "plan", "SegFolderSource": "segfolder",
+    "CLASS_NAMES": "shapes", "SEG_NUM_CLASSES": "shapes", "SEG_OCCLUDER": "shapes", "shapes_array": "shapes",
+    "split_seed": "shapes", "ShardSource": "shards", "write_shards": "shards", "ArraySource": "sources",
+    "FolderSource": "sources", "ShapesSource": "sources", "Source": "sources", "build_source": "sources",
+    "parse_spec": "sources", "Manifest": "subsets", "holdout_split": "subsets", "ids_sha256": "subsets",
+    "load_manifest": "subsets", "make_subsets": "subsets", "manifest_indices": "subsets",
+    "parse_fractions": "subsets", "probe_indices": "subsets", "subset_indices": "subsets",
+    "write_manifest": "subsets", "write_manifests": "subsets", "EvalTransform": "transforms",
+    "IMAGENET_MEAN": "transforms", "IMAGENET_STD": "transforms", "Normalize": "transforms",
+    "TrainTransform": "transforms", "check_size": "transforms", "rrc_params": "transforms",
+    "to_rgb": "transforms",
+}
+__all__ = list(_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        module = "mimscale.errors" if _NAMES[name] == "errors" else f"mimscale.data.{_NAMES[name]}"
+        return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module 'mimscale.data' has no attribute {name!r}")

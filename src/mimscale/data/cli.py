@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 
-from .plan import subset_command, verify_command
-
 
 def _holdout(text: str):
     """'auto' | 'none' | a fraction in (0, 1) | an image count."""
@@ -24,16 +22,18 @@ def _holdout(text: str):
     return int(v) if v >= 1 else v
 
 
-def data_main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mimscale data",
         description="Nested, seeded, class-stratified subset manifests (JSON: ids + sha256).",
+        epilog="examples:\n  mimscale data subset shapes:size=32,pool=1000 --out subsets/\n  mimscale data verify subsets/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="action", required=True)
     s = sub.add_parser(
         "subset",
         help="write subset manifests for a source",
-        description="Write one manifest per fraction (nested: 10%% inside 20%% inside ...) and, for sources "
+        description="Write one manifest per fraction (nested: 10% inside 20% inside ...) and, for sources "
         "without their own validation split, a held-out manifest disjoint from every subset.",
         epilog="example: mimscale data subset shapes:size=32,pool=1000 --fractions 0.1,0.2,0.5,1 --seed 0 "
         "--out subsets/",
@@ -54,9 +54,16 @@ def data_main(argv: list[str]) -> int:
         help="re-derive and check the manifests of a directory",
         description="Check every manifest's sha256, re-derive its ids from the source description and seed, "
         "and check nesting and disjointness from the held-out set.",
+        epilog="example: mimscale data verify subsets/",
     )
-    v.add_argument("directory")
-    args = parser.parse_args(argv)
+    v.add_argument("directory", help="a directory written by `mimscale data subset`")
+    return parser
+
+
+def data_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from mimscale.data.plan import subset_command, verify_command
+
     if args.action == "subset":
         print(
             subset_command(args.source, args.fractions, args.seed, args.out, args.holdout, args.holdout_seed)

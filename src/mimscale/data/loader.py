@@ -35,6 +35,7 @@ import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -42,7 +43,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from mimscale.errors import DataError
 
-from ..masking import MaskGenerator
 from .sources import FolderSource
 from .transforms import _decode
 
@@ -128,6 +128,17 @@ class ResumableSampler:
                 perm = self.permutation(epoch)
 
 
+class MaskGeneratorLike(Protocol):
+    """What the datasets need of ``mimscale.masking.MaskGenerator`` (masking sits above data in the layering,
+    so data names the interface instead of importing the class)."""
+
+    input_size: int
+
+    def __call__(self, rng: np.random.Generator) -> np.ndarray: ...
+
+    def validation_mask(self, seed: int, index: int) -> np.ndarray: ...
+
+
 class _MaskedImages(Dataset):
     """Shared machinery: load + transform with skip-and-count, per-sample and batched fetch.
 
@@ -138,7 +149,7 @@ class _MaskedImages(Dataset):
 
     replace_unreadable = True  # False: an unreadable file raises DataError (screened sets)
 
-    def __init__(self, source, indices, transform, mask_generator: MaskGenerator, what: str):
+    def __init__(self, source, indices, transform, mask_generator: MaskGeneratorLike, what: str):
         self.what = what
         self.source = source
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -207,7 +218,7 @@ class SimMIMDataset(_MaskedImages):
     ``"skipped"``; a warning is logged once per file and process.
     """
 
-    def __init__(self, source, indices, transform, mask_generator: MaskGenerator, seed: int = 0):
+    def __init__(self, source, indices, transform, mask_generator: MaskGeneratorLike, seed: int = 0):
         super().__init__(source, indices, transform, mask_generator, "training subset")
         self.seed = int(seed)
 
@@ -231,7 +242,7 @@ class SimMIMValDataset(_MaskedImages):
 
     replace_unreadable = False
 
-    def __init__(self, source, indices, transform, mask_generator: MaskGenerator, mask_seed: int = 0,
+    def __init__(self, source, indices, transform, mask_generator: MaskGeneratorLike, mask_seed: int = 0,
                  what: str = "validation set"):  # fmt: skip
         super().__init__(source, indices, transform, mask_generator, what)
         self.mask_seed = int(mask_seed)

@@ -14,10 +14,12 @@ A map-style source has:
 Specs: ``"shapes"``, ``"shapes:size=32,pool=1000,seed=0"``, ``{"kind": "shapes", "size": 32}``,
 ``"photos"``, ``"photos:size=32,pool=1000,seed=0,val_pool=1000,split=train"``, ``"folder:/path"`` or a
 plain existing directory, ``"shards:/path/train-{000..009}.tar"`` or a path ending in ``.tar``,
-``"digits"``, ``"digits:size=32"``, ``"sample_images"``, ``"sample_images:tile=64"``.
+``"digits"``, ``"digits:size=32"``, ``"sample_images"``, ``"sample_images:tile=64"``,
+``"segfolder:/path"`` (image / mask pairs for segmentation).
 
 One module for the source protocol and every kind behind ``build_source`` (about 420 lines); folder listing is
-``data/scan.py``, web-dataset shards ``data/shards.py``, the photos' tiling ``data/photos.py``.
+``data/scan.py``, web-dataset shards ``data/shards.py``, the photos' tiling ``data/photos.py``, segmentation
+folders ``data/segfolder.py``.
 """
 
 from __future__ import annotations
@@ -365,7 +367,7 @@ _BUILDERS = {
     "sample_images": sample_images_source,
     "folder": FolderSource,
 }
-KINDS = ("shapes", "photos", "digits", "sample_images", "folder", "shards")
+KINDS = ("shapes", "photos", "digits", "sample_images", "folder", "shards", "segfolder")
 
 
 def _value(text: str) -> Any:
@@ -387,7 +389,7 @@ def parse_spec(spec: str | dict | os.PathLike) -> dict:
     if not text:
         raise DataError("empty data source spec")
     kind, _, rest = text.partition(":")
-    if kind in ("folder", "shards"):
+    if kind in ("folder", "shards", "segfolder"):
         return {"kind": kind, "path": rest}
     if kind in _BUILDERS:
         out: dict[str, Any] = {"kind": kind}
@@ -412,6 +414,10 @@ def build_source(spec: str | dict | os.PathLike):
         from .shards import ShardSource
 
         builder = ShardSource
+    elif kind == "segfolder":
+        from .segfolder import SegFolderSource
+
+        builder = SegFolderSource
     elif kind in _BUILDERS:
         builder = _BUILDERS[kind]
     else:

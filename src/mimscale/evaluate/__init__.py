@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 
 _NAMES = {
-    "run": "runner", "result_path": "runner", "finetune_main": "cli", "EvalConfig": "config",
+    "run": "runner", "result_path": "runner", "finetune_main": "cli", "val_loss_main": "cli", "EvalConfig": "config",
     "load_eval_config": "config", "TASKS": "config", "load_encoder": "loading",
     "param_groups_layer_decay": "layer_decay",
 }

@@ -1,5 +1,5 @@
-"""``mimscale val-loss CHECKPOINT --data SOURCE``: the held-out SimMIM loss of any checkpoint, with the study's
-validation protocol (deterministic transform, a fixed mask per image, the run's loss and target).
+"""The held-out SimMIM loss of any checkpoint (``mimscale val-loss``, ``cli.py``), with the study's validation
+protocol (deterministic transform, a fixed mask per image, the run's loss and target).
 
 CHECKPOINT is one of
 - a mimscale run directory or checkpoint file: its own config is the protocol;
@@ -14,9 +14,6 @@ The weights load strictly: a checkpoint that does not fit the model is refused w
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,20 +108,3 @@ def val_loss(checkpoint: str | Path, data: str, config: str | None = None, overr
             "checkpoint": str(checkpoint), "data": data, "model": cfg.model.name, "img_size": d.img_size,
             "mask_patch_size": d.mask_patch_size, "mask_ratio": d.mask_ratio, "norm_target": cfg.objective.norm_target,
             "val_mask_seed": d.val_mask_seed}
-
-
-def val_loss_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="mimscale val-loss", description=__doc__.split("\n\n")[0].replace("``", ""),
-        epilog="example: mimscale val-loss simmim_swinv2_b.pth --data folder:/data/imagenet/val "
-               "-c pretrain/swinv2-paper.yaml model.name=swinv2-b")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="run directory, checkpoint file or transformers directory")
-    p.add_argument("--data", required=True, help="the held-out source, e.g. folder:/data/imagenet/val")
-    p.add_argument("-c", "--config", help="a pre-training config giving the model and the recipe")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model.name=swinv2-b data.val_size=10000")
-    a = p.parse_intermixed_args(argv)  # "CKPT --data X key=value": positionals on both sides of an option
-    result = val_loss(a.checkpoint, a.data, a.config, a.overrides)
-    print(json.dumps(result))
-    print(f"held-out loss {result['val_loss']:.6f} over {result['images']} images ({result['format']} checkpoint)",
-          file=sys.stderr)
-    return 0

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from mimscale.rundir import RunState
 from mimscale.study import sharing, store
 from mimscale.study.cost import clock, eta_seconds, run_cost
 from mimscale.study.spec import Study, StudyRun
@@ -120,7 +121,7 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
     order = _schedule_order(study.runs, costs)
     timings: list[tuple[float, float]] = []  # (cost, seconds) of the runs this call finished: the ETA
     for r in order:
-        if store.run_state(study_dir, r.id, study.evals) not in (*store.RUNNABLE, "running"):
+        if store.run_state(study_dir, r.id, study.evals) not in (*store.RUNNABLE, RunState.RUNNING):
             report.skipped.append(r.id)
     if report.skipped:
         log(f"{len(report.skipped)} of {total} runs already finished; skipping them")
@@ -179,14 +180,14 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
                     state = store.run_state(study_dir, run.id, study.evals)
                     if state in store.RUNNABLE and sharing.waiting_for(study_dir, run.id, branches):
                         continue  # its trunk is still on its way to the branch point
-                    if state in store.RUNNABLE and (retry_failed or state != "failed"):
-                        log(f"start   {run.id} {run.label()}" + (f" ({state})" if state != "pending" else ""))
+                    if state in store.RUNNABLE and (retry_failed or state != RunState.FAILED):
+                        log(f"start   {run.id} {run.label()}" + (f" ({state})" if state != RunState.PENDING else ""))
                         start(run)
             if not active:
                 if sig.count:
                     break
                 elsewhere = [r.id for r in order if r.id not in attempted and r.id not in report.skipped
-                             and store.run_state(study_dir, r.id, study.evals) == "running"]
+                             and store.run_state(study_dir, r.id, study.evals) == RunState.RUNNING]
                 if not (elsewhere and wait_for_others):
                     for r in order:
                         why = sharing.waiting_for(study_dir, r.id, branches)

@@ -2,7 +2,7 @@
 
 Real use, from a login node whose filesystem the compute nodes share::
 
-    mimscale study run configs/studies/paper.yaml --executor slurm --partition gpu \\
+    mimscale study run studies/paper.yaml --executor slurm --partition gpu \\
         --gpus-per-run 8 --cpus-per-run 64 --timeout-min 4320 --array-parallelism 16
 
 submits ``mimscale-<study>`` as an array (at most 16 tasks at once), prints the job id and returns;
@@ -46,7 +46,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mimscale.errors import Interrupted, StudyError
-from mimscale.rundir import RunDir, atomic_write_text
+from mimscale.rundir import RunDir, RunState, atomic_write_text
 from mimscale.study import sharing, store
 from mimscale.study.slurm_queue import job_name, queue_states, record_submission, release_dead_claims
 from mimscale.study.spec import Study
@@ -95,7 +95,7 @@ def torchrun_pretrain(cfg: DictConfig, evals: list[dict], gpus: int) -> dict:
     summary = run_dir.read_summary()
     if summary is None:
         raise RuntimeError(f"torchrun finished but wrote no {run_dir.summary}")
-    if summary.get("status", "done") == "done":
+    if summary.get("status", RunState.DONE) == RunState.DONE:
         run_evals(run_dir, evals, int(cfg.threads) * gpus)
     return summary
 
@@ -168,7 +168,7 @@ class StudyTask(Checkpointable):
             code = execute(Path(self.study_dir), run_id, cfg, evals, fn)
         # A task that found its run claimed or finished elsewhere reports what the run's files say.
         state = store.run_state(Path(self.study_dir), run_id, evals)
-        if stop.requested and state != "done":
+        if stop.requested and state != RunState.DONE:
             stop.requeue()  # exits (SystemExit) when submitit requeued the task
         return {"run": run_id, "exit": code, "status": state, "claimed_elsewhere": code == EXIT_CLAIMED}
 
@@ -210,7 +210,7 @@ def run_slurm(study: Study, study_dir: Path, *, cluster: str | None = None, part
             in_queue.append(f"{run.id} ({queue[run.id]['job']} {queue[run.id]['state']})")
             continue
         state = store.run_state(study_dir, run.id, study.evals)
-        if state in ("pending", "partial") or (state == "failed" and retry_failed):
+        if state in (RunState.PENDING, RunState.PARTIAL) or (state == RunState.FAILED and retry_failed):
             todo.append(run)
     if in_queue:
         log(f"{len(in_queue)} run(s) already in Slurm's queue, not submitted again: {', '.join(in_queue)}")

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from mimscale.rundir import parse_jsonl
+from mimscale.rundir import RunState, parse_jsonl
 from mimscale.study import store
 from mimscale.study.spec import Study
 
@@ -91,7 +91,7 @@ def queue_states(study: Study, study_dir: Path, queue=None) -> dict[str, dict] |
     for task, run_id in tasks.items():  # submission order: a later task of a run replaces an earlier one
         if task in listed:
             state, reason = listed[task]
-            status = "queued" if state in QUEUED else "running" if state in RUNNING else None
+            status = RunState.QUEUED if state in QUEUED else RunState.RUNNING if state in RUNNING else None
             if status:
                 out[run_id] = {"job": task, "state": state, "reason": reason, "status": status}
     return out
@@ -125,7 +125,7 @@ def with_queue(study: Study, study_dir: Path, rows: list[dict]) -> list[dict]:
     queue = queue_states(study, study_dir, (tasks, listed))
     for row in rows:
         q = queue.get(row["run"])
-        if row["status"] == "running" and q is None:
+        if row["status"] == RunState.RUNNING and q is None:
             path = store.lock_path(study_dir, row["run"])
             if _dead_slurm_claim(store.read_lock(path), path, tasks, listed):
                 row["status"] = store.run_state(study_dir, row["run"], study.evals, held=True)
@@ -133,8 +133,8 @@ def with_queue(study: Study, study_dir: Path, rows: list[dict]) -> list[dict]:
             continue
         row["slurm_job"] = q["job"]
         row["slurm_state"] = q["state"] + (f" ({q['reason']})" if q["reason"] not in ("None", "") else "")
-        if row["status"] in ("pending", "partial", "failed", "interrupted") or (
-                row["status"] == "running" and q["status"] == "queued"):
+        if row["status"] in (RunState.PENDING, RunState.PARTIAL, RunState.FAILED, RunState.INTERRUPTED) or (
+                row["status"] == RunState.RUNNING and q["status"] == RunState.QUEUED):
             row["status"] = q["status"]
     return rows
 

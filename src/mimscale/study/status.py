@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from mimscale import rundir as R
-from mimscale.rundir import RunDir
+from mimscale.rundir import RunDir, RunState
 from mimscale.study import store
 from mimscale.study.cost import clock
 from mimscale.study.spec import Study, axis_text, total_steps_of
@@ -76,11 +76,11 @@ def status_rows(study: Study, study_dir: Path) -> list[dict]:
             p["images_per_s"] = summary.get("images_per_s", p["images_per_s"])
         eta = None
         ips = p["images_per_s"]
-        if state == "running" and total and p["step"] is not None and ips and ips > 0:
+        if state == RunState.RUNNING and total and p["step"] is not None and ips and ips > 0:
             eta = (total - p["step"]) * int(run.cfg.train.batch_size) / ips
         rows.append({"run": run.id, **run.axes, "status": state, "step": p["step"], "total": total,
                      "val_loss": p["val_loss"], "images_per_s": ips, "eta_s": eta,
-                     "error": store.failure_line(study_dir, run.id) if state == "failed" else None})
+                     "error": store.failure_line(study_dir, run.id) if state == RunState.FAILED else None})
     from mimscale.study.slurm_queue import with_queue
 
     return with_queue(study, study_dir, rows)  # Slurm: queued / running from squeue
@@ -121,11 +121,11 @@ def render_status(study: Study, study_dir: Path, rows: list[dict]) -> str:
         table.append([r["run"], *(axis_text(r[k]) for k in axes), r["status"], step, _fmt(r["val_loss"]), ips,
                       clock(r["eta_s"])])
     c = counts(rows)
-    order = ["done", "running", "queued", "partial", "pending", "failed"]
+    order = [RunState.DONE, RunState.RUNNING, RunState.QUEUED, RunState.PARTIAL, RunState.PENDING, RunState.FAILED]
     parts = [f"{c[k]} {k}" for k in order if k in c] + [f"{v} {k}" for k, v in c.items() if k not in order]
     lines = [f"study {study.name} in {study_dir}: {len(rows)} runs, " + ", ".join(parts), "",
              format_table(header, table)]
-    failed = [r for r in rows if r["status"] == "failed"]
+    failed = [r for r in rows if r["status"] == RunState.FAILED]
     if failed:
         lines.append("")
         for r in failed:

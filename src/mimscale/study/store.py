@@ -28,7 +28,14 @@ from pathlib import Path
 import yaml
 
 from mimscale.errors import StudyError
-from mimscale.rundir import RunDir, atomic_write_json, atomic_write_text, create_exclusive, read_json
+from mimscale.rundir import (
+    RunDir,
+    RunState,
+    atomic_write_json,
+    atomic_write_text,
+    create_exclusive,
+    read_json,
+)
 from mimscale.study.spec import Study, parse_study
 
 HEARTBEAT_S = 30.0  # a claim's mtime is refreshed this often while its run goes on
@@ -229,7 +236,7 @@ def try_claim(study_dir: Path, run_id: str) -> Claim | None:
 
 # ---------------------------------------------------------------------------------------------- run state
 
-RUNNABLE = ("pending", "partial", "failed")
+RUNNABLE = (RunState.PENDING, RunState.PARTIAL, RunState.FAILED)
 
 
 def eval_done(d: RunDir, spec: dict | str) -> bool:
@@ -242,7 +249,8 @@ def eval_done(d: RunDir, spec: dict | str) -> bool:
 
 
 def run_state(study_dir: Path, run_id: str, evals: list[dict] | list[str], held: bool = False) -> str:
-    """pending | partial | running | done | failed | <summary status> (a finished run that is not "done").
+    """A ``RunState`` (pending | partial | running | done | failed), or a finished run's own summary status
+    when that is not "done".
 
     A live claim wins (the files may be mid-update); then summary.json (finished; "done" needs each of
     ``evals``, study eval specs or plain names, to have a current result), then the runner's status.json
@@ -250,22 +258,22 @@ def run_state(study_dir: Path, run_id: str, evals: list[dict] | list[str], held:
     and asks what is left to do.
     """
     if not held and lock_is_live(lock_path(study_dir, run_id)):
-        return "running"
+        return RunState.RUNNING
     d = run_dir(study_dir, run_id)
     summary = d.read_summary()
     if summary is not None:
-        status = str(summary.get("status", "done"))
-        if status != "done":
+        status = str(summary.get("status", RunState.DONE))
+        if status != RunState.DONE:
             return status
         missing = [e for e in evals if not eval_done(d, e)]
         if not missing:
-            return "done"
+            return RunState.DONE
     record = read_json(d.status)
-    if record is not None and record.get("status") == "failed":
-        return "failed"
+    if record is not None and record.get("status") == RunState.FAILED:
+        return RunState.FAILED
     if summary is not None or d.list_checkpoints():
-        return "partial"
-    return "pending"
+        return RunState.PARTIAL
+    return RunState.PENDING
 
 
 def record_attempt(study_dir: Path, run_id: str, status: str, **extra) -> None:
@@ -275,14 +283,14 @@ def record_attempt(study_dir: Path, run_id: str, status: str, **extra) -> None:
     atomic_write_json(d.status, {"status": status, "attempts": int(previous.get("attempts", 0)) + 1,
                                           "host": socket.gethostname(), "pid": os.getpid(),
                                           "time": time.time(), **extra})
-    if status == "done":
+    if status == RunState.DONE:
         d.error.unlink(missing_ok=True)
 
 
 def record_failure(study_dir: Path, run_id: str, error_line: str, tail: str) -> None:
     d = run_dir(study_dir, run_id)
     atomic_write_text(d.error, tail if tail.endswith("\n") else tail + "\n")
-    record_attempt(study_dir, run_id, "failed", error=error_line)
+    record_attempt(study_dir, run_id, RunState.FAILED, error=error_line)
 
 
 def failure_line(study_dir: Path, run_id: str) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mimscale.errors import Interrupted, StudyError, UserError
-from mimscale.rundir import RunDir
+from mimscale.rundir import RunDir, RunState
 from mimscale.study import store
 
 EXIT_DONE, EXIT_FAILED, EXIT_CLAIMED, EXIT_INTERRUPTED = 0, 1, 75, 130
@@ -86,7 +86,7 @@ def pretrain_and_evaluate(cfg: DictConfig, evals: list[dict]) -> dict:
     from mimscale.train import pretrain
 
     summary = pretrain(cfg)
-    if summary.get("status", "done") == "done":
+    if summary.get("status", RunState.DONE) == RunState.DONE:
         run_evals(Path(cfg.run_dir), evals, int(cfg.threads))
     return summary
 
@@ -107,7 +107,7 @@ def execute_claimed(study_dir: Path, run_id: str, cfg: DictConfig, evals: list[d
         summary = run_fn(cfg, evals)
     except BaseException as e:  # noqa: B902 - every way out of a run must be recorded
         if isinstance(e, (KeyboardInterrupt, Interrupted)):  # pretrain checkpointed on SIGTERM/SIGINT
-            store.record_attempt(study_dir, run_id, "interrupted", seconds=time.time() - t0)
+            store.record_attempt(study_dir, run_id, RunState.INTERRUPTED, seconds=time.time() - t0)
             return EXIT_INTERRUPTED
         if isinstance(e, SystemExit) and not e.code:
             summary = {}
@@ -119,7 +119,7 @@ def execute_claimed(study_dir: Path, run_id: str, cfg: DictConfig, evals: list[d
             print(tb, file=sys.stderr, flush=True)  # the worker's log (or Slurm's) shows it in context too
             store.record_failure(study_dir, run_id, line, tail)
             return EXIT_FAILED
-    status = str((summary or {}).get("status", "done"))
+    status = str((summary or {}).get("status", RunState.DONE))
     store.record_attempt(study_dir, run_id, status, seconds=time.time() - t0)
     return EXIT_DONE
 

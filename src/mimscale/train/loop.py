@@ -163,7 +163,7 @@ def _summary(run: PretrainRun) -> dict:
     best_step = min(vals, key=lambda k: (vals[k], k))
     ips = s.images_done / s.train_time_s if s.train_time_s > 0 else float("nan")
     return {
-        "status": "done",
+        "status": R.RunState.DONE,
         "run_id": C.run_id(cfg),
         "model": cfg.model.name,
         "params": sum(p.numel() for p in run.model.encoder.parameters()),

@@ -1,17 +1,12 @@
-"""``mimscale bench``: this machine's numbers for one preset: SimMIM train-step images/s, achieved
+"""What ``mimscale bench`` measures: this machine's numbers for one preset: SimMIM train-step images/s, achieved
 FLOP/s and MFU against a measured matmul peak, loader images/s, and peak memory of a training step."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import resource
-import sys
 import time
 
 import torch
-
-from mimscale.config import DataConfig
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> float:
@@ -92,48 +87,21 @@ def loader_throughput(img_size: int, batch: int, workers: int, batches: int) -> 
     return batch * batches / (time.perf_counter() - t0)
 
 
-def bench_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="mimscale bench", description=__doc__)
-    p.add_argument("--model", default="swinv2-cpu-m", help="model preset (mimscale.models.list_models())")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--img-size", type=int, default=0, help="0: the preset's own size")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--workers", type=int, default=DataConfig.num_workers,
-                   help=f"loader worker processes (default {DataConfig.num_workers}, as data.num_workers: in process)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    a = p.parse_args(argv)
+def bench(model: str, batch: int, img_size: int, steps: int, precision: str, device: str = "auto",
+          threads: int = 0, workers: int = 0) -> dict:
+    """Every number of ``mimscale bench`` for one preset (``img_size`` 0: the preset's own size)."""
     from mimscale.models import model_kwargs
     from mimscale.train.distributed import resolve_device
 
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
-    device = resolve_device(a.device)
-    _, kwargs = model_kwargs(a.model)
-    size = a.img_size or kwargs.get("img_size", 224)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[a.precision]
-    peak = matmul_peak(device, dtype)
-    train = train_throughput(a.model, a.batch, size, a.steps, a.precision, device)
-    loader = loader_throughput(size, a.batch, a.workers, 20)
-    out = {**train, "device": str(device), "threads": torch.get_num_threads(), "matmul_peak_flops": peak,
-           "mfu": train["flops_per_s"] / peak, "loader_images_per_s": loader, "loader_workers": a.workers,
-           "loader_vs_train": loader / train["images_per_s"]}
-    if a.json:
-        print(json.dumps(out))
-        return 0
-    rows = [("model", f"{a.model} ({out['params'] / 1e6:.2f}M params, {size} px, batch {a.batch}, {a.precision})"),
-            ("device", f"{out['device']}, {out['threads']} threads"),
-            ("train images/s", f"{out['images_per_s']:.1f}"),
-            ("model FLOPs/image", f"{out['flops_per_image'] / 1e9:.3f} GFLOP (forward + backward)"),
-            ("achieved", f"{out['flops_per_s'] / 1e9:.1f} GFLOP/s"),
-            ("matmul peak", f"{peak / 1e9:.1f} GFLOP/s ({a.precision}, 2048^2)"),
-            ("MFU", f"{100 * out['mfu']:.1f}%"),
-            ("loader images/s", f"{loader:.0f} with {a.workers} workers ({out['loader_vs_train']:.1f}x training)"),
-            ("peak memory", f"{out['peak_memory_mb']:.0f} MiB")]
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k:<{width}}  {v}")
-    sys.stdout.flush()
-    return 0
+    if threads > 0:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    _, kwargs = model_kwargs(model)
+    size = img_size or kwargs.get("img_size", 224)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    peak = matmul_peak(dev, dtype)
+    train = train_throughput(model, batch, size, steps, precision, dev)
+    loader = loader_throughput(size, batch, workers, 20)
+    return {**train, "img_size": size, "device": str(dev), "threads": torch.get_num_threads(),
+            "matmul_peak_flops": peak, "mfu": train["flops_per_s"] / peak, "loader_images_per_s": loader,
+            "loader_workers": workers, "loader_vs_train": loader / train["images_per_s"]}

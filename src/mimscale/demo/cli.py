@@ -1,0 +1,34 @@
+"""``mimscale demo``: argument parsing and dispatch only (``run.py`` runs the demo)."""
+
+from __future__ import annotations
+
+import argparse
+
+from mimscale.demo.variants import BACKBONES, DATASETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mimscale demo",
+        description="Run the built-in data-scaling study, fine-tune and probe every run, analyse it and write "
+                    "report.html. Rerunning resumes.",
+        epilog="examples:\n  mimscale demo --quick\n  mimscale demo --seed 1 --data photos --workers 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", help="study directory (default: runs/demo, with -<variant> suffixes)")
+    p.add_argument("--quick", action="store_true", help="a tiny grid of the same pipeline (about a minute)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="data and training seed (default 0): the same study on freshly generated data")
+    p.add_argument("--data", default="shapes", choices=DATASETS,
+                   help="built-in data: procedural shapes (default) or crops of real photographs")
+    p.add_argument("--backbone", default="vit", choices=tuple(BACKBONES),
+                   help="ViT CPU presets (default) or Swin V2 CPU presets (the paper's backbone; slower)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="parallel runs (default: one per CPU core, at most 2); threads are divided")
+    return p
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    from mimscale.demo.run import run_demo
+
+    return run_demo(a.out, quick=a.quick, seed=a.seed, data=a.data, backbone=a.backbone, workers=a.workers)

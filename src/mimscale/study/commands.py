@@ -1,0 +1,142 @@
+"""What ``mimscale study plan | run | status`` does with its parsed arguments (``cli.py`` parses; ``results`` is
+there too, it belongs to the analysis layer)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from mimscale.errors import StudyError
+from mimscale.rundir import RunState
+from mimscale.study import store
+from mimscale.study.spec import Study, load_study
+from mimscale.study.worker import check_evals
+
+PROG = "mimscale study"  # the prefix of the messages below
+
+
+def _study_dir(study: Study, out: str | None) -> Path:
+    return Path(out) if out else study.default_dir()
+
+
+def open_dir(arg: str) -> tuple[Study, Path]:
+    """A study directory, or a study file standing for its directory."""
+    path = Path(arg)
+    if path.is_file():
+        study = load_study(path)
+        path = study.default_dir()
+    return store.load_study_dir(path), path
+
+
+def cmd_plan(args) -> int:
+    from mimscale.study import sharing
+    from mimscale.study.cost import human, run_cost
+
+    study = load_study(args.study)
+    check_evals(study.evals)
+    costs = [run_cost(r, flops=not args.no_flops) for r in study.runs]
+    branches, alone = sharing.plan(study, not args.no_share)
+    for r, c in zip(study.runs, costs):  # what each run costs with sharing: a branch only from its departure
+        b = branches.get(r.id)
+        c["branch"] = {"trunk": b.trunk, "step": b.step} if b else None
+        c["not_shared"] = alone.get(r.id)
+        share = (1 - b.step / int(r.cfg.train.iters)) if b else 1.0
+        c["flops_shared"] = c["flops"] * share if c["flops"] is not None else None
+    flops = [c["flops"] for c in costs]
+    images = [c["images"] for c in costs]
+    tot_images = sum(images) if None not in images else None
+    tot_flops = sum(flops) if None not in flops and not args.no_flops else None
+    tot_flops_shared = sum(c["flops_shared"] for c in costs) if tot_flops is not None else None
+    unshared = sum(int(r.cfg.train.iters) for r in study.runs) if all(r.cfg.train.iters > 0 for r in study.runs) else None
+    shared = sharing.iterations(study, branches) if unshared is not None else None
+    out_dir = _study_dir(study, args.out)
+    if args.json:
+        doc = {"study": study.name, "study_dir": str(out_dir), "evals": study.evals,
+               "runs": [{"run": r.id, "axes": r.axes, **c} for r, c in zip(study.runs, costs)],
+               "total": {"runs": len(study.runs), "images": tot_images, "flops": tot_flops_shared,
+                         "flops_unshared": tot_flops, "train_iterations": shared,
+                         "train_iterations_unshared": unshared, "branches": len(branches)}}
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    from mimscale.study.spec import axis_text
+    from mimscale.study.status import format_table
+
+    axes = study.axis_keys()
+    rows = [[r.id, *(axis_text(r.axes[k]) for k in axes), human(c["params"]), str(r.cfg.train.batch_size),
+             human(c["images"]), human(c["flops"]), f"{c['branch']['trunk']}@{c['branch']['step']}" if c["branch"]
+             else "-"] for r, c in zip(study.runs, costs)]
+    shape = " x ".join(f"{k} ({len(v)})" for k, v in study.axes.items())
+    shape += "".join(f" x zip[{', '.join(g)}] ({len(next(iter(g.values())))})" for g in study.zip)
+    evals = ", ".join(f"{e['name']} ({e['task']})" for e in study.evals) or "none"
+    print(f"study {study.name}: {len(study.runs)} runs = {shape or 'the base config'}; evals: {evals}")
+    print(f"study directory: {out_dir}\n")
+    print(format_table(["run", *axes, "params", "batch", "images", "FLOPs", "branches from"], rows))
+    print(f"\ntotal: {len(study.runs)} runs, {human(tot_images)} images, {human(tot_flops)} FLOPs "
+          f"(training = forward + backward, counted per model; evals not included)")
+    if branches:
+        print(f"shared prefixes: {len(branches)} run(s) branch from a longer one where their schedules are equal: "
+              f"{human(shared)} instead of {human(unshared)} training iterations ({unshared / shared:.2f}x), "
+              f"{human(tot_flops_shared)} instead of {human(tot_flops)} FLOPs (--no-share: every run in full)")
+    else:
+        reasons = sorted({why for why in alone.values()})
+        print(f"shared prefixes: none ({'; '.join(reasons)})")
+    return 0
+
+
+def cmd_run(args) -> int:
+    study = load_study(args.study)
+    if args.run_fn is None:  # an injected run function decides itself what evals mean
+        check_evals(study.evals)
+    study_dir = _study_dir(study, args.out)
+    store.init_study_dir(study, study_dir)
+    if args.executor == "slurm":
+        from mimscale.study.slurm import run_slurm
+
+        results = run_slurm(study, study_dir, cluster=args.slurm_cluster, partition=args.partition,
+                            gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                            timeout_min=args.timeout_min, array_parallelism=args.array_parallelism,
+                            mem_gb=args.mem_gb, run_fn=args.run_fn, wait=args.wait,
+                            retry_failed=not args.skip_failed, share=not args.no_share)
+        if args.wait:
+            bad = [r for r in results if r.get("status") not in (RunState.DONE, RunState.RUNNING)]
+            for r in bad:
+                print(f"run {r['run']}: {r.get('status')} {r.get('error', '')}".rstrip(), file=sys.stderr)
+            return 1 if bad else 0
+        return 0
+    from mimscale.study.local import run_local, threads_per_worker
+
+    if args.workers < 1:
+        raise StudyError("--workers must be at least 1")
+    threads = threads_per_worker(args.workers, args.threads)
+    print(f"study {study.name}: {len(study.runs)} runs in {study_dir}, {args.workers} worker(s) x {threads} "
+          f"thread(s); worker output goes to runs/<id>/worker.log", file=sys.stderr, flush=True)
+    report = run_local(study, study_dir, workers=args.workers, threads=threads, run_fn=args.run_fn,
+                       retry_failed=not args.skip_failed, wait_for_others=not args.no_wait,
+                       share=not args.no_share)
+    left = [r.id for r in study.runs if store.run_state(study_dir, r.id, study.evals) != RunState.DONE]
+    if report.stopped:
+        print(f"{PROG}: interrupted: {len(study.runs) - len(left)} of {len(study.runs)} runs done; "
+              f"run the same command again to continue", file=sys.stderr)
+    elif report.failed:
+        print(f"{PROG}: {len(report.failed)} run(s) failed: {', '.join(report.failed)}; see "
+              f"{study_dir}/runs/<id>/error.txt; rerun to retry them", file=sys.stderr)
+    else:
+        print(f"study {study.name}: {len(study.runs) - len(left)} of {len(study.runs)} runs done"
+              + (f" ({len(left)} not done: {', '.join(left)})" if left else ""), file=sys.stderr)
+    return report.exit_code()
+
+
+def cmd_status(args) -> int:
+    from mimscale.study.status import render_status, status_json, status_rows
+
+    study, study_dir = open_dir(args.study_dir)
+    rows = status_rows(study, study_dir)
+    if args.json:
+        print(json.dumps(status_json(study, study_dir, rows), indent=2, default=str))
+    else:
+        print(render_status(study, study_dir, rows))
+    return 0
+
+
+COMMANDS = {"plan": cmd_plan, "run": cmd_run, "status": cmd_status}  # "results": cli.py (the analysis layer)
