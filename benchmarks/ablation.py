@@ -21,7 +21,7 @@ from _common import alternating_rates, masked_batch, swin192
 
 from mimscale.models import swinv2
 from mimscale.objectives.simmim import SimMIM
-from mimscale.train.optim import build_optimizer
+from mimscale.train.optim import pretrain_optimizer
 from mimscale.train.step import train_step
 
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device("cpu")
     torch.manual_seed(0)
     model = SimMIM(swin192(args.embed_dim)).train()
-    opt = build_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
+    opt = pretrain_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
     img, mask = masked_batch(args.batch, 192, model.encoder.patch_size)
 
     def step() -> None:

@@ -19,7 +19,7 @@ from _common import alternating_rates, masked_batch, swin192
 
 from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
-from mimscale.train.optim import build_optimizer
+from mimscale.train.optim import pretrain_optimizer
 from mimscale.train.step import train_step
 
 
@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     base.load_state_dict(eager.state_dict())
     compiled = torch.compile(base, mode=args.mode)
     img, mask = masked_batch(args.batch, size, enc.patch_size, unit)
-    runs = {"eager": (eager, build_optimizer(eager, 1e-4, 0.05, (0.9, 0.999), 1e-8)),
-            "compiled": (compiled, build_optimizer(base, 1e-4, 0.05, (0.9, 0.999), 1e-8))}
+    runs = {"eager": (eager, pretrain_optimizer(eager, 1e-4, 0.05, (0.9, 0.999), 1e-8)),
+            "compiled": (compiled, pretrain_optimizer(base, 1e-4, 0.05, (0.9, 0.999), 1e-8))}
 
     def step(key: str) -> float:
         model, opt = runs[key]

@@ -42,7 +42,7 @@ def direct(model_name: str, batch: int, steps: int, evals: int, iters: int, eval
     from mimscale.models import build_model
     from mimscale.objectives.simmim import SimMIM
     from mimscale.train.inputs import RunInputs
-    from mimscale.train.optim import build_optimizer
+    from mimscale.train.optim import pretrain_optimizer
     from mimscale.train.schedule import budgeted_eval_points
     from mimscale.train.step import reconstruction_loss, train_step
 
@@ -50,7 +50,7 @@ def direct(model_name: str, batch: int, steps: int, evals: int, iters: int, eval
     torch.manual_seed(0)
     enc = build_model(model_name, img_size=32)
     model = SimMIM(enc).train()
-    opt = build_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
+    opt = pretrain_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
     with tempfile.TemporaryDirectory() as tmp:
         inputs = RunInputs(demo_cfg(val_size, probe_size), batch, 0, 1, Path(tmp), enc.patch_size)
         for _ in range(3):  # warm-up

@@ -45,7 +45,7 @@ def child(preset: str, batch: int, steps: int) -> dict:
     from mimscale.models import build_model
     from mimscale.objectives.simmim import SimMIM
     from mimscale.train.inputs import RunInputs
-    from mimscale.train.optim import build_optimizer
+    from mimscale.train.optim import pretrain_optimizer
     from mimscale.train.step import train_step
 
     torch.set_num_threads(1)
@@ -59,7 +59,7 @@ def child(preset: str, batch: int, steps: int) -> dict:
     paper = preset in PAPER
     enc = build_model(preset) if paper else build_model(preset, img_size=32)
     model = SimMIM(enc).train()
-    opt = build_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
+    opt = pretrain_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
     with tempfile.TemporaryDirectory() as tmp:
         if paper:  # 192 px random images with the paper's 32 px mask units; no loader
             from _common import masked_batch

@@ -19,7 +19,7 @@ from _common import alternating_rates, masked_batch, swin192
 from mimscale.bench import matmul_peak
 from mimscale.objectives.simmim import SimMIM
 from mimscale.train.flops import flops_per_image
-from mimscale.train.optim import build_optimizer
+from mimscale.train.optim import pretrain_optimizer
 from mimscale.train.step import train_step
 
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     enc = swin192(args.embed_dim, args.img_size)
     model = SimMIM(enc).train()
-    opt = build_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
+    opt = pretrain_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
     img, mask = masked_batch(args.batch, args.img_size, enc.patch_size)
     flops = flops_per_image(model, (img, mask), device)
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]

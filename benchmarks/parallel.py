@@ -22,13 +22,13 @@ def _worker(preset: str, threads: int, batch: int, steps: int, barrier, results)
 
     from mimscale.models import build_model
     from mimscale.objectives.simmim import SimMIM
-    from mimscale.train.optim import build_optimizer
+    from mimscale.train.optim import pretrain_optimizer
     from mimscale.train.step import train_step
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = SimMIM(build_model(preset)).train()
-    opt = build_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
+    opt = pretrain_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
     size = model.encoder.img_size if isinstance(model.encoder.img_size, int) else model.encoder.img_size[0]
     img, mask = masked_batch(batch, size, model.encoder.patch_size, model.encoder.stride)
     device = torch.device("cpu")

@@ -15,8 +15,8 @@ import re
 import sys
 from pathlib import Path
 
+from mimscale.engine.checkpoint import load_checkpoint
 from mimscale.rundir import RunDir, read_json
-from mimscale.train.checkpoint import load_checkpoint
 
 
 def gains(run: RunDir) -> dict[str, float]:

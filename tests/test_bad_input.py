@@ -117,7 +117,7 @@ def test_a_diverging_run_stops_with_exit_1_and_keeps_only_healthy_checkpoints(tm
     err = _one_line_error(capsys, code, 1)
     assert "diverged" in err or "exploded" in err or "non-finite" in err
     assert not RunDir(run).summary.exists()
-    from mimscale.train.checkpoint import load_checkpoint
+    from mimscale.engine.checkpoint import load_checkpoint
 
     for _, path in RunDir(run).list_checkpoints():
         weights = load_checkpoint(path)["model"]

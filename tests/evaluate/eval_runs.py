@@ -16,11 +16,11 @@ import torch
 from mimscale.config import dump_yaml, load_config, to_container
 from mimscale.data.sources import ShapesSource
 from mimscale.data.transforms import Normalize
+from mimscale.engine.checkpoint import atomic_torch_save
 from mimscale.masking import MaskGenerator, upsample_mask
 from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM, masked_l1_sums, normalize_target
 from mimscale.rundir import RunDir, atomic_write_text
-from mimscale.train.checkpoint import atomic_torch_save
 
 # The fixture's pre-training: vit-cpu-s (38k params) on 1,000 shapes, flips only, AdamW 5e-3 (the demo's 1e-3
 # barely moves the probes in 1,000 steps), 5% warmup then cosine; ~19 s on one thread. It lifts the multi-block

@@ -9,8 +9,8 @@ import torch
 from transformers import Swinv2Config, Swinv2ForMaskedImageModeling
 
 from mimscale.cli import main
+from mimscale.engine.checkpoint import atomic_torch_save, load_checkpoint
 from mimscale.rundir import RunDir
-from mimscale.train.checkpoint import atomic_torch_save, load_checkpoint
 
 TINY = ["model.name=swinv2-cpu-t", "data.source=shapes:size=32,pool=128,seed=0", "data.val_size=32",
         "data.probe_size=32", "train.batch_size=16", "train.iters=4", "train.eval_points=1", "train.eval_budget=0",

@@ -4,9 +4,9 @@ microsoft/Swin-Transformer's SwinV2-B fine-tuning (docs/RECIPE.md)."""
 
 import pytest
 
+from mimscale.engine.schedule import scaled_lr
 from mimscale.evaluate.config import from_spec
 from mimscale.study.spec import load_study
-from mimscale.train.schedule import scaled_lr
 
 IMAGENET_1K_TRAIN = 1_281_167
 OFFICIAL_PROCESSES, OFFICIAL_PER_PROCESS_BATCH = 16, 128

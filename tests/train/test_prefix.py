@@ -8,10 +8,10 @@ import torch
 
 from mimscale.cli import main
 from mimscale.config import load_config
+from mimscale.engine.checkpoint import load_checkpoint
+from mimscale.engine.schedule import LRSchedule
 from mimscale.rundir import RunDir
-from mimscale.train.checkpoint import load_checkpoint
 from mimscale.train.prefix import plan_sharing, shared_iterations
-from mimscale.train.schedule import LRSchedule
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["model.name=swinv2-cpu-t", "model.drop_path_rate=0.1", "data.source=shapes:size=32,pool=256,seed=0",

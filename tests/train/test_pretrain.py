@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from mimscale.cli import main
+from mimscale.engine.checkpoint import load_checkpoint
 from mimscale.rundir import RunDir
-from mimscale.train.checkpoint import load_checkpoint
 
 TINY = ["model.name=swinv2-cpu-t", "data.source=shapes:size=32,pool=256,seed=0", "data.val_size=64",
         "data.probe_size=64", "train.batch_size=16", "train.eval_points=2", "train.eval_budget=0", "train.recon_images=2",

@@ -11,10 +11,10 @@ from PIL import Image
 
 from mimscale.config import load_config, run_id
 from mimscale.data import EvalTransform
+from mimscale.engine.schedule import LRSchedule
 from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
-from mimscale.train.optim import build_optimizer
-from mimscale.train.schedule import LRSchedule
+from mimscale.train.optim import pretrain_optimizer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,8 +26,8 @@ def _no_decay(opt) -> set[int]:
 def test_decay_position_bias_reproduces_the_official_pretraining_groups():
     model = SimMIM(build_model("swinv2-cpu-s"))
     names = {id(p): n for n, p in model.named_parameters()}
-    intent = {names[i] for i in _no_decay(build_optimizer(model, 1e-3, 0.05, (0.9, 0.999), 1e-8))}
-    official = {names[i] for i in _no_decay(build_optimizer(model, 1e-3, 0.05, (0.9, 0.999), 1e-8, True))}
+    intent = {names[i] for i in _no_decay(pretrain_optimizer(model, 1e-3, 0.05, (0.9, 0.999), 1e-8))}
+    official = {names[i] for i in _no_decay(pretrain_optimizer(model, 1e-3, 0.05, (0.9, 0.999), 1e-8, True))}
     # The official rule: 1-D parameters, biases and the mask token (its other keywords, prefixed with
     # "encoder.", never match a parameter name as substrings).
     rule = {n for n, p in model.named_parameters() if p.ndim == 1 or n.endswith(".bias") or n == "encoder.mask_token"}

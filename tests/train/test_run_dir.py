@@ -12,9 +12,9 @@ import yaml
 
 from mimscale import rundir as R
 from mimscale.cli import main
+from mimscale.engine.checkpoint import atomic_torch_save, load_checkpoint
 from mimscale.engine.runtime import rng_state, set_rng_state
 from mimscale.rundir import RunDir
-from mimscale.train.checkpoint import atomic_torch_save, load_checkpoint
 
 TINY = {"model.name": "vit-cpu-s", "data.source": "shapes:size=32,pool=128,seed=0", "data.val_size": 32,
         "data.probe_size": 32, "train.batch_size": 16, "train.iters": 4, "train.eval_points": 2,

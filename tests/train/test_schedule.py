@@ -4,14 +4,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from mimscale.config import TrainConfig
-from mimscale.train.schedule import (
-    LRSchedule,
-    budgeted_eval_points,
-    eval_steps,
-    lr_at,
-    scaled_lr,
-    total_steps,
-)
+from mimscale.engine.schedule import LRSchedule, lr_at, scaled_lr
+from mimscale.train.schedule import budgeted_eval_points, eval_steps, total_steps
 
 
 def test_linear_scaling_rule():

@@ -42,12 +42,12 @@ def train_throughput(model_name: str, batch: int, img_size: int, steps: int, pre
     from mimscale.models import build_model
     from mimscale.objectives.simmim import SimMIM
     from mimscale.train.flops import flops_per_image
-    from mimscale.train.optim import build_optimizer
+    from mimscale.train.optim import pretrain_optimizer
     from mimscale.train.step import train_step
 
     encoder = build_model(model_name, img_size=img_size)
     model = SimMIM(encoder).to(device)
-    opt = build_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
+    opt = pretrain_optimizer(model, 1e-4, 0.05, (0.9, 0.999), 1e-8)
     # about 6 mask units per side, as SimMIM at 192 px (32 px units), rounded to the encoder stride
     unit = img_size // 6 // encoder.stride * encoder.stride or encoder.stride
     masks = MaskGenerator(img_size, unit, encoder.patch_size, 0.6)
@@ -90,8 +90,8 @@ def loader_throughput(img_size: int, batch: int, workers: int, batches: int) -> 
 def bench(model: str, batch: int, img_size: int, steps: int, precision: str, device: str = "auto",
           threads: int = 0, workers: int = 0) -> dict:
     """Every number of ``mimscale bench`` for one preset (``img_size`` 0: the preset's own size)."""
+    from mimscale.engine.distributed import resolve_device
     from mimscale.models import model_kwargs
-    from mimscale.train.distributed import resolve_device
 
     if threads > 0:
         torch.set_num_threads(threads)

@@ -13,13 +13,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mimscale.engine import distributed as dist
-from mimscale.engine.params import adamw
 from mimscale.engine.runtime import autocast
-from mimscale.engine.schedule import LRSchedule, scaled_lr
+from mimscale.engine.schedule import LRSchedule
 from mimscale.evaluate.augment import MixupCutmix, random_erasing, soft_cross_entropy
 from mimscale.evaluate.data import ClassificationData, loader
 from mimscale.evaluate.engine import Tuner, shard, steps_per_epoch
-from mimscale.evaluate.layer_decay import param_groups_layer_decay
+from mimscale.evaluate.layer_decay import layer_decay_optimizer
 from mimscale.evaluate.probes import topk_accuracy
 from mimscale.models.layers import trunc_normal_
 
@@ -36,19 +35,6 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder.forward_features(x).mean(dim=(2, 3)))
-
-
-def Schedule(cfg, steps_per_epoch: int) -> LRSchedule:  # noqa: N802  (segment.py's name for it)
-    """Warmup + cosine over optimizer steps; ``apply`` gives every group ``lr * group['lr_scale']`` (layer decay)."""
-    return LRSchedule.in_epochs(cfg, steps_per_epoch)
-
-
-def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    """AdamW over the layer-decay groups of a model wrapping ``model.encoder`` (fine-tuning, segmentation)."""
-    groups = param_groups_layer_decay(model, cfg.weight_decay, cfg.layer_decay)
-    for g in groups:
-        g.pop("names")  # optimizer state stays small; the names are for inspection and tests
-    return adamw(groups, scaled_lr(cfg.base_lr, cfg.batch_size))
 
 
 @torch.no_grad()
@@ -77,9 +63,9 @@ def finetune(encoder, train_src, test_src, num_classes: int, cfg, device, img_si
     train_ds = ClassificationData(train_src, img_size, train=True, seed=cfg.seed, crop_scale=cfg.crop_scale,
                                   hflip=cfg.hflip, randaug=randaug, interpolation=cfg.interpolation)
     test_ds = ClassificationData(test_src, img_size, test_crop=cfg.test_crop, interpolation=cfg.interpolation)
-    optimizer = build_optimizer(model, cfg)
+    optimizer = layer_decay_optimizer(model, cfg)
     parts = dist.world_size() * cfg.accum_steps
-    schedule = Schedule(cfg, steps_per_epoch(len(train_ds), cfg.batch_size, parts))
+    schedule = LRSchedule.in_epochs(cfg, steps_per_epoch(len(train_ds), cfg.batch_size, parts))
     mix = MixupCutmix(num_classes, cfg.mixup, cfg.cutmix, cfg.mixup_prob, cfg.mixup_switch_prob,
                       cfg.label_smoothing)
 

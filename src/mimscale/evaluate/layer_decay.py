@@ -9,9 +9,11 @@ architecture: the ids come from the backbone.
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
-from mimscale.engine.params import param_groups
+from mimscale.engine.params import adamw, param_groups
+from mimscale.engine.schedule import scaled_lr
 
 
 def layer_scale(layer_id: int, num_layers: int, decay: float) -> float:
@@ -43,3 +45,12 @@ def param_groups_layer_decay(model: nn.Module, weight_decay: float, layer_decay:
     num_layers = model.encoder.num_layers
     return param_groups(model, weight_decay, exempt, layer_of=param_layer_ids(model).__getitem__,
                         layer_scale=lambda lid: layer_scale(lid, num_layers, layer_decay), names=True)
+
+
+def layer_decay_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    """AdamW over the layer-decay groups of a model wrapping ``model.encoder`` (fine-tuning, segmentation); the
+    schedule's LR per 512 images is scaled to the global batch here, each group's ``lr_scale`` when applied."""
+    groups = param_groups_layer_decay(model, cfg.weight_decay, cfg.layer_decay)
+    for g in groups:
+        g.pop("names")  # optimizer state stays small; the names are for inspection and tests
+    return adamw(groups, scaled_lr(cfg.base_lr, cfg.batch_size))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mimscale.train.schedule import lr_at
+from mimscale.engine.schedule import lr_at
 
 
 def pool(encoder, x: torch.Tensor, mode: str = "multiblock", blocks: int = 0) -> torch.Tensor:

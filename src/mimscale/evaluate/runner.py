@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from mimscale.engine import distributed as dist
+from mimscale.engine.distributed import resolve_device
 from mimscale.errors import EvalError
 from mimscale.evaluate import data as D
 from mimscale.evaluate.config import as_eval_config, identity, result_name, same_identity
@@ -32,8 +34,6 @@ from mimscale.evaluate.loading import eval_home, load_encoder
 from mimscale.evaluate.probes import extract_features, knn_eval, linear_probe, logistic_probe
 from mimscale.evaluate.segment import segment
 from mimscale.rundir import RunDir, atomic_write_json
-from mimscale.train import distributed as dist
-from mimscale.train.distributed import resolve_device
 
 FINE_TUNED = ("finetune", "segment")
 

@@ -14,11 +14,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mimscale.engine import distributed as dist
+from mimscale.engine.runtime import autocast
+from mimscale.engine.schedule import LRSchedule
 from mimscale.evaluate.data import SegmentationData, loader
 from mimscale.evaluate.engine import Tuner, shard, steps_per_epoch
-from mimscale.evaluate.finetune import Schedule, build_optimizer
-from mimscale.train import distributed as dist
-from mimscale.train.step import autocast
+from mimscale.evaluate.layer_decay import layer_decay_optimizer
 
 _VIT_SCALES = (4.0, 2.0, 1.0, 0.5)
 
@@ -144,8 +145,8 @@ def segment(encoder, train_src, test_src, num_classes: int, cfg, device, img_siz
     train_ds = SegmentationData(train_src, img_size, train=True, seed=cfg.seed, hflip=cfg.hflip, label_map=label_map)
     test_ds = SegmentationData(test_src, img_size, label_map=label_map)
     test_dl = loader(test_ds, cfg.batch_size, False, cfg.num_workers, cfg.seed)
-    schedule = Schedule(cfg, steps_per_epoch(len(train_ds), cfg.batch_size, dist.world_size() * cfg.accum_steps))
-    optimizer = build_optimizer(model, cfg)
+    schedule = LRSchedule.in_epochs(cfg, steps_per_epoch(len(train_ds), cfg.batch_size, dist.world_size() * cfg.accum_steps))
+    optimizer = layer_decay_optimizer(model, cfg)
 
     def loss_fn(logits, target):
         return F.cross_entropy(logits, target, ignore_index=cfg.ignore_index)

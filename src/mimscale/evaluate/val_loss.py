@@ -22,12 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from mimscale import config as C
 from mimscale import data as D
+from mimscale.engine.distributed import resolve_device
 from mimscale.errors import EvalError
 from mimscale.evaluate.loading import load_state_into
 from mimscale.models import official
 from mimscale.objectives.simmim import SimMIM
 from mimscale.rundir import RunDir
-from mimscale.train.distributed import resolve_device
 from mimscale.train.inputs import EVAL_BATCH, fixed_mask_set, mask_generator
 from mimscale.train.setup import build_simmim
 from mimscale.train.step import reconstruction_loss

@@ -1,6 +1,6 @@
 """Pre-training checkpoints in the run directory: ``RUN_DIR/checkpoints/step_XXXXXXX.pt`` + ``.json`` meta,
-written atomically and pruned. What a checkpoint holds is ``train/setup.py``'s ``CHECKPOINT`` layout; reading
-one is the engine's ``load_checkpoint`` (also imported from here by ``evaluate/loading.py``, ``val_loss.py``)."""
+written atomically and pruned. What a checkpoint holds is ``train/setup.py``'s ``CHECKPOINT`` layout (reading
+one: ``mimscale.engine.checkpoint.load_checkpoint``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from mimscale.engine.checkpoint import atomic_torch_save, load_checkpoint  # noqa: F401  (callers above)
 from mimscale.rundir import RunDir, atomic_write, atomic_write_json
 
 

@@ -12,7 +12,7 @@ from mimscale.engine.params import adamw, param_groups
 POSITION_BIAS_NAMES = ("cpb_mlp", "logit_scale")
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas, eps: float,
+def pretrain_optimizer(model: nn.Module, lr: float, weight_decay: float, betas, eps: float,
                     decay_position_bias: bool = False) -> torch.optim.AdamW:
     exempt = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     if decay_position_bias:  # 1-D parameters and biases stay exempt (the engine's own rule), as officially

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from mimscale import config as C
-from mimscale.train.schedule import decay_start
+from mimscale.engine.schedule import decay_start
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import math
 
-from mimscale.engine.schedule import LRSchedule, decay_start, lr_at, scaled_lr
-
-__all__ = ["LRSchedule", "budgeted_eval_points", "decay_start", "eval_steps", "every", "lr_at", "scaled_lr",
-           "total_steps"]
-
 
 def total_steps(iters: int, epochs: float, samples: int, global_batch: int, data_size: int) -> int:
     """The one place where a training length in any unit becomes optimizer steps."""

@@ -30,7 +30,7 @@ from mimscale.train.branch import fork
 from mimscale.train.flops import flops_per_image
 from mimscale.train.inputs import RunInputs
 from mimscale.train.metrics import MetricsWriter
-from mimscale.train.optim import build_optimizer
+from mimscale.train.optim import pretrain_optimizer
 from mimscale.train.prefix import departure
 from mimscale.train.progress import Progress
 from mimscale.train.schedule import budgeted_eval_points, eval_steps, total_steps
@@ -180,7 +180,7 @@ def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
     inputs = RunInputs(cfg, micro_batch, rank, world, run_dir, model.encoder.patch_size)
     steps = total_steps(t.iters, t.epochs, t.samples, t.batch_size, inputs.data_size)
     lr = LRSchedule.from_config(t, steps)
-    optimizer = build_optimizer(model, lr.peak, t.weight_decay, t.betas, t.eps, t.decay_position_bias)
+    optimizer = pretrain_optimizer(model, lr.peak, t.weight_decay, t.betas, t.eps, t.decay_position_bias)
     scaler = torch.amp.GradScaler(device.type, init_scale=t.fp16_init_scale) if t.precision == "fp16" else None
 
     fresh = not run_dir.list_checkpoints()
