@@ -154,7 +154,7 @@ def _finish(run: PretrainRun) -> dict:
 def _summary(run: PretrainRun) -> dict:
     """summary.json: its keys are rundir.SUMMARY_KEYS (docs/RESULTS.md)."""
     s, cfg = run.state, run.cfg
-    curves = {split: {} for split in (R.VAL, R.TRAIN_PROBE)}
+    curves = {split: {} for split in (R.VAL, R.TRAIN_PROBE, R.TRAIN)}
     for rec in run.run_dir.read_metrics():  # the run's own curve, from step 0 on, whichever process logged it
         if rec.get("name") == R.LOSS and rec.get("split") in curves:
             curves[rec["split"]][rec["step"]] = rec["value"]
@@ -178,7 +178,8 @@ def _summary(run: PretrainRun) -> dict:
         "best_val_step": best_step,
         "initial_val_loss": vals.get(0),
         "final_train_probe_loss": curves[R.TRAIN_PROBE].get(final_step),
-        "final_train_loss": s.last_loss if math.isfinite(s.last_loss) else None,
+        # this process's last step, else (resumed at the end: no step taken here) the last one logged
+        "final_train_loss": s.last_loss if math.isfinite(s.last_loss) else curves[R.TRAIN].get(max(curves[R.TRAIN], default=-1)),
         "images_per_s": ips,
         "flops_per_image": run.flops,
         "achieved_flops_per_s": run.flops * ips if run.flops else None,
