@@ -3,7 +3,6 @@
 import html
 import json
 import re
-import time
 
 import pandas as pd
 import pytest
@@ -13,9 +12,7 @@ from mimscale.cli import main
 
 def test_demo_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    t0 = time.perf_counter()
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    print(f"demo {time.perf_counter() - t0:.1f} s")
     stdout = capsys.readouterr().out
     report = out / "report" / "report.html"
     assert stdout.strip().splitlines()[-1] == f"report: {report.resolve()}"
@@ -42,9 +39,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert record["fresh"] is True  # every run trained by this call
     legacy = {k: v for k, v in record.items() if k != "fresh"} | {"seconds": 1234.5}
     (out / "demo.json").write_text(json.dumps(legacy))
-    t0 = time.perf_counter()
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    print(f"rerun {time.perf_counter() - t0:.1f} s")
     assert json.loads((out / "demo.json").read_text()) == legacy
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"report: {report.resolve()}"
 
