@@ -12,9 +12,14 @@ from mimscale.evaluate import load_eval_config, run
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "finetune"
 
 # The default downstream data: the built-in shapes probe pool (2,000 labelled images) and test pool (1,000).
-# Measured with the session fixture (seed 0, one thread): linear 0.220 vs 0.125 at random init, kNN 0.171 vs
-# 0.096 (chance 0.10). Over pre-training seeds 0-2 the smallest gaps were +0.041 (linear) and +0.060 (kNN).
 DATA = dict(batch_size=250)
+
+# Pre-trained minus random-init top-1 that each test asserts: half the smallest gap measured over pre-training
+# seeds, thread counts and CPU kernels (benchmarks/signal_spread.py; BENCHMARKS.md, "CI", the table there).
+# Float results differ between CPU models (kernel choice), so a margin tuned on one machine is not a property
+# of the method: the AVX2 machine fine-tuned to 0.315 vs 0.276 where this test had measured 0.362.
+# Smallest gaps: fine-tuning +0.039 (top-1, the machine), linear +0.041, kNN +0.060 (seeds 0-2).
+MARGIN = {"finetune": 0.02, "linear": 0.02, "knn": 0.03}
 
 
 @pytest.mark.parametrize("task", ["linear", "knn"])
@@ -24,18 +29,18 @@ def test_pretrained_beats_random_init(pretrained_run, task):
     print(f"{task}: pretrained {pre['metrics']['top1']:.3f} random {rand['metrics']['top1']:.3f}")
     assert pre["init"] == "pretrained" and pre["checkpoint"] and rand["checkpoint"] is None
     assert rand["metrics"]["top1"] < 0.16  # chance is 0.10
-    assert pre["metrics"]["top1"] > rand["metrics"]["top1"] + 0.04
+    assert pre["metrics"]["top1"] > rand["metrics"]["top1"] + MARGIN[task]
     assert pre["data"]["num_train"] == 2000 and pre["data"]["num_test"] == 1000
 
 
 def test_finetuning_pretrained_beats_random_init(pretrained_run):
-    # configs/finetune/finetune-cpu.yaml as shipped (20 epochs on 2,000 images). Measured: top-1 0.362 vs 0.276.
+    # configs/finetune/finetune-cpu.yaml as shipped (20 epochs on 2,000 images); the margin: MARGIN above.
     cfg = load_eval_config(CONFIGS / "finetune-cpu.yaml")
     pre = run(pretrained_run, OmegaConf.merge(cfg, {"name": "finetune-pre"}))
     rand = run(pretrained_run, OmegaConf.merge(cfg, {"name": "finetune-rand", "init": "random"}))
     print(f"finetune: pretrained {pre['metrics']['top1']:.3f} random {rand['metrics']['top1']:.3f}")
-    assert pre["metrics"]["top1"] > rand["metrics"]["top1"] + 0.08
-    assert pre["metrics"]["final_top1"] > rand["metrics"]["final_top1"] + 0.08
+    assert pre["metrics"]["top1"] > rand["metrics"]["top1"] + MARGIN["finetune"]
+    assert pre["metrics"]["final_top1"] > rand["metrics"]["final_top1"] + MARGIN["finetune"]
 
 
 def test_segmentation_beats_majority_baseline(pretrained_run):
