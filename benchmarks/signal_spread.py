@@ -58,6 +58,8 @@ def _cell(seed: int, threads: int, tasks: list[str]) -> dict:
                 out[f"{task}_{init}"] = res["metrics"]["top1"]
                 if "final_top1" in res["metrics"]:
                     out[f"{task}_{init}_final"] = res["metrics"]["final_top1"]
+                    curve = [h["top1"] for h in res["history"] if h.get("top1") is not None]
+                    out[f"{task}_{init}_curve"] = sum(curve) / len(curve)  # mean top-1 over the epochs
             out[f"{task}_s"] = time.perf_counter() - t0
     return out
 
