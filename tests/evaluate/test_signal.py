@@ -21,7 +21,7 @@ DATA = dict(batch_size=250)
 # machine fine-tuned seed 0 to 0.315 vs 0.276 (reproduced with ATen and oneDNN capped at AVX2) where this CPU
 # gives 0.351. Smallest gaps: linear +0.047, kNN +0.073; fine-tuning, the mean top-1 over the 20 epochs
 # +0.030, while its best / final top-1 came within +0.001 / +0.004 of random init (seed 1): fine-tuning from
-# the pre-trained encoder learns faster on every cell, but at this budget it does not always end higher.
+# the pre-trained encoder learns faster in every cell measured, but at this budget does not always end higher.
 MARGIN = {"linear": 0.02, "knn": 0.035, "finetune_mean": 0.015}
 
 
