@@ -36,7 +36,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     # Rerunning a finished demo resumes with nothing left to train and keeps the record of the call that did
     # the work: its time (a marked one here, so that a recomputed time shows), and "fresh" only when it had one
     # (a record written before the key existed does not gain one: unknown is not "resumed"). One rerun, ~12 s
-    # of CPU (BENCHMARKS.md, "CI"), checks both; the unchanged "fresh": true record is the same rule's other case.
+    # of CPU (BENCHMARKS.md, "CI"), checks both (a kept "fresh": true, the same code path, is not rerun for).
     assert record["fresh"] is True  # every run trained by this call
     legacy = {k: v for k, v in record.items() if k != "fresh"} | {"seconds": 1234.5}
     (out / "demo.json").write_text(json.dumps(legacy))
