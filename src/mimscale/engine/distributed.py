@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -32,6 +33,9 @@ def init_from_env(device: torch.device) -> None:
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
+    # Leave the group before the interpreter exits: a rank that exits with gloo's threads still running can
+    # abort in C++ ("terminate called without an active exception", SIGABRT), failing a finished run.
+    atexit.register(cleanup)
 
 
 def local_rank() -> int:
