@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from eval_runs import ConstantLR, TinyData
 
 from mimscale.engine.checkpoint import Fixed, Layout
 from mimscale.engine.guard import Guard
@@ -95,27 +96,6 @@ def test_the_guard_stops_after_the_consecutive_limit_with_one_message_format():
         guard.check_weights(7, nn.Linear(2, 2))
 
 
-class _Data(torch.utils.data.Dataset):
-    def __init__(self):
-        g = torch.Generator().manual_seed(0)
-        self.x, self.y = torch.randn(16, 4, generator=g), torch.randint(0, 3, (16,), generator=g)
-
-    def set_epoch(self, epoch):
-        pass
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return self.x[i], self.y[i]
-
-
-class _Constant:
-    def apply(self, optimizer, step):
-        for group in optimizer.param_groups:
-            group["lr"] = 0.1
-
-
 def _tuner(poisoned: set[int], calls: list):
     cfg = SimpleNamespace(batch_size=8, accum_steps=1, seed=3, num_workers=0, precision="fp32", clip_grad=1.0,
                           eval_every=1)
@@ -126,7 +106,7 @@ def _tuner(poisoned: set[int], calls: list):
         calls.append(1)
         return F.cross_entropy(out, y) * (float("nan") if len(calls) in poisoned else 1.0)
 
-    tuner = tuning_engine.Tuner(model, _Data(), torch.optim.SGD(model.parameters(), lr=0.1), _Constant(), cfg,
+    tuner = tuning_engine.Tuner(model, TinyData(16), torch.optim.SGD(model.parameters(), lr=0.1), ConstantLR(), cfg,
                                 torch.device("cpu"), loss_fn, lambda m: {"top1": float(m.weight.detach().sum())}, "top1",
                                 None, {})
     return tuner, model

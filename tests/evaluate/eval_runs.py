@@ -73,3 +73,28 @@ def pretrain_run(run_dir: Path) -> None:
         opt.step()
     write_run(run_dir, p["model"], model.state_dict(), step=p["steps"],
               overrides=["objective.norm_target_window=15", "data.source=shapes:size=32,pool=1000,seed=0"])
+
+
+class TinyData(torch.utils.data.Dataset):
+    """``n`` random 4-feature points in 3 classes (seed 0): a dataset for the fine-tuning engine's own tests."""
+
+    def __init__(self, n: int):
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+    def set_epoch(self, epoch):
+        pass
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+class ConstantLR:
+    """A schedule object for the engine: every group at LR 0.1."""
+
+    def apply(self, optimizer, step):
+        for group in optimizer.param_groups:
+            group["lr"] = 0.1

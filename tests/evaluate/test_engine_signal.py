@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from eval_runs import ConstantLR, TinyData
 
 from mimscale.errors import Interrupted
 from mimscale.evaluate import engine
@@ -18,37 +19,16 @@ CFG = SimpleNamespace(batch_size=8, accum_steps=1, seed=3, num_workers=0, precis
 EPOCHS, STEPS = 3, 3  # 24 images at batch 8
 
 
-class _Data(torch.utils.data.Dataset):
-    def __init__(self):
-        g = torch.Generator().manual_seed(0)
-        self.x, self.y = torch.randn(24, 4, generator=g), torch.randint(0, 3, (24,), generator=g)
-
-    def set_epoch(self, epoch):
-        pass
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return self.x[i], self.y[i]
-
-
-class _Constant:
-    def apply(self, optimizer, step):
-        for group in optimizer.param_groups:
-            group["lr"] = 0.1
-
-
 def _tuner(state_path, cfg=CFG):
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
-    data = _Data()
+    data = TinyData(24)
 
     def evaluate(m):
         with torch.no_grad():
             return {"top1": float((m(data.x).argmax(1) == data.y).float().mean()), "w": float(m.weight.sum())}
 
-    return engine.Tuner(model, data, torch.optim.SGD(model.parameters(), lr=0.1), _Constant(), cfg,
+    return engine.Tuner(model, data, torch.optim.SGD(model.parameters(), lr=0.1), ConstantLR(), cfg,
                         torch.device("cpu"), F.cross_entropy, evaluate, "top1", state_path, {"id": 1})
 
 

@@ -7,7 +7,7 @@ command's ``--help`` does not pay for pandas and scipy.
 
 from __future__ import annotations
 
-import importlib
+from mimscale.lazy import lazy_exports
 
 _NAMES = {
     "analyze": "pipeline", "analyze_frames": "pipeline", "default_out": "pipeline", "flatten_rows": "pipeline",
@@ -16,8 +16,4 @@ _NAMES = {
 }
 __all__ = list(_NAMES)
 
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"mimscale.analysis.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'mimscale.analysis' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _NAMES)

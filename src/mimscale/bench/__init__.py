@@ -3,14 +3,10 @@ imported on first use (``--help`` does not load torch)."""
 
 from __future__ import annotations
 
-import importlib
+from mimscale.lazy import lazy_exports
 
 _NAMES = {"bench": "measure", "matmul_peak": "measure", "train_throughput": "measure",
           "loader_throughput": "measure", "bench_main": "cli"}
 __all__ = list(_NAMES)
 
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"mimscale.bench.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'mimscale.bench' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _NAMES)

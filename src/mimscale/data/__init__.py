@@ -20,10 +20,10 @@ imported on first use, so that ``mimscale data --help`` does not load torch.
 
 from __future__ import annotations
 
-import importlib
+from mimscale.lazy import lazy_exports
 
 _NAMES = {
-    "DataError": "errors", "MaskGeneratorLike": "loader", "PretrainLoader": "loader",
+    "DataError": "mimscale.errors", "MaskGeneratorLike": "loader", "PretrainLoader": "loader",
     "ResumableSampler": "loader", "SimMIMDataset": "loader", "SimMIMValDataset": "loader",
     "build_pretrain_loader": "loader", "build_val_loader": "loader", "collate": "loader",
     "screen_readable": "loader", "DataPlan": "plan", "plan_data": "plan", "subset_command": "plan",
@@ -41,9 +41,4 @@ _NAMES = {
 }
 __all__ = list(_NAMES)
 
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        module = "mimscale.errors" if _NAMES[name] == "errors" else f"mimscale.data.{_NAMES[name]}"
-        return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module 'mimscale.data' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _NAMES)

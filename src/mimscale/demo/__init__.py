@@ -7,7 +7,7 @@ runs it (study, results, report); ``seed_spread.py`` the report section comparin
 
 from __future__ import annotations
 
-import importlib
+from mimscale.lazy import lazy_exports
 
 _NAMES = {
     "BACKBONES": "variants", "DATASETS": "variants", "builtin_study": "variants", "default_out": "variants",
@@ -15,8 +15,4 @@ _NAMES = {
 }
 __all__ = list(_NAMES)
 
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"mimscale.demo.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'mimscale.demo' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _NAMES)

@@ -9,7 +9,7 @@ torch-free processes (``study status``), which must not pay for importing the ev
 
 from __future__ import annotations
 
-import importlib
+from mimscale.lazy import lazy_exports
 
 _NAMES = {
     "run": "runner", "result_path": "runner", "finetune_main": "cli", "val_loss_main": "cli", "EvalConfig": "config",
@@ -20,8 +20,4 @@ __all__ = [*_NAMES, "EvalError"]
 
 from mimscale.errors import EvalError  # noqa: E402  (torch-free)
 
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"mimscale.evaluate.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'mimscale.evaluate' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _NAMES)

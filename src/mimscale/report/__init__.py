@@ -5,13 +5,9 @@ Names are imported on first use, so that the command's ``--help`` does not pay f
 
 from __future__ import annotations
 
-import importlib
+from mimscale.lazy import lazy_exports
 
 _NAMES = {"build_report": "build", "report_main": "cli"}
 __all__ = list(_NAMES)
 
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"mimscale.report.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'mimscale.report' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _NAMES)

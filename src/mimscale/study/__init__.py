@@ -12,19 +12,14 @@ Names are imported on first use, so that ``mimscale study --help`` loads nothing
 
 from __future__ import annotations
 
-import importlib
+from mimscale.lazy import lazy_exports
 
 _NAMES = {
     "study_main": "cli", "load_study": "spec", "parse_study": "spec", "Study": "spec", "StudyRun": "spec",
-    "StudyError": "errors", "init_study_dir": "store", "load_study_dir": "store", "run_state": "store",
+    "StudyError": "mimscale.errors", "init_study_dir": "store", "load_study_dir": "store", "run_state": "store",
     "try_claim": "store", "RunState": "store", "run_local": "local", "RunReport": "local",
     "pretrain_and_evaluate": "worker", "status_rows": "status",
 }
 __all__ = list(_NAMES)
 
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        module = "mimscale.errors" if _NAMES[name] == "errors" else f"mimscale.study.{_NAMES[name]}"
-        return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module 'mimscale.study' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _NAMES)

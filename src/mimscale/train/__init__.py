@@ -7,16 +7,10 @@ the study planner without importing torch.
 
 from __future__ import annotations
 
-import importlib
-
 from mimscale.errors import Interrupted, TrainingError
+from mimscale.lazy import lazy_exports
 
-__all__ = ["pretrain", "build_simmim", "resolve_run_dir", "Interrupted", "TrainingError"]
+_NAMES = {"pretrain": "loop", "resolve_run_dir": "loop", "build_simmim": "setup"}
+__all__ = [*_NAMES, "Interrupted", "TrainingError"]
 
-
-def __getattr__(name: str):
-    if name in ("pretrain", "resolve_run_dir"):
-        return getattr(importlib.import_module("mimscale.train.loop"), name)
-    if name == "build_simmim":
-        return importlib.import_module("mimscale.train.setup").build_simmim
-    raise AttributeError(f"module 'mimscale.train' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _NAMES)
