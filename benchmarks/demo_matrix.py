@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from mimscale.analysis.correlation import weakest, weakest_words
+from mimscale.analysis.results import identical_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = {"overfitting on small data": "overfitting", "more data helps larger models more": "data helps larger",
@@ -87,17 +88,9 @@ def wall_words(rec: dict) -> str:
 
 def same_as(runs: pd.DataFrame, metrics: list[str]) -> dict[str, str]:
     """{dropped metric: metric shown} for metric columns equal on every run (e.g. eval_finetune_final_top1 and
-    eval_finetune_top1 when fine-tuning evaluates once, after its last epoch). The shorter name is kept."""
-    dropped: dict[str, str] = {}
-    for i, a in enumerate(metrics):
-        for b in metrics[i + 1:]:
-            if a in dropped or b in dropped or a not in runs or b not in runs:
-                continue
-            x, y = runs[a], runs[b]
-            if x.notna().any() and x.isna().equals(y.isna()) and (x[x.notna()] == y[y.notna()]).all():
-                keep, drop = sorted((a, b), key=len)
-                dropped[drop] = keep
-    return dropped
+    eval_finetune_top1 when fine-tuning evaluates once, after its last epoch): the analysis' own grouping."""
+    groups = identical_metrics(runs, [m for m in metrics if m in runs])
+    return {drop: keep for keep, drops in groups.items() for drop in drops}
 
 
 def matrix(demos: list[dict]) -> str:
