@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -90,8 +91,19 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
-    if is_distributed():
-        dist.destroy_process_group()
+    """Leave the process group together: a rank that closes its connections while another still finishes
+    its last collective can make gloo's background thread abort the other (SIGABRT, seen under load at the
+    end of finished runs). A barrier first (gloo's bounded one, so a rank that died cannot hang the rest)."""
+    if not is_distributed():
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=60))
+        else:
+            dist.barrier()
+    except Exception:  # noqa: BLE001 - a peer already gone: nothing left to wait for
+        pass
+    dist.destroy_process_group()
 
 
 def resolve_device(name: str) -> torch.device:
