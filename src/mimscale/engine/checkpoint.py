@@ -132,5 +132,6 @@ def newest_intact(paths: list[Path], tag: str, check: Layout | None = None,
                   file=sys.stderr)
         return path, saved
     if damaged:
-        raise CheckpointError(f"no intact checkpoint among {len(damaged)}: {damaged[0]}")
+        raise CheckpointError(damaged[0] if len(damaged) == 1 else
+                              f"none of {len(damaged)} checkpoints is intact; the newest: {damaged[0]}")
     return None, None

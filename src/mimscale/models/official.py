@@ -119,7 +119,13 @@ def _verify_checksum(path: Path) -> None:
     except (OSError, ValueError):
         return
     expected = meta.get("sha256") if isinstance(meta, dict) else None
-    if isinstance(expected, str) and file_sha256(path) != expected:
+    if not isinstance(expected, str):
+        return
+    try:
+        actual = file_sha256(path)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    if actual != expected:
         raise CheckpointError(f"{path} is damaged: its sha256 differs from the one written beside it "
                               f"({path.with_suffix('.json').name})")
 
@@ -129,8 +135,8 @@ def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "c
     code's (its yacs ``config`` rebuilt as plain dicts). The file's checksum is verified when its meta has one.
     A file that is neither, or damaged -> CheckpointError, one line."""
     path = Path(path)
+    _verify_checksum(path)
     try:
-        _verify_checksum(path)
         try:
             with torch.serialization.safe_globals(LEGACY_NUMPY):
                 obj = torch.load(path, map_location=map_location, weights_only=True)
