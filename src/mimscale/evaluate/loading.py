@@ -41,9 +41,9 @@ def read_run_config(run_dir: RunDir) -> dict:
         raise EvalError(f"run directory not found: {run_dir.path}")
     if run_dir.config.is_file():
         return OmegaConf.to_container(OmegaConf.load(run_dir.config), resolve=True)
-    ckpt = run_dir.latest_checkpoint()
-    if ckpt is not None:  # a checkpoint carries the full config too
-        cfg = official.read_checkpoint_file(ckpt).get("config")
+    _, saved = newest_intact([p for _, p in run_dir.list_checkpoints()], "evaluate")
+    if saved is not None:  # a checkpoint carries the full config too
+        cfg = saved.get("config")
         if isinstance(cfg, dict):
             return cfg
     raise EvalError(f"{run_dir.path} has no config.yaml: not a pre-training run directory")
