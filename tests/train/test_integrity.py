@@ -141,6 +141,16 @@ def test_val_loss_passes_over_a_damaged_newest_checkpoint(finished, tmp_path, ca
     assert "[val-loss] passed over 1 damaged checkpoint(s)" in err and "step_0000004.pt" in err
 
 
+def test_finetune_passes_over_a_damaged_newest_checkpoint(finished, tmp_path, capsys):
+    rd = _copy(finished, tmp_path / "run")
+    rd.checkpoint(6).write_bytes(b"step: 6\n")  # text where the newest checkpoint was
+    capsys.readouterr()
+    code = main(["finetune", str(rd.path), "task=knn"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "[evaluate] passed over 1 damaged checkpoint(s)" in err and "using step_0000004.pt" in err
+
+
 # ---------------------------------------------------------------------------- the run directory's identity
 
 @pytest.mark.parametrize("case", ["finished", "partial"])
