@@ -18,7 +18,7 @@ import torch
 
 from mimscale.engine import distributed as dist
 from mimscale.errors import CheckpointError
-from mimscale.models.official import file_sha256, read_checkpoint_file
+from mimscale.models.official import read_checkpoint_file
 from mimscale.rundir import atomic_write
 
 
@@ -93,17 +93,15 @@ class Fixed:
         pass
 
 
-def atomic_torch_save(path: Path, obj: Any) -> str:
-    """Write ``obj`` to ``path`` atomically; returns the file's sha256 (for the meta beside it, which the reader
-    verifies). Any failure to write (torch reports a full disk as a RuntimeError) is an OSError naming the file:
-    one line, and the previous file is left as it was."""
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    """Write ``obj`` to ``path`` atomically. Any failure to write (torch reports a full disk as a RuntimeError)
+    is an OSError naming the file: one line, and the previous file is left as it was."""
     path = Path(path)
     try:
         atomic_write(path, lambda f: torch.save(obj, f))
     except RuntimeError as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise OSError(f"cannot write checkpoint {path}: {first}") from None
-    return file_sha256(path)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:

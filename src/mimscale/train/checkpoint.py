@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from mimscale.engine.checkpoint import atomic_torch_save
+from mimscale.models.official import file_sha256
 from mimscale.rundir import RunDir, atomic_write_json
 
 
@@ -17,8 +18,9 @@ def save_checkpoint(run_dir: RunDir, step: int, state: dict, meta: dict, keep_la
     ``keep_last`` checkpoints (and ``keep``)."""
     path = run_dir.checkpoint(step)
     path.with_suffix(".json").unlink(missing_ok=True)  # never a stale checksum beside a new file
-    digest = atomic_torch_save(path, state)
-    atomic_write_json(path.with_suffix(".json"), {"step": step, "time": time.time(), **meta, "sha256": digest})
+    atomic_torch_save(path, state)
+    atomic_write_json(path.with_suffix(".json"), {"step": step, "time": time.time(), **meta,
+                                                  "sha256": file_sha256(path)})
     if keep_last > 0:
         for s, old in run_dir.list_checkpoints()[:-keep_last]:
             if s in keep:
