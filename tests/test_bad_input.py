@@ -73,7 +73,7 @@ def test_run_dir_that_is_a_file_and_a_config_that_is_a_list(tmp_path, capsys):
 
 
 def test_full_disk_while_checkpointing_and_ctrl_c_during_start_up(tmp_path, capsys, monkeypatch):
-    import mimscale.train.checkpoint as ckpt
+    import mimscale.engine.checkpoint as ckpt
     import mimscale.train.setup as setup
 
     def full(path, write):
@@ -83,6 +83,16 @@ def test_full_disk_while_checkpointing_and_ctrl_c_during_start_up(tmp_path, caps
         m.setattr(ckpt, "atomic_write", full)
         code = main(["pretrain", *TINY, f"run_dir={tmp_path / 'full'}"])
         assert "No space left on device" in _one_line_error(capsys, code)
+
+    def torch_full(obj, f):  # how torch's zip writer reports a full disk: a RuntimeError, not an OSError
+        raise RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed writing file "
+                           "data/12: file write failed")
+
+    with monkeypatch.context() as m:
+        m.setattr(ckpt.torch, "save", torch_full)
+        code = main(["pretrain", *TINY, f"run_dir={tmp_path / 'torch-full'}"])
+        assert "cannot write checkpoint" in _one_line_error(capsys, code)
+        assert not list((tmp_path / "torch-full" / "checkpoints").glob("*.pt"))
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt

@@ -49,6 +49,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_with_one_line(tmp_path, cap
     rd = RunDir(run)
     rd.summary.unlink()  # unfinished: pretrain resumes from the checkpoint
     atomic_torch_save(rd.checkpoint(2), {"model": Payload(), "step": 2})
+    rd.checkpoint(2).with_suffix(".json").unlink()  # a file from elsewhere: no checksum to fail first
     capsys.readouterr()
     assert main(["pretrain", *TINY_ARGS, "train.iters=2", "train.eval_points=1", f"run_dir={run}"]) == 2
     err = capsys.readouterr().err.strip()

@@ -126,8 +126,14 @@ def verify_manifests(directory) -> dict:
             sources[key] = build_source(m.source)
         src = sources[key]
         holdout, hseed = _holdout_args(m.holdout)
-        pool, val, _ = _holdout_info(src, holdout, hseed)
-        idx = val if m.split == "heldout" else subset_indices(src, m.fraction, m.seed, pool)
+        info = m.holdout or {}
+        if m.split == "heldout" and (info.get("builtin") or info.get("external")):
+            # the source's own validation split, or a separate held-out source (what ``plan_data`` writes as a
+            # run's heldout.json): the manifest's source is that split, held out whole
+            idx = np.arange(len(src.ids), dtype=np.int64)
+        else:
+            pool, val, _ = _holdout_info(src, holdout, hseed)
+            idx = val if m.split == "heldout" else subset_indices(src, m.fraction, m.seed, pool)
         if idx is None:
             raise DataError(f"{p.name}: held-out manifest but the source has its own validation split")
         again = ids_sha256([src.ids[i] for i in idx])

@@ -9,12 +9,14 @@ file from someone else cannot run code here.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mimscale.engine import distributed as dist
 from mimscale.errors import CheckpointError
 from mimscale.models.official import read_checkpoint_file
 from mimscale.rundir import atomic_write
@@ -92,7 +94,14 @@ class Fixed:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f))
+    """Write ``obj`` to ``path`` atomically. Any failure to write (torch reports a full disk as a RuntimeError)
+    is an OSError naming the file: one line, and the previous file is left as it was."""
+    path = Path(path)
+    try:
+        atomic_write(path, lambda f: torch.save(obj, f))
+    except RuntimeError as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise OSError(f"cannot write checkpoint {path}: {first}") from None
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
@@ -100,3 +109,27 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     its yacs config as plain data: ``models.official.read_checkpoint_file``, the one reader); a file that is
     not one -> CheckpointError (one line)."""
     return read_checkpoint_file(path, map_location)
+
+
+def newest_intact(paths: list[Path], tag: str, check: Layout | None = None,
+                  map_location: str | torch.device = "cpu", using: str = "using") -> tuple[Path | None, dict | None]:
+    """(path, contents) of the newest of ``paths`` (oldest first) that loads (and passes ``check``); a damaged
+    newer one (a flipped bit, a file cut by a full disk or a kill outside our atomic writes, not a checkpoint)
+    is passed over with a printed line. (None, None) for no paths; CheckpointError when none is intact."""
+    damaged = []
+    for path in reversed(paths):
+        try:
+            saved = load_checkpoint(path, map_location=map_location)
+            if check is not None:
+                check.check(saved, path)
+        except CheckpointError as e:
+            damaged.append(str(e))
+            continue
+        if damaged and dist.is_main():
+            print(f"[{tag}] passed over {len(damaged)} damaged checkpoint(s) ({damaged[0]}); {using} {path.name}",
+                  file=sys.stderr)
+        return path, saved
+    if damaged:
+        raise CheckpointError(damaged[0] if len(damaged) == 1 else
+                              f"none of {len(damaged)} checkpoints is intact; the newest: {damaged[0]}")
+    return None, None

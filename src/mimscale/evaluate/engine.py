@@ -33,7 +33,7 @@ from mimscale.engine.checkpoint import Fixed, Layout, atomic_torch_save, load_ch
 from mimscale.engine.guard import Guard
 from mimscale.engine.runtime import RankRNG, SignalFlag, autocast
 from mimscale.engine.step import optimizer_step
-from mimscale.errors import EvalError, Interrupted
+from mimscale.errors import CheckpointError, EvalError, Interrupted
 
 # What a fine-tuning state holds, in the layout every mimscale version so far has written ("identity" and
 # "world", the settings it belongs to, at the top level).
@@ -133,7 +133,11 @@ class Tuner:
         tuning = Tuning(steps_per_epoch=self.steps)
         if self.state_path is None or not self.state_path.is_file():
             return tuning
-        saved = load_checkpoint(self.state_path, map_location=self.device)
+        try:
+            saved = load_checkpoint(self.state_path, map_location=self.device)
+        except CheckpointError as e:  # damaged (a full disk, a flipped bit): the fine-tuning starts over
+            log(f"[{self.tag}] passed over a damaged fine-tuning state ({e}); starting over")
+            return tuning
         if saved.get("identity") != self.identity or saved.get("world") != self.world * self.accum:
             log(f"[{self.tag}] {self.state_path.name} is another fine-tuning (settings or split); starting over")
             return tuning

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
 
+from mimscale.engine.checkpoint import newest_intact
 from mimscale.errors import EvalError, UnknownModelError
 from mimscale.models import build_model, model_kwargs, official
 from mimscale.rundir import RunDir
@@ -40,9 +41,9 @@ def read_run_config(run_dir: RunDir) -> dict:
         raise EvalError(f"run directory not found: {run_dir.path}")
     if run_dir.config.is_file():
         return OmegaConf.to_container(OmegaConf.load(run_dir.config), resolve=True)
-    ckpt = run_dir.latest_checkpoint()
-    if ckpt is not None:  # a checkpoint carries the full config too
-        cfg = official.read_checkpoint_file(ckpt).get("config")
+    _, saved = newest_intact([p for _, p in run_dir.list_checkpoints()], "evaluate")
+    if saved is not None:  # a checkpoint carries the full config too
+        cfg = saved.get("config")
         if isinstance(cfg, dict):
             return cfg
     raise EvalError(f"{run_dir.path} has no config.yaml: not a pre-training run directory")
@@ -151,7 +152,10 @@ def load_encoder(run_dir: str | Path, *, model: str = "", overrides: dict | None
     if init == "random":
         return LoadedEncoder(encoder, name, kwargs, None, None, run_cfg)
 
-    path = Path(checkpoint) if checkpoint else run_dir.latest_checkpoint()
+    if checkpoint:
+        path = Path(checkpoint)
+    else:  # the run's newest checkpoint that loads (a damaged newer one is passed over, with a line)
+        path, ckpt = newest_intact([p for _, p in run_dir.list_checkpoints()], "evaluate")
     if path is None or not path.is_file():
         where = checkpoint or run_dir.checkpoints
         raise EvalError(f"no checkpoint found in {where}: pre-train the run first (mimscale pretrain)")

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mimscale import config as C
 from mimscale import data as D
+from mimscale.engine.checkpoint import newest_intact
 from mimscale.engine.distributed import resolve_device
 from mimscale.errors import EvalError
 from mimscale.evaluate.loading import load_state_into
@@ -61,13 +62,15 @@ def load_for_val_loss(path: Path, config: str | None, overrides: list[str]) -> t
             raise EvalError(f"{path}: cannot use this transformers model: {str(e).splitlines()[0]}") from None
         return model, cfg, "transformers"
     if path.is_dir():
-        latest = RunDir(path).latest_checkpoint()
+        # the newest checkpoint that loads (a damaged newer one is passed over, with a line)
+        latest, ckpt = newest_intact([p for _, p in RunDir(path).list_checkpoints()], "val-loss")
         if latest is None:
             raise EvalError(f"{path} holds no checkpoint (not a run directory with checkpoints/)")
         path = latest
-    if not path.is_file():
+    elif not path.is_file():
         raise EvalError(f"checkpoint not found: {path}")
-    ckpt = official.read_checkpoint_file(path)
+    else:
+        ckpt = official.read_checkpoint_file(path)
     state = ckpt.get("model")
     if not isinstance(state, dict):
         raise EvalError(f"{path} holds no 'model' state dict")

@@ -21,8 +21,11 @@ with a built model, so a model built at the wrong geometry is refused instead of
 from __future__ import annotations
 
 import collections
+import hashlib
+import json
 import pickle
 import re
+import struct
 import types
 import zipfile
 from pathlib import Path
@@ -100,10 +103,39 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(16 * 2**20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verify_checksum(path: Path) -> None:
+    """Refuse (one line) a file whose bytes differ from the sha256 its writer put in the ``.json`` meta beside
+    it. No meta, or a meta without a checksum (mimscale before 0.3, the official code): nothing to verify."""
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return
+    expected = meta.get("sha256") if isinstance(meta, dict) else None
+    if not isinstance(expected, str):
+        return
+    try:
+        actual = file_sha256(path)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    if actual != expected:
+        raise CheckpointError(f"{path} is damaged: its sha256 differs from the one written beside it "
+                              f"({path.with_suffix('.json').name})")
+
+
 def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """A checkpoint file's contents without running code from it: mimscale's (weights-only) and the official
-    code's (its yacs ``config`` rebuilt as plain dicts). A file that is neither -> CheckpointError, one line."""
+    code's (its yacs ``config`` rebuilt as plain dicts). The file's checksum is verified when its meta has one.
+    A file that is neither, or damaged -> CheckpointError, one line."""
     path = Path(path)
+    _verify_checksum(path)
     try:
         try:
             with torch.serialization.safe_globals(LEGACY_NUMPY):
@@ -114,10 +146,12 @@ def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "c
                 obj = {**obj, "config": _plain(obj["config"])}
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path} is not a readable checkpoint: {_REFUSED} ({_first_line(e)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError, TypeError) as e:
-        raise CheckpointError(f"{path} is not a readable checkpoint: {_first_line(e)}") from None
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    # garbage bytes reach the unpickler's internals: every way they fail is "not a checkpoint", one line
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError, TypeError, KeyError,
+            IndexError, struct.error, OverflowError, MemoryError, NotImplementedError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint: {_first_line(e)}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} is not a checkpoint (a {type(obj).__name__}, not a dict)")
     return obj

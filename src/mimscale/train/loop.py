@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from mimscale import config as C
 from mimscale import rundir as R
 from mimscale.engine import distributed as dist
+from mimscale.engine.checkpoint import newest_intact
 from mimscale.engine.runtime import SignalFlag
 from mimscale.errors import Interrupted, TrainingError
 from mimscale.rundir import RunDir
@@ -23,7 +24,7 @@ from mimscale.train.checkpoint import save_checkpoint
 from mimscale.train.pictures import save_reconstruction
 from mimscale.train.progress import Progress
 from mimscale.train.schedule import every
-from mimscale.train.setup import CHECKPOINT, PretrainRun, build_simmim, open_run
+from mimscale.train.setup import CHECKPOINT, PretrainRun, build_simmim, check_same_run, open_run
 from mimscale.train.step import reconstruction_loss, train_step
 
 __all__ = ["pretrain", "build_simmim", "resolve_run_dir", "Interrupted", "TrainingError"]
@@ -35,15 +36,26 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
 
 
 def _claim_run_dir(run_dir: RunDir, cfg: DictConfig) -> None:
-    """Write config.yaml, or check that the directory holds this very run (finished or not)."""
+    """Write config.yaml, or check that the directory holds this very run (finished or not). What the run's
+    own files say counts, not config.yaml alone: its summary's run id, and (config.yaml lost) the config its
+    newest checkpoint carries (``open_run`` checks the checkpoint it resumes from the same way)."""
     if run_dir.path.exists() and not run_dir.path.is_dir():
         raise C.ConfigError(f"run_dir {run_dir.path} exists and is not a directory")
+    mine = C.run_id(cfg)
+    done = run_dir.read_summary() or {}
+    if done.get("run_id") not in (None, mine):
+        raise C.ConfigError(f"{run_dir.path} holds a different run (its summary.json says id {done['run_id']}, "
+                            f"this config is {mine}); choose another run_dir")
     if run_dir.config.exists():
         existing = C.load_config(run_dir.config)
-        if C.run_id(existing) != C.run_id(cfg):
+        if C.run_id(existing) != mine:
             raise C.ConfigError(f"{run_dir.path} holds a different run (id {C.run_id(existing)}, this config is "
-                                f"{C.run_id(cfg)}); choose another run_dir")
-    elif dist.is_main():
+                                f"{mine}); choose another run_dir")
+        return
+    if run_dir.list_checkpoints() and not done:  # config.yaml lost: the newest checkpoint says what the run is
+        ckpt, saved = newest_intact([p for _, p in run_dir.list_checkpoints()], "pretrain", CHECKPOINT)
+        check_same_run(saved, ckpt, cfg, run_dir)
+    if dist.is_main():
         R.atomic_write_text(run_dir.config, C.dump_yaml(cfg))
 
 

@@ -33,7 +33,7 @@ class Branch:
     step: int  # the first step at which the two runs differ; the branch starts from the trunk's checkpoint here
 
 
-def _length_free_identity(cfg: DictConfig) -> str:
+def length_free_identity(cfg: DictConfig) -> str:
     ident = C.identity(cfg)
     ident["train"].pop("iters", None)
     return json.dumps(ident, sort_keys=True)
@@ -55,11 +55,30 @@ def departure(t, iters: int) -> tuple[int | None, str]:
     return start, f"its {t.schedule} decay starts at step {start}"
 
 
+def why_not_branch(trunk: DictConfig, branch: DictConfig, step: int) -> str | None:
+    """Why a run ``branch`` cannot start from run ``trunk``'s checkpoint at ``step`` (None: it can): the two
+    must differ only in length (and the placement keys), the branch must depart there and the trunk's LR must
+    still be the shared one up to it."""
+    if length_free_identity(trunk) != length_free_identity(branch):
+        return "the trunk is another run (it differs in more than its length)"
+    if int(trunk.train.iters) <= step:
+        return f"the trunk is only {trunk.train.iters} steps long"
+    mine, why = departure(branch.train, int(branch.train.iters))
+    if mine is None:
+        return f"this run cannot share a prefix: {why}"
+    if mine != step:
+        return f"this run departs from a longer one at step {mine}, not {step}"
+    theirs, why = departure(trunk.train, int(trunk.train.iters))
+    if theirs is None or theirs < step:
+        return f"the trunk's LR departs before step {step} ({why})"
+    return None
+
+
 def plan_sharing(runs: list[tuple[str, DictConfig]]) -> tuple[dict[str, Branch], dict[str, str]]:
     """({run id: Branch} for every run trained from a trunk, {run id: why not} for runs that train alone)."""
     groups: dict[str, list[tuple[str, DictConfig]]] = {}
     for rid, cfg in runs:
-        groups.setdefault(_length_free_identity(cfg), []).append((rid, cfg))
+        groups.setdefault(length_free_identity(cfg), []).append((rid, cfg))
     branches, alone = {}, {}
     for members in groups.values():
         members.sort(key=lambda m: -int(m[1].train.iters))

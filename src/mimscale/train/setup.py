@@ -13,16 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mimscale import config as C
 from mimscale import rundir as R
 from mimscale.engine import distributed as dist
-from mimscale.engine.checkpoint import Fixed, Layout, load_checkpoint
+from mimscale.engine.checkpoint import Fixed, Layout, newest_intact
 from mimscale.engine.guard import Guard
 from mimscale.engine.runtime import RankRNG, seed_everything
 from mimscale.engine.schedule import LRSchedule
-from mimscale.errors import CheckpointError
 from mimscale.models import build_model
 from mimscale.objectives.simmim import SimMIM
 from mimscale.rundir import RunDir
@@ -31,7 +30,7 @@ from mimscale.train.flops import flops_per_image
 from mimscale.train.inputs import RunInputs
 from mimscale.train.metrics import MetricsWriter
 from mimscale.train.optim import pretrain_optimizer
-from mimscale.train.prefix import departure
+from mimscale.train.prefix import departure, length_free_identity
 from mimscale.train.progress import Progress
 from mimscale.train.schedule import budgeted_eval_points, eval_steps, total_steps
 from mimscale.train.state import COUNTERS, TrainState, provenance
@@ -133,23 +132,28 @@ def _schedules(cfg: DictConfig, steps: int, eval_images: int, announce: bool):
 
 
 def _newest_intact_checkpoint(run_dir: RunDir, device: torch.device) -> tuple[Path | None, dict | None]:
-    """(path, contents) of the newest checkpoint that loads; a damaged newer one (truncated by a full disk or a
-    kill outside our atomic writes, or refused) is reported and passed over. None if the run has none."""
-    found = run_dir.list_checkpoints()
-    damaged = []
-    for _, path in reversed(found):
-        try:
-            saved = CHECKPOINT.check(load_checkpoint(path, map_location=device), path)
-        except CheckpointError as e:
-            damaged.append(str(e))
-            continue
-        if damaged and dist.is_main():
-            print(f"[pretrain] passed over {len(damaged)} damaged checkpoint(s) ({damaged[0]}); resuming from "
-                  f"{path.name}", file=sys.stderr)
-        return path, saved
-    if damaged:
-        raise CheckpointError(f"no intact checkpoint in {run_dir.checkpoints}: {damaged[0]}")
-    return None, None
+    """(path, contents) of the newest checkpoint that loads; a damaged newer one is reported and passed over.
+    (None, None) if the run has none."""
+    return newest_intact([p for _, p in run_dir.list_checkpoints()], "pretrain", CHECKPOINT, device,
+                         using="resuming from")
+
+
+def check_same_run(saved: dict, path: Path, cfg: DictConfig, run_dir: RunDir) -> None:
+    """Refuse (one line) a checkpoint that says it belongs to another run than ``cfg``: the run directory's
+    files (config.yaml) are not trusted alone. A branch's first checkpoint is its trunk's, the same run but for
+    its length. A checkpoint without a config (mimscale 0.1) says nothing."""
+    theirs = saved.get("config")
+    if not isinstance(theirs, dict):
+        return
+    theirs = OmegaConf.create(theirs)
+    forked = R.read_json(run_dir.branch) or {}
+    if forked.get("step") is not None and forked.get("step") == saved.get("step"):
+        if length_free_identity(theirs) == length_free_identity(cfg):
+            return
+    elif C.run_id(theirs) == C.run_id(cfg):
+        return
+    raise C.ConfigError(f"{run_dir.path} holds checkpoints of another run ({path.name} is run {C.run_id(theirs)}, "
+                        f"this config is run {C.run_id(cfg)}); choose another run_dir")
 
 
 def _keep_thread_count(run_dir: RunDir, device: torch.device) -> None:
@@ -187,12 +191,13 @@ def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
     eval_at, shared_eval_at, ckpt_at, keep = _schedules(cfg, steps, inputs.eval_images,
                                                          announce=dist.is_main() and fresh)
     if t.branch_from and fresh and dist.is_main():
-        fork(t.branch_from, run_dir, eval_at)  # then resumed like any interrupted run
+        fork(t.branch_from, run_dir, cfg, eval_at)  # then resumed like any interrupted run (or trained alone)
     dist.barrier()
     state, (ckpt, saved) = TrainState(), _newest_intact_checkpoint(run_dir, device)
     hint = "lower train.base_lr" + (" or use fp32" if t.precision != "fp32" else "")
     guard = Guard(hint, t.max_nonfinite, t.divergence_factor)
     if ckpt is not None:
+        check_same_run(saved, ckpt, cfg, run_dir)
         CHECKPOINT.restore(saved, {"model": model, "optimizer": optimizer, "scaler": scaler, "inputs": inputs,
                                    "rng": RankRNG(), "config": None, "counters": state, "guard": guard})
     guard.start_weights(model)  # fresh, or a 0.1 checkpoint
