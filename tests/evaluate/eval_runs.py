@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -98,3 +99,24 @@ class ConstantLR:
     def apply(self, optimizer, step):
         for group in optimizer.param_groups:
             group["lr"] = 0.1
+
+
+TINY_CFG = SimpleNamespace(batch_size=8, accum_steps=1, seed=3, num_workers=0, precision="fp32", clip_grad=0.0,
+                           eval_every=1)
+
+
+def tiny_tuner(state_path, cfg=TINY_CFG):
+    """The fine-tuning engine on a linear model over TinyData(24) (3 steps an epoch), evaluated on its data."""
+    from mimscale.evaluate import engine
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    data = TinyData(24)
+
+    def evaluate(m):
+        with torch.no_grad():
+            return {"top1": float((m(data.x).argmax(1) == data.y).float().mean()), "w": float(m.weight.sum())}
+
+    return engine.Tuner(model, data, torch.optim.SGD(model.parameters(), lr=0.1), ConstantLR(), cfg,
+                        torch.device("cpu"), torch.nn.functional.cross_entropy, evaluate, "top1", state_path,
+                        {"id": 1})

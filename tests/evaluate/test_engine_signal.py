@@ -7,29 +7,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from eval_runs import ConstantLR, TinyData
+from eval_runs import TINY_CFG, tiny_tuner
 
 from mimscale.errors import Interrupted
 from mimscale.evaluate import engine
 
-CFG = SimpleNamespace(batch_size=8, accum_steps=1, seed=3, num_workers=0, precision="fp32", clip_grad=0.0,
-                      eval_every=1)
+CFG = TINY_CFG
 EPOCHS, STEPS = 3, 3  # 24 images at batch 8
-
-
-def _tuner(state_path, cfg=CFG):
-    torch.manual_seed(0)
-    model = nn.Linear(4, 3)
-    data = TinyData(24)
-
-    def evaluate(m):
-        with torch.no_grad():
-            return {"top1": float((m(data.x).argmax(1) == data.y).float().mean()), "w": float(m.weight.sum())}
-
-    return engine.Tuner(model, data, torch.optim.SGD(model.parameters(), lr=0.1), ConstantLR(), cfg,
-                        torch.device("cpu"), F.cross_entropy, evaluate, "top1", state_path, {"id": 1})
+_tuner = tiny_tuner
 
 
 @pytest.mark.parametrize("stop_at", range(1, EPOCHS * STEPS))  # after step 1 .. 8 (9 is the end)
