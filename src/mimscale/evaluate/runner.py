@@ -9,7 +9,8 @@ Result schema::
      "config": {...},                                    # the full EvalConfig
      "model": str, "model_kwargs": {...}, "img_size": int, "init": "pretrained" | "random",
      "checkpoint": str | null, "step": int | null, "run_dir": str,
-     "data": {"train": {...}, "test": {...}, "num_train": int, "num_test": int, "num_classes": int},
+     "data": {"train": {...}, "test": {...}, "name": str,  # name: both in words (config.data_name)
+              "num_train": int, "num_test": int, "num_classes": int},
      "history": [...],                                   # per-epoch evaluations (finetune, segment)
      "wall_time_s": float}
 """
@@ -27,7 +28,7 @@ from mimscale.engine import distributed as dist
 from mimscale.engine.distributed import resolve_device
 from mimscale.errors import EvalError
 from mimscale.evaluate import data as D
-from mimscale.evaluate.config import as_eval_config, identity, result_name, same_identity
+from mimscale.evaluate.config import as_eval_config, data_name, identity, result_name, same_identity
 from mimscale.evaluate.engine import log
 from mimscale.evaluate.finetune import finetune
 from mimscale.evaluate.loading import eval_home, load_encoder
@@ -120,6 +121,9 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     if img_size % encoder.patch_size:
         raise EvalError(f"img_size {img_size} is not a multiple of the model's patch size {encoder.patch_size}")
     train, test = D.build_sources(cfg.train_source, cfg.test_source, img_size)
+    data = {"train": train.describe(), "test": test.describe()}
+    data["name"] = data_name(data["train"], data["test"])
+    log(f"[evaluate] {result_name(cfg)}: {cfg.task} on {data['name']}")
     state = run_dir.eval_state(result_name(cfg))  # a fine-tuning resumes from it; --force starts over
     if force and dist.is_main():
         state.unlink(missing_ok=True)
@@ -145,7 +149,7 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
         "notes": res["notes"], "config": OmegaConf.to_container(cfg, resolve=True), "identity": identity(cfg),
         "model": loaded.model_name, "model_kwargs": loaded.kwargs, "img_size": img_size, "init": cfg.init,
         "checkpoint": loaded.checkpoint, "step": loaded.step, "run_dir": str(run_dir.path),
-        "data": {"train": train.describe(), "test": test.describe(), "num_train": len(train),
+        "data": {**data, "num_train": len(train),
                  "num_test": len(test), "num_classes": num_classes},
         "history": res.get("history", []), "wall_time_s": time.time() - t0,
     }
