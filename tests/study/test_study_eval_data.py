@@ -50,6 +50,9 @@ def test_without_splits_plan_and_run_refuse_before_compute_naming_each_problem(t
         assert "has no validation split (ROOT/train and ROOT/val class folders)" in lines[0]
         assert lines[1].startswith("mimscale study: error: eval 'lin': ") and "linear_epochs" in lines[1]
     assert not out.exists()  # nothing was created, let alone trained
+    assert main(["study", "plan", str(path), "--json", "--no-flops"]) == 2  # the plan, then the problems
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["runs"]) == 1 and len(doc["eval_problems"]) == 2
 
 
 def test_builtin_pretraining_keeps_the_builtin_eval_data_and_its_identity():

@@ -33,11 +33,16 @@ def check_evals(study: Study) -> dict[tuple[str, str], str]:
     """Resolve every evaluation of every run before anything trains: every problem as a one-line error (the
     last one raised: exit 2). Returns (run id, eval name) -> the data it evaluates on."""
     data, problems = resolve_evals(study)
+    refuse(problems)
+    return data
+
+
+def refuse(problems: list[str]) -> None:
+    """Each problem as a one-line error, the last one raised (exit 2); nothing when there is none."""
     for line in problems[:-1]:
         print(f"{PROG}: error: {line}", file=sys.stderr)
     if problems:
         raise StudyError(problems[-1])
-    return data
 
 
 def cmd_plan(args) -> int:
@@ -45,7 +50,9 @@ def cmd_plan(args) -> int:
     from mimscale.study.cost import human, run_cost
 
     study = load_study(args.study)
-    eval_data = check_evals(study)
+    # The plan is printed even when an evaluation cannot run here (the cost of a cluster's grid can be read on
+    # a laptop without its data); the problems follow it, and the exit code is 2.
+    eval_data, problems = resolve_evals(study)
     costs = [run_cost(r, flops=not args.no_flops) for r in study.runs]
     branches, alone = sharing.plan(study, not args.no_share)
     for r, c in zip(study.runs, costs):  # what each run costs with sharing: a branch only from its departure
@@ -66,12 +73,13 @@ def cmd_plan(args) -> int:
         doc = {"study": study.name, "study_dir": str(out_dir), "evals": study.evals,
                "eval_data": eval_data_text(study, eval_data),
                "runs": [{"run": r.id, "axes": r.axes, **c,
-                         "eval_data": {e["name"]: eval_data[(r.id, e["name"])] for e in r.evals}}
-                        for r, c in zip(study.runs, costs)],
+                         "eval_data": {e["name"]: eval_data.get((r.id, e["name"])) for e in r.evals}}
+                        for r, c in zip(study.runs, costs)], "eval_problems": problems,
                "total": {"runs": len(study.runs), "images": tot_images, "flops": tot_flops_shared,
                          "flops_unshared": tot_flops, "train_iterations": shared,
                          "train_iterations_unshared": unshared, "branches": len(branches)}}
         print(json.dumps(doc, indent=2, default=str))
+        refuse(problems)
         return 0
     from mimscale.study.spec import axis_text
     from mimscale.study.status import format_table
@@ -96,6 +104,8 @@ def cmd_plan(args) -> int:
     else:
         reasons = sorted({why for why in alone.values()})
         print(f"shared prefixes: none ({'; '.join(reasons)})")
+    sys.stdout.flush()  # the plan before the problems
+    refuse(problems)
     return 0
 
 
