@@ -114,3 +114,18 @@ def test_folder_splits_are_the_eval_data_and_new_evals_never_retrain(tmp_path, c
     assert main(["study", "run", str(path), "--out", str(out), "--threads", "1"]) == 0
     assert "1 of 1 runs already finished" in capsys.readouterr().err
     assert (run / "worker.log").read_text() == log
+
+
+def test_results_and_report_name_the_eval_data_also_of_older_results(tmp_path):
+    from mimscale.analysis.results import eval_columns, read_eval
+    from mimscale.report.build import _eval_data_note
+
+    run = tmp_path / "runs" / "r1"
+    (run / "eval").mkdir(parents=True)
+    older = {"metrics": {"top1": 0.5}, "data": {"train": {"kind": "shapes", "split": "probe"},
+                                                "test": {"kind": "shapes", "split": "test"}}}
+    (run / "eval" / "knn.json").write_text(json.dumps(older))  # written before data.name existed
+    row = read_eval(run)
+    assert row == {"eval_knn_top1": 0.5, "eval_knn_data": "shapes (built-in) (probe / test)"}
+    assert eval_columns(pd.DataFrame([row])) == ["eval_knn_top1"]  # the data column is not a metric
+    assert "<li>eval_knn_*: shapes (built-in) (probe / test)</li>" in _eval_data_note(pd.DataFrame([row]))
