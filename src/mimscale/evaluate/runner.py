@@ -22,13 +22,21 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from omegaconf import OmegaConf
 
 from mimscale.engine import distributed as dist
 from mimscale.engine.distributed import resolve_device
 from mimscale.errors import EvalError
 from mimscale.evaluate import data as D
-from mimscale.evaluate.config import as_eval_config, data_name, identity, result_name, same_identity
+from mimscale.evaluate.config import (
+    as_eval_config,
+    data_name,
+    identity,
+    resolve_spec,
+    result_name,
+    same_identity,
+)
 from mimscale.evaluate.engine import log
 from mimscale.evaluate.finetune import finetune
 from mimscale.evaluate.loading import eval_home, load_encoder
@@ -99,10 +107,28 @@ def split_metrics(values: dict) -> tuple[dict, dict]:
     return metrics, {k: v for k, v in values.items() if k not in metrics}
 
 
+def with_run_data(source: Path, cfg):
+    """``cfg`` for the run directory ``source``: without ``train_source``, a run pre-trained on the user's
+    images is evaluated on their labelled splits, never silently on the built-in shapes
+    (``config.resolve_spec``, what a study does for each run)."""
+    if cfg.train_source or not source.is_dir():
+        return cfg
+    try:
+        run_cfg = yaml.safe_load(RunDir(source).config.read_text())
+    except (OSError, yaml.YAMLError):
+        return cfg  # no readable config.yaml: nothing says which images it saw
+    pretrain_source = (run_cfg.get("data") or {}).get("source") if isinstance(run_cfg, dict) else None
+    if not pretrain_source:
+        return cfg
+    spec = OmegaConf.to_container(cfg, resolve=True)
+    resolved = resolve_spec(spec, str(pretrain_source))
+    return cfg if resolved is spec else as_eval_config(resolved)
+
+
 def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     """Evaluate the run in ``run_dir`` as ``cfg`` (an EvalConfig, dict or DictConfig) says."""
-    cfg = as_eval_config(cfg)
     source, run_dir = Path(run_dir), eval_home(run_dir)  # a checkpoint file's results go beside it
+    cfg = with_run_data(source, as_eval_config(cfg))
     out = run_dir.eval_result(result_name(cfg))
     if not force and (prev := _finished(out, cfg, run_dir)) is not None:
         return prev
