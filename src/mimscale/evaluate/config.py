@@ -60,10 +60,10 @@ class EvalConfig:
     img_size: int = key(0, "image side in pixels; 0: the run's pre-training size", at_least_zero(), tasks=ALL)
 
     # --- data (see mimscale.data.build_source; segfolder:/path for image/mask pairs) ------------
-    train_source: str = key("", "labelled training images; empty: the built-in shapes probe pool (2,000 images, "
-                                "from seeds disjoint from the pre-training pool) at img_size, except in a study "
-                                "whose run pre-trains on other images: there that source's own labelled split",
-                            TEXT, tasks=ALL)
+    train_source: str = key("", "labelled training images; empty: a run pre-trained on a built-in source gets the "
+                                "built-in shapes probe pool (2,000 images, from seeds disjoint from the pre-training "
+                                "pool) at img_size, any other run its own pre-training source (a folder's "
+                                "ROOT/train, tested on ROOT/val)", TEXT, tasks=ALL)
     test_source: str = key("", "test images; empty: the train_source's own validation split (or the built-in "
                                "shapes test pool of 1,000 images)", TEXT, tasks=ALL)
     num_classes: int = key(0, "0: from the data; > 0 is checked against it", at_least_zero(), tasks=ALL)
