@@ -147,6 +147,7 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     if img_size % encoder.patch_size:
         raise EvalError(f"img_size {img_size} is not a multiple of the model's patch size {encoder.patch_size}")
     train, test = D.build_sources(cfg.train_source, cfg.test_source, img_size)
+    D.check_data(train, test, cfg)  # labels or masks: a bad source fails before the line naming the data
     data = {"train": train.describe(), "test": test.describe()}
     data["name"] = data_name(data["train"], data["test"])
     log(f"[evaluate] {result_name(cfg)}: {cfg.task} on {data['name']}")
