@@ -46,7 +46,8 @@ def test_without_splits_plan_and_run_refuse_before_compute_naming_each_problem(t
         assert main(["study", cmd, str(path), "--out", str(out)]) == 2
         lines = capsys.readouterr().err.splitlines()
         assert len(lines) == 2  # every problem at once, one line each
-        assert lines[0].startswith("mimscale study: error: eval 'knn': train_source folder:")
+        assert lines[0].startswith("mimscale study: error: eval 'knn': no train_source given, so the run's own "
+                                   f"images: train_source folder:{root}")
         assert "has no validation split (ROOT/train and ROOT/val class folders)" in lines[0]
         assert lines[1].startswith("mimscale study: error: eval 'lin': ") and "linear_epochs" in lines[1]
     assert not out.exists()  # nothing was created, let alone trained

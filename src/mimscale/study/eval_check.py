@@ -25,14 +25,16 @@ def resolve_evals(study: Study) -> tuple[dict[tuple[str, str], str], list[str]]:
     done: dict[tuple[str, int], tuple[str | None, str | None]] = {}
     for run in study.runs:
         size = int(run.cfg.data.img_size)
-        for spec in run.evals:
+        for spec, written in zip(run.evals, study.evals):
             key = (json.dumps(spec, sort_keys=True, default=str), size)
             if key not in done:
+                # An entry without train_source evaluates on the run's own pre-training images: say so.
+                implicit = "no train_source given, so the run's own images: " if spec is not written else ""
                 try:
                     cfg = from_spec(spec)
                     done[key] = (resolve_data(cfg, int(cfg.img_size) or size)["name"], None)
                 except (UserError, OSError) as e:
-                    done[key] = (None, " ".join(str(e).split()))
+                    done[key] = (None, implicit + " ".join(str(e).split()))
             name, problem = done[key]
             if problem is None:
                 data[(run.id, spec["name"])] = name
