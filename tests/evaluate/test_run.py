@@ -127,3 +127,16 @@ def test_segmentation_from_a_folder_of_image_mask_pairs(vit_run, tmp_path, capsy
     bad = _seg_folder(tmp_path / "bad", mask_size=30)
     assert main(["finetune", str(vit_run), "task=segment", "name=bad-seg", f"train_source=segfolder:{bad}"]) == 2
     assert "but the image is (32, 32)" in capsys.readouterr().err
+
+
+def test_a_run_pretrained_on_own_images_is_evaluated_on_them_not_on_shapes(tmp_path):
+    from mimscale.evaluate.config import as_eval_config
+    from mimscale.evaluate.runner import with_run_data
+
+    (tmp_path / "config.yaml").write_text("data:\n  source: folder:/data/mine\n")
+    assert with_run_data(tmp_path, as_eval_config({"task": "knn"})).train_source == "folder:/data/mine"
+    own = as_eval_config({"task": "knn", "train_source": "shapes"})
+    assert with_run_data(tmp_path, own) is own  # an eval that names its data gets it
+    (tmp_path / "config.yaml").write_text("data:\n  source: shapes:size=32,pool=100\n")
+    builtin = as_eval_config({"task": "knn"})
+    assert with_run_data(tmp_path, builtin) is builtin  # the built-in shapes pools, identity unchanged

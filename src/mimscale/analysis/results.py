@@ -13,6 +13,8 @@ Columns of the results table (CSV input must have the first five):
     train_probe_loss
     eval_<name>                                        any number of downstream metrics; higher is
                                                        better unless the name ends in "loss"
+    eval_<name>_data                                   text, not a metric: the data evaluation <name>
+                                                       trained and tested on (e.g. "folder:/x (train / val)")
 
 Study directories map onto it as follows (`STUDY_DIR/runs/<run_id>/`):
 
@@ -25,6 +27,7 @@ Study directories map onto it as follows (`STUDY_DIR/runs/<run_id>/`):
     config.yaml  data.source without a fraction option  -> dataset
     eval/<name>.json {"metrics": {"top1": v, ...}}      -> eval_<name>_top1, ...
     eval/<name>.json {"name": ..., "value": v}          -> eval_<name>  (<name> = the file's stem)
+    eval/<name>.json {"data": {"name": ..., ...}}       -> eval_<name>_data (from "train"/"test" when older)
 
 A run without `summary.json` gets status "incomplete" and no val_loss. The analysis keeps rows whose
 status is "done" or "partial" (pre-training finished, an evaluation missing) or empty, and skips
@@ -67,8 +70,31 @@ def is_study_dir(path: Path) -> bool:
     return path.is_dir() and (path / "runs").is_dir()
 
 
+EVAL_DATA_SUFFIX = "_data"  # eval_<name>_data: the data an evaluation used, a text column beside its metrics
+
+
 def eval_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if str(c).startswith("eval_")]
+    """The downstream metric columns (``eval_*`` but not the ``eval_<name>_data`` text columns)."""
+    return [c for c in df.columns if str(c).startswith("eval_") and not str(c).endswith(EVAL_DATA_SUFFIX)]
+
+
+def eval_data_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if str(c).startswith("eval_") and str(c).endswith(EVAL_DATA_SUFFIX)]
+
+
+def _eval_data(result: dict) -> str | None:
+    """The data an evaluation result used, in words (results written before ``data.name`` existed: from the
+    sources' descriptions)."""
+    data = result.get("data")
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("name"), str):
+        return data["name"]
+    if isinstance(data.get("train"), dict) and isinstance(data.get("test"), dict):
+        from mimscale.evaluate.config import data_name  # omegaconf only
+
+        return data_name(data["train"], data["test"])
+    return None
 
 
 def _evaluation(metric: str) -> str:
@@ -152,9 +178,10 @@ def finetune_metrics(input_path, metrics: list[str]) -> list[str]:
     return [c for c in (f"eval_{_clean_name(n)}_top1" for n in names if n) if c in metrics]
 
 
-def read_eval(run_dir: Path) -> dict[str, float]:
-    """Downstream metrics of one run as `eval_*` columns (see the module docstring for the mapping)."""
-    out: dict[str, float] = {}
+def read_eval(run_dir: Path) -> dict[str, float | str]:
+    """Downstream metrics of one run as `eval_*` columns, and the data of each as `eval_<name>_data` (see the
+    module docstring for the mapping)."""
+    out: dict[str, float | str] = {}
     for path in RunDir(run_dir).eval_results():
         data = R.read_json(path)
         if data is None:
@@ -167,6 +194,8 @@ def read_eval(run_dir: Path) -> dict[str, float]:
                     out[f"eval_{stem}_{_clean_name(key)}"] = _number(value)
         elif "value" in data and _number(data["value"]) is not None:
             out[f"eval_{stem}"] = _number(data["value"])
+        if _eval_data(data) is not None:
+            out[f"eval_{stem}{EVAL_DATA_SUFFIX}"] = _eval_data(data)
     return out
 
 
@@ -220,7 +249,7 @@ def results_table(study_dir) -> pd.DataFrame:
     first = ["run", "status", *REQUIRED, "dataset", "data_fraction", "train_probe_loss"]
     ordered = [c for c in first if c in df.columns]
     rest = [c for c in df.columns if c not in ordered and not c.startswith("eval_")]
-    return df[ordered + rest + sorted(eval_columns(df))]
+    return df[ordered + rest + sorted(eval_columns(df) + eval_data_columns(df))]
 
 
 def read_curves(run_dir: Path) -> pd.DataFrame:

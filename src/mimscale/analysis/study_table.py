@@ -31,7 +31,7 @@ def study_results(study: Study, study_dir: Path) -> tuple[pd.DataFrame, pd.DataF
     rows = []
     for run in study.runs:
         row = dict(by_id.get(run.id, {"run": run.id}))
-        row["status"] = store.run_state(study_dir, run.id, study.evals)
+        row["status"] = store.run_state(study_dir, run.id, run.evals)
         for k, v in run.axes.items():
             row[k] = _axis_value(v)
         rows.append(row)

@@ -60,8 +60,10 @@ class EvalConfig:
     img_size: int = key(0, "image side in pixels; 0: the run's pre-training size", at_least_zero(), tasks=ALL)
 
     # --- data (see mimscale.data.build_source; segfolder:/path for image/mask pairs) ------------
-    train_source: str = key("", "labelled training images; empty: the built-in shapes probe pool (2,000 images, "
-                                "from seeds disjoint from the pre-training pool) at img_size", TEXT, tasks=ALL)
+    train_source: str = key("", "labelled training images; empty: a run pre-trained on a built-in source gets the "
+                                "built-in shapes probe pool (2,000 images, from seeds disjoint from the pre-training "
+                                "pool) at img_size, any other run its own pre-training source (a folder's "
+                                "ROOT/train, tested on ROOT/val)", TEXT, tasks=ALL)
     test_source: str = key("", "test images; empty: the train_source's own validation split (or the built-in "
                                "shapes test pool of 1,000 images)", TEXT, tasks=ALL)
     num_classes: int = key(0, "0: from the data; > 0 is checked against it", at_least_zero(), tasks=ALL)
@@ -202,6 +204,46 @@ def from_spec(spec: dict, threads: int = 0) -> DictConfig:
     """A study's eval entry (a mapping of EvalConfig keys, as in the study file) -> the evaluation config."""
     overrides = [f"{k}={json.dumps(v, default=str)}" for k, v in spec.items()]  # JSON is YAML: types survive
     return load_eval_config(None, overrides + ([f"threads={threads}"] if threads > 0 else []))
+
+
+# Sources that ship with mimscale (generated or packaged). An evaluation uses the built-in shapes pools by
+# default only where the run pre-trained on one of these; a run pre-trained on the user's images is evaluated
+# on those images' own labelled splits, never silently on shapes.
+BUILT_IN_SOURCES = ("shapes", "photos", "digits", "sample_images")
+
+
+def is_built_in(source: str) -> bool:
+    return str(source).strip().partition(":")[0] in BUILT_IN_SOURCES
+
+
+def resolve_spec(spec: dict, pretrain_source: str) -> dict:
+    """A study eval entry as one run evaluates it: without ``train_source``, a run pre-trained on a built-in
+    source keeps the built-in shapes pools (the entry is returned as is, so its results keep their identity);
+    any other run is evaluated on its pre-training source (``train_source`` = that source, whose validation
+    split is the test set unless ``test_source`` is given: a folder's ROOT/train and ROOT/val)."""
+    if spec.get("train_source") or is_built_in(pretrain_source):
+        return spec
+    return {**spec, "train_source": str(pretrain_source)}
+
+
+def _source_text(d: dict) -> str:
+    kind = d.get("kind", "?")
+    if kind in BUILT_IN_SOURCES:
+        return f"{kind} (built-in)"
+    return f"{kind}:{d.get('path', '?')}"
+
+
+def data_name(train: dict, test: dict) -> str:
+    """An evaluation's data in words from its sources' ``describe()``: ``folder:/x (train / val)``,
+    ``shapes (built-in) (probe / test)``; two different sources are both named."""
+    def split(d: dict) -> str:
+        s = d.get("split")
+        return "all" if s in (None, "", "auto") else str(s)
+
+    a, b = _source_text(train), _source_text(test)
+    if a == b:
+        return f"{a} ({split(train)} / {split(test)})"
+    return f"{a} ({split(train)}) / {b} ({split(test)})"
 
 
 @functools.lru_cache(maxsize=256)

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mimscale.data.sources import build_source
+from mimscale.data.sources import build_source, parse_spec
 from mimscale.data.transforms import EvalTransform, Normalize, TrainTransform
 from mimscale.errors import EvalError
 from mimscale.evaluate.augment import rand_augment
+from mimscale.evaluate.config import data_name
 
 # The built-in downstream data: labelled pools generated from seeds disjoint from pre-training's.
 DEFAULT_TRAIN = "shapes:size={size},pool=2000,seed=0,split=probe"
@@ -22,7 +23,8 @@ DEFAULT_TEST = "shapes:size={size},pool=1000,seed=0,split=test"
 
 
 def build_sources(train_spec: str, test_spec: str, size: int):
-    """(train, test) sources; an empty test spec takes the train source's own validation split."""
+    """(train, test) sources; an empty test spec takes the train source's own validation split. Builds, never
+    decodes: a folder is listed, so this is also the check a study runs before any compute."""
     train = build_source(train_spec or DEFAULT_TRAIN.format(size=size))
     if test_spec:
         test = build_source(test_spec)
@@ -31,8 +33,32 @@ def build_sources(train_spec: str, test_spec: str, size: int):
     else:
         test = train.validation()
         if test is None:
-            raise EvalError(f"{train_spec} has no validation split: give test_source=...")
+            layout = " (ROOT/train and ROOT/val class folders)" if train.describe().get("kind") == "folder" else ""
+            raise EvalError(f"train_source {train_spec} has no validation split{layout}: give test_source=...")
     return train, test
+
+
+def check_data(train, test, cfg) -> None:
+    """What the task needs of its data, checked without computing: labels for classification, masks for
+    segmentation (their class count is scanned when the evaluation runs)."""
+    if cfg.task == "segment":
+        _require_masks(train)
+        _require_masks(test)
+    else:
+        check_labels(train, test, cfg.num_classes, cfg.task)
+
+
+def resolve_data(cfg, size: int) -> dict:
+    """The ``describe()`` of an evaluation's train and test data and its name in words, every check done,
+    without computing (the study runner's check before pre-training). The default built-in shapes pools are
+    described, not generated."""
+    if not cfg.train_source and not cfg.test_source:
+        train, test = (parse_spec(s.format(size=size)) for s in (DEFAULT_TRAIN, DEFAULT_TEST))
+    else:
+        sources = build_sources(cfg.train_source, cfg.test_source, size)
+        check_data(*sources, cfg)
+        train, test = (s.describe() for s in sources)
+    return {"train": train, "test": test, "name": data_name(train, test)}
 
 
 def check_labels(train, test, num_classes: int, task: str) -> int:

@@ -9,7 +9,8 @@ Result schema::
      "config": {...},                                    # the full EvalConfig
      "model": str, "model_kwargs": {...}, "img_size": int, "init": "pretrained" | "random",
      "checkpoint": str | null, "step": int | null, "run_dir": str,
-     "data": {"train": {...}, "test": {...}, "num_train": int, "num_test": int, "num_classes": int},
+     "data": {"train": {...}, "test": {...}, "name": str,  # name: both in words (config.data_name)
+              "num_train": int, "num_test": int, "num_classes": int},
      "history": [...],                                   # per-epoch evaluations (finetune, segment)
      "wall_time_s": float}
 """
@@ -21,13 +22,21 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from omegaconf import OmegaConf
 
 from mimscale.engine import distributed as dist
 from mimscale.engine.distributed import resolve_device
 from mimscale.errors import EvalError
 from mimscale.evaluate import data as D
-from mimscale.evaluate.config import as_eval_config, identity, result_name, same_identity
+from mimscale.evaluate.config import (
+    as_eval_config,
+    data_name,
+    identity,
+    resolve_spec,
+    result_name,
+    same_identity,
+)
 from mimscale.evaluate.engine import log
 from mimscale.evaluate.finetune import finetune
 from mimscale.evaluate.loading import eval_home, load_encoder
@@ -98,10 +107,28 @@ def split_metrics(values: dict) -> tuple[dict, dict]:
     return metrics, {k: v for k, v in values.items() if k not in metrics}
 
 
+def with_run_data(source: Path, cfg):
+    """``cfg`` for the run directory ``source``: without ``train_source``, a run pre-trained on the user's
+    images is evaluated on their labelled splits, never silently on the built-in shapes
+    (``config.resolve_spec``, what a study does for each run)."""
+    if cfg.train_source or not source.is_dir():
+        return cfg
+    try:
+        run_cfg = yaml.safe_load(RunDir(source).config.read_text())
+    except (OSError, yaml.YAMLError):
+        return cfg  # no readable config.yaml: nothing says which images it saw
+    pretrain_source = (run_cfg.get("data") or {}).get("source") if isinstance(run_cfg, dict) else None
+    if not pretrain_source:
+        return cfg
+    spec = OmegaConf.to_container(cfg, resolve=True)
+    resolved = resolve_spec(spec, str(pretrain_source))
+    return cfg if resolved is spec else as_eval_config(resolved)
+
+
 def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     """Evaluate the run in ``run_dir`` as ``cfg`` (an EvalConfig, dict or DictConfig) says."""
-    cfg = as_eval_config(cfg)
     source, run_dir = Path(run_dir), eval_home(run_dir)  # a checkpoint file's results go beside it
+    cfg = with_run_data(source, as_eval_config(cfg))
     out = run_dir.eval_result(result_name(cfg))
     if not force and (prev := _finished(out, cfg, run_dir)) is not None:
         return prev
@@ -120,6 +147,10 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     if img_size % encoder.patch_size:
         raise EvalError(f"img_size {img_size} is not a multiple of the model's patch size {encoder.patch_size}")
     train, test = D.build_sources(cfg.train_source, cfg.test_source, img_size)
+    D.check_data(train, test, cfg)  # labels or masks: a bad source fails before the line naming the data
+    data = {"train": train.describe(), "test": test.describe()}
+    data["name"] = data_name(data["train"], data["test"])
+    log(f"[evaluate] {result_name(cfg)}: {cfg.task} on {data['name']}")
     state = run_dir.eval_state(result_name(cfg))  # a fine-tuning resumes from it; --force starts over
     if force and dist.is_main():
         state.unlink(missing_ok=True)
@@ -145,7 +176,7 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
         "notes": res["notes"], "config": OmegaConf.to_container(cfg, resolve=True), "identity": identity(cfg),
         "model": loaded.model_name, "model_kwargs": loaded.kwargs, "img_size": img_size, "init": cfg.init,
         "checkpoint": loaded.checkpoint, "step": loaded.step, "run_dir": str(run_dir.path),
-        "data": {"train": train.describe(), "test": test.describe(), "num_train": len(train),
+        "data": {**data, "num_train": len(train),
                  "num_test": len(test), "num_classes": num_classes},
         "history": res.get("history", []), "wall_time_s": time.time() - t0,
     }

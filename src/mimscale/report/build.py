@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pandas as pd
 
 from ..analysis.correlation import model_order
 from ..analysis.pipeline import analyze_frames, default_out, flatten_rows
-from ..analysis.results import is_study_dir
+from ..analysis.results import EVAL_DATA_SUFFIX, eval_data_columns, is_study_dir
 from ..rundir import RunDir, atomic_write_text
 from . import figures as F
 from . import html as H
@@ -124,6 +125,18 @@ def _tables(res: dict, same: dict[str, list[str]]) -> dict[str, str]:
     }
 
 
+def _eval_data_note(runs: pd.DataFrame) -> str:
+    """Which data each evaluation's metrics were measured on (the eval_<name>_data columns), so a downstream
+    number is never read without its data set."""
+    items = []
+    for col in eval_data_columns(runs):
+        names = sorted({str(v) for v in runs[col].dropna()})
+        if names:
+            evaluation = col.removeprefix("eval_").removesuffix(EVAL_DATA_SUFFIX)
+            items.append(f"<li>eval_{html.escape(evaluation)}_*: {html.escape('; '.join(names))}</li>")
+    return f"<p>Downstream metrics are measured on:</p><ul>{''.join(items)}</ul>" if items else ""
+
+
 def _gallery(input_path: Path, runs: pd.DataFrame) -> list[dict]:
     sizes = sorted(runs["data_size"].unique())
     rows = []
@@ -156,6 +169,8 @@ def build_report(input_path, out_dir=None, extra_sections: dict[str, str] | None
     gallery = H.gallery(_gallery(input_path, runs)) if is_study_dir(input_path) else None
     path = out / "report.html"
     tables = _tables(res, same)
+    corr_title = "Validation loss vs downstream metrics"
+    tables[corr_title] = _eval_data_note(runs) + tables[corr_title]
     if "branched_from" in runs.columns and runs["branched_from"].notna().any():
         shared = runs[runs["branched_from"].notna()]
         tables["Shared training prefixes"] = (

@@ -10,8 +10,8 @@ from pathlib import Path
 from mimscale.errors import StudyError
 from mimscale.rundir import RunState
 from mimscale.study import store
+from mimscale.study.eval_check import eval_data_text, resolve_evals
 from mimscale.study.spec import Study, load_study
-from mimscale.study.worker import check_evals
 
 PROG = "mimscale study"  # the prefix of the messages below
 
@@ -29,12 +29,30 @@ def open_dir(arg: str) -> tuple[Study, Path]:
     return store.load_study_dir(path), path
 
 
+def check_evals(study: Study) -> dict[tuple[str, str], str]:
+    """Resolve every evaluation of every run before anything trains: every problem as a one-line error (the
+    last one raised: exit 2). Returns (run id, eval name) -> the data it evaluates on."""
+    data, problems = resolve_evals(study)
+    refuse(problems)
+    return data
+
+
+def refuse(problems: list[str]) -> None:
+    """Each problem as a one-line error, the last one raised (exit 2); nothing when there is none."""
+    for line in problems[:-1]:
+        print(f"{PROG}: error: {line}", file=sys.stderr)
+    if problems:
+        raise StudyError(problems[-1])
+
+
 def cmd_plan(args) -> int:
     from mimscale.study import sharing
     from mimscale.study.cost import human, run_cost
 
     study = load_study(args.study)
-    check_evals(study.evals)
+    # The plan is printed even when an evaluation cannot run here (the cost of a cluster's grid can be read on
+    # a laptop without its data); the problems follow it, and the exit code is 2.
+    eval_data, problems = resolve_evals(study)
     costs = [run_cost(r, flops=not args.no_flops) for r in study.runs]
     branches, alone = sharing.plan(study, not args.no_share)
     for r, c in zip(study.runs, costs):  # what each run costs with sharing: a branch only from its departure
@@ -53,11 +71,15 @@ def cmd_plan(args) -> int:
     out_dir = _study_dir(study, args.out)
     if args.json:
         doc = {"study": study.name, "study_dir": str(out_dir), "evals": study.evals,
-               "runs": [{"run": r.id, "axes": r.axes, **c} for r, c in zip(study.runs, costs)],
+               "eval_data": eval_data_text(study, eval_data),
+               "runs": [{"run": r.id, "axes": r.axes, **c,
+                         "eval_data": {e["name"]: eval_data.get((r.id, e["name"])) for e in r.evals}}
+                        for r, c in zip(study.runs, costs)], "eval_problems": problems,
                "total": {"runs": len(study.runs), "images": tot_images, "flops": tot_flops_shared,
                          "flops_unshared": tot_flops, "train_iterations": shared,
                          "train_iterations_unshared": unshared, "branches": len(branches)}}
         print(json.dumps(doc, indent=2, default=str))
+        refuse(problems)
         return 0
     from mimscale.study.spec import axis_text
     from mimscale.study.status import format_table
@@ -68,8 +90,9 @@ def cmd_plan(args) -> int:
              else "-"] for r, c in zip(study.runs, costs)]
     shape = " x ".join(f"{k} ({len(v)})" for k, v in study.axes.items())
     shape += "".join(f" x zip[{', '.join(g)}] ({len(next(iter(g.values())))})" for g in study.zip)
-    evals = ", ".join(f"{e['name']} ({e['task']})" for e in study.evals) or "none"
-    print(f"study {study.name}: {len(study.runs)} runs = {shape or 'the base config'}; evals: {evals}")
+    print(f"study {study.name}: {len(study.runs)} runs = {shape or 'the base config'}; evals: {_evals_text(study)}")
+    for name, data in eval_data_text(study, eval_data).items():
+        print(f"eval {name} data: {data}")
     print(f"study directory: {out_dir}\n")
     print(format_table(["run", *axes, "params", "batch", "images", "FLOPs", "branches from"], rows))
     print(f"\ntotal: {len(study.runs)} runs, {human(tot_images)} images, {human(tot_flops)} FLOPs "
@@ -81,15 +104,24 @@ def cmd_plan(args) -> int:
     else:
         reasons = sorted({why for why in alone.values()})
         print(f"shared prefixes: none ({'; '.join(reasons)})")
+    sys.stdout.flush()  # the plan before the problems
+    refuse(problems)
     return 0
+
+
+def _evals_text(study: Study) -> str:
+    return ", ".join(f"{e['name']} ({e['task']})" for e in study.evals) or "none"
 
 
 def cmd_run(args) -> int:
     study = load_study(args.study)
+    eval_data = None
     if args.run_fn is None:  # an injected run function decides itself what evals mean
-        check_evals(study.evals)
+        eval_data = check_evals(study)
     study_dir = _study_dir(study, args.out)
     store.init_study_dir(study, study_dir)
+    for name, data in eval_data_text(study, eval_data or {}).items():
+        print(f"study {study.name}: eval {name} on {data}", file=sys.stderr, flush=True)
     if args.executor == "slurm":
         from mimscale.study.slurm import run_slurm
 
@@ -114,7 +146,7 @@ def cmd_run(args) -> int:
     report = run_local(study, study_dir, workers=args.workers, threads=threads, run_fn=args.run_fn,
                        retry_failed=not args.skip_failed, wait_for_others=not args.no_wait,
                        share=not args.no_share)
-    left = [r.id for r in study.runs if store.run_state(study_dir, r.id, study.evals) != RunState.DONE]
+    left = [r.id for r in study.runs if store.run_state(study_dir, r.id, r.evals) != RunState.DONE]
     if report.stopped:
         print(f"{PROG}: interrupted: {len(study.runs) - len(left)} of {len(study.runs)} runs done; "
               f"run the same command again to continue", file=sys.stderr)

@@ -121,7 +121,7 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
     order = _schedule_order(study.runs, costs)
     timings: list[tuple[float, float]] = []  # (cost, seconds) of the runs this call finished: the ETA
     for r in order:
-        if store.run_state(study_dir, r.id, study.evals) not in (*store.RUNNABLE, RunState.RUNNING):
+        if store.run_state(study_dir, r.id, r.evals) not in (*store.RUNNABLE, RunState.RUNNING):
             report.skipped.append(r.id)
     if report.skipped:
         log(f"{len(report.skipped)} of {total} runs already finished; skipping them")
@@ -138,7 +138,7 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
         extra = sharing.runtime_keys(study, study_dir, run.id, branches)
         cfg = with_runtime(run.cfg, store.run_dir(study_dir, run.id), nthreads, extra)
         proc = ctx.Process(target=child_main, name=f"mimscale-study-{run.id}",
-                           args=(str(study_dir), run.id, cfg, study.evals, run_fn, nthreads, os.getpid()))
+                           args=(str(study_dir), run.id, cfg, run.evals, run_fn, nthreads, os.getpid()))
         proc.start()
         active[run.id] = (proc, run, time.time())
         attempted.add(run.id)
@@ -177,7 +177,7 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
                         break
                     if run.id in active or run.id in attempted or run.id in report.skipped:
                         continue
-                    state = store.run_state(study_dir, run.id, study.evals)
+                    state = store.run_state(study_dir, run.id, run.evals)
                     if state in store.RUNNABLE and sharing.waiting_for(study_dir, run.id, branches):
                         continue  # its trunk is still on its way to the branch point
                     if state in store.RUNNABLE and (retry_failed or state != RunState.FAILED):
@@ -187,7 +187,7 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
                 if sig.count:
                     break
                 elsewhere = [r.id for r in order if r.id not in attempted and r.id not in report.skipped
-                             and store.run_state(study_dir, r.id, study.evals) == RunState.RUNNING]
+                             and store.run_state(study_dir, r.id, r.evals) == RunState.RUNNING]
                 if not (elsewhere and wait_for_others):
                     for r in order:
                         why = sharing.waiting_for(study_dir, r.id, branches)

@@ -209,7 +209,7 @@ def run_slurm(study: Study, study_dir: Path, *, cluster: str | None = None, part
         if run.id in queue:
             in_queue.append(f"{run.id} ({queue[run.id]['job']} {queue[run.id]['state']})")
             continue
-        state = store.run_state(study_dir, run.id, study.evals)
+        state = store.run_state(study_dir, run.id, run.evals)
         if state in (RunState.PENDING, RunState.PARTIAL) or (state == RunState.FAILED and retry_failed):
             todo.append(run)
     if in_queue:
@@ -241,7 +241,7 @@ def run_slurm(study: Study, study_dir: Path, *, cluster: str | None = None, part
             results.append(job.result())
         except Exception as e:  # noqa: BLE001 - a task that died outside our recording (e.g. node failure)
             line = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
-            results.append({"run": run.id, "exit": None, "status": store.run_state(study_dir, run.id, study.evals),
+            results.append({"run": run.id, "exit": None, "status": store.run_state(study_dir, run.id, run.evals),
                             "error": line})
     return results
 
@@ -296,7 +296,7 @@ class _Submitter:
         cfgs = [with_runtime(r.cfg, store.run_dir(self.study_dir, r.id), self.threads,
                              sharing.trunk_keys(self.study, r.id, self.task.branches)) for r in runs]
         try:
-            jobs = self.executor.map_array(self.task, [r.id for r in runs], cfgs, [self.study.evals] * len(runs))
+            jobs = self.executor.map_array(self.task, [r.id for r in runs], cfgs, [r.evals for r in runs])
         except FailedJobError as e:  # sbatch refused: a bad partition, GPU request, ...
             line = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).strip()[:300])
             raise StudyError(f"sbatch refused the job array: {line.strip().removeprefix('sbatch: error: ')}") \

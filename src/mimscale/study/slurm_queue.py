@@ -128,7 +128,7 @@ def with_queue(study: Study, study_dir: Path, rows: list[dict]) -> list[dict]:
         if row["status"] == RunState.RUNNING and q is None:
             path = store.lock_path(study_dir, row["run"])
             if _dead_slurm_claim(store.read_lock(path), path, tasks, listed):
-                row["status"] = store.run_state(study_dir, row["run"], study.evals, held=True)
+                row["status"] = store.run_state(study_dir, row["run"], study.run(row["run"]).evals, held=True)
         if q is None:
             continue
         row["slurm_job"] = q["job"]

@@ -11,11 +11,14 @@ A study file (YAML)::
     zip:                             # optional groups whose keys vary together (one axis each)
       - {train.iters: [100, 200], train.warmup_iters: [10, 20]}
     evals:                           # run after each pre-training: mimscale.evaluate keys (docs/CONFIG.md)
-      - {name: knn, task: knn, knn_k: 20}
+      - {name: knn, task: knn, knn_k: 20}   # without train_source: the run's own images' labelled splits
+                                            # (built-in shapes when it pre-trains on a built-in source)
     out: runs/cpu-small              # optional study directory (default runs/<name>)
 
 The *definition* (everything but ``out``, with ``base_config`` inlined and keys dotted) is what
-``STUDY_DIR/study.yaml`` holds and what two studies sharing a directory must agree on.
+``STUDY_DIR/study.yaml`` holds. Two studies sharing a directory must agree on its pre-training part
+(``pretraining()``: everything but the evals); the evals may change: each run's evaluations are looked up
+by their own identity, so a changed or added eval runs on the finished checkpoints, nothing re-trains.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from omegaconf import DictConfig
 
 from mimscale import config as C
 from mimscale.errors import StudyError
+from mimscale.evaluate.config import resolve_spec
 
 # "runs" is the expansion the runner writes into STUDY_DIR/study.yaml; it is ignored on input, so that
 # file can itself be edited and run again.
@@ -48,6 +52,7 @@ class StudyRun:
     index: int  # position in the grid (the order of `plan` and `status`)
     axes: dict[str, Any]  # this run's value of every axis key
     cfg: DictConfig  # resolved, frozen; run_dir/threads are filled in by the executor
+    evals: list[dict] = field(default_factory=list)  # the study's evals as this run runs them (resolve_spec)
 
     def label(self) -> str:
         return " ".join(f"{k}={axis_text(v)}" for k, v in self.axes.items())
@@ -65,9 +70,12 @@ class Study:
     runs: list[StudyRun] = field(default_factory=list)
 
     def definition(self) -> dict:
-        """The normalised definition: what a shared directory must match (the description is free text)."""
-        return {"name": self.name, "base": dict(sorted(self.base.items())), "axes": self.axes,
-                "zip": self.zip, "evals": self.evals}
+        """The normalised definition, what study.yaml holds (the description is free text)."""
+        return {**self.pretraining(), "evals": self.evals}
+
+    def pretraining(self) -> dict:
+        """The part of the definition a shared directory must match: the runs. Evaluations are not in it."""
+        return {"name": self.name, "base": dict(sorted(self.base.items())), "axes": self.axes, "zip": self.zip}
 
     def axis_keys(self) -> list[str]:
         return list(self.axes) + [k for group in self.zip for k in group]
@@ -262,7 +270,8 @@ def expand(study: Study) -> list[StudyRun]:
             where = " ".join(f"{k}={axis_text(v)}" for k, v in point.items()) or "the base config"
             raise StudyError(f"run {where}: {e}") from None
         rid = C.run_id(cfg)
-        run = StudyRun(id=rid, index=index, axes=point, cfg=cfg)
+        evals = [resolve_spec(e, cfg.data.source) for e in study.evals]
+        run = StudyRun(id=rid, index=index, axes=point, cfg=cfg, evals=evals)
         if rid in seen:
             raise StudyError(f"runs '{seen[rid].label()}' and '{run.label()}' resolve to the same config "
                              f"(run {rid}); remove the duplicate axis value")

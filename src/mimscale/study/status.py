@@ -65,7 +65,7 @@ def status_rows(study: Study, study_dir: Path) -> list[dict]:
     rows = []
     for run in study.runs:
         d = store.run_dir(study_dir, run.id)
-        state = store.run_state(study_dir, run.id, study.evals)
+        state = store.run_state(study_dir, run.id, run.evals)
         summary = d.read_summary()
         p = progress(d) if d.path.is_dir() else {"step": None, "val_loss": None, "images_per_s": None}
         total = total_steps_of(run.cfg)

@@ -2,7 +2,7 @@
 
 ::
 
-    STUDY_DIR/study.yaml        normalised definition + run list; written once, never overwritten
+    STUDY_DIR/study.yaml        normalised definition + run list; written once, only its evals updated
     STUDY_DIR/runs/<run_id>/    the run directory (pretrain's cfg.run_dir) + status.json, error.txt,
                                 worker.log written by the study runner
     STUDY_DIR/locks/<id>.lock   a live claim: JSON {pid, host, start, owner, time}
@@ -56,7 +56,8 @@ def _study_doc(study: Study) -> dict:
 
 
 def init_study_dir(study: Study, study_dir: Path) -> None:
-    """Write study.yaml, or check that the one there defines the same study (else StudyError, no writes).
+    """Write study.yaml, or check that the one there defines the same runs (else StudyError, no writes) and
+    record this study's evals in it (adding, changing or removing an evaluation never re-trains a run).
 
     Creation is a hard link of a finished temp file, which fails if the name exists: two processes
     starting the same directory at once cannot both "create" it with different definitions.
@@ -71,10 +72,14 @@ def init_study_dir(study: Study, study_dir: Path) -> None:
         # If someone else created it first, theirs stays and is compared below.
         create_exclusive(path, lambda f: f.write(yaml.safe_dump(_study_doc(study), sort_keys=False).encode()))
     existing = load_study_dir(study_dir)
-    if existing.definition() != study.definition():
-        what = next(k for k, v in study.definition().items() if existing.definition()[k] != v)
+    if existing.pretraining() != study.pretraining():
+        what = next(k for k, v in study.pretraining().items() if existing.pretraining()[k] != v)
         raise StudyError(f"{study_dir} holds study '{existing.name}' with a different definition "
                          f"(differs in '{what}'); use another --out or the original study file")
+    if existing.evals != study.evals:
+        # Evaluations are not part of what the runs are: the directory takes the new list (study status and
+        # results read it), and each run evaluates only what it has no current result for.
+        atomic_write_text(path, yaml.safe_dump(_study_doc(study), sort_keys=False))
     (study_dir / "runs").mkdir(exist_ok=True)
     (study_dir / "locks").mkdir(exist_ok=True)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mimscale.errors import Interrupted, StudyError, UserError
+from mimscale.errors import Interrupted
 from mimscale.rundir import RunDir, RunState
 from mimscale.study import store
 
@@ -52,19 +52,6 @@ def with_runtime(cfg: DictConfig, run_dir: Path, threads: int, extra: dict | Non
         OmegaConf.update(cfg, key, value)
     OmegaConf.set_readonly(cfg, True)
     return cfg
-
-
-def check_evals(evals: list[dict]) -> None:
-    """Fail before any run starts, not after hours of pre-training, if an eval entry is invalid."""
-    if not evals:
-        return
-    from mimscale.evaluate.config import from_spec
-
-    for spec in evals:
-        try:
-            from_spec(spec)
-        except UserError as e:
-            raise StudyError(f"eval '{spec['name']}': {e}") from None
 
 
 def run_evals(run_dir: Path, evals: list[dict], threads: int = 0) -> None:
