@@ -44,7 +44,7 @@ def run_demo(out: str | None = None, quick: bool = False, seed: int = 0, data: s
     study = load_study(study_file)
     # A rerun of a finished demo only re-reports: it keeps the recorded time of the demo that did the work.
     previous = read_json(out / RECORD) or {}
-    states = [run_state(out, r.id, study.evals) for r in study.runs]
+    states = [run_state(out, r.id, r.evals) for r in study.runs]
     finished_before = all(st == RunState.DONE for st in states)
     t0 = time.time()
     print(f"[demo] 1/3 pre-training, fine-tuning and probing the grid ({backbone}, {data}, seed "
