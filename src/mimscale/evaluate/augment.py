@@ -37,11 +37,12 @@ def _levels(img: torch.Tensor) -> torch.Tensor:
 
 def _lut(q: torch.Tensor, luts: list[np.ndarray]) -> torch.Tensor:
     """Per-channel 256-entry lookup (PIL ``Image.point``; entries are clipped to 0..255 like PIL's)."""
-    return torch.stack([torch.from_numpy(np.clip(lut, 0, 255).astype(np.int64))[ch] for lut, ch in zip(luts, q)])
+    tables = torch.from_numpy(np.clip(np.stack(luts), 0, 255).astype(np.int64)).to(q.device)
+    return torch.stack([table[ch] for table, ch in zip(tables, q)])
 
 
 def _grey(q: torch.Tensor) -> torch.Tensor:
-    """PIL's ``convert("L")``: fixed-point ITU-R 601-2 luma, rounded (1, H, W)."""
+    """PIL's ``convert("L")``: fixed-point ITU-R 601-2 luma, rounded; (H, W)."""
     if q.shape[0] == 3:
         return (q[0] * 19595 + q[1] * 38470 + q[2] * 7471 + 0x8000) >> 16
     return q.float().mean(0).round().long() if q.shape[0] != 1 else q[0]
@@ -77,7 +78,7 @@ def _equalize(q: torch.Tensor) -> torch.Tensor:
     """PIL ``ImageOps.equalize``: per channel, a lookup from the cumulative histogram."""
     luts = []
     for ch in q:
-        hist = np.bincount(ch.flatten().numpy(), minlength=256)
+        hist = np.bincount(ch.flatten().cpu().numpy(), minlength=256)
         nonzero = hist[hist > 0]
         step = (int(nonzero.sum()) - int(nonzero[-1])) // 255 if len(nonzero) > 1 else 0
         if step == 0:
@@ -91,7 +92,7 @@ def _equalize(q: torch.Tensor) -> torch.Tensor:
 def _smooth(q: torch.Tensor) -> torch.Tensor:
     """PIL ``ImageFilter.SMOOTH`` (3x3 kernel 1 1 1 / 1 5 1 / 1 1 1 over 13, rounded half up); the
     one-pixel border keeps its values, as PIL's 3x3 filter does."""
-    k = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=torch.float64)
+    k = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=torch.float64, device=q.device)
     c = q.shape[0]
     s = F.conv2d(q[None].double(), k.expand(c, 1, 3, 3), groups=c)[0].round().long()  # exact integer sums
     out = q.clone()
@@ -144,11 +145,11 @@ def _transform(q: torch.Tensor, matrix: tuple, mode: str) -> torch.Tensor:
     c, h, w = q.shape
     a, b, c0, d, e, f = (float(v) for v in matrix)
     flat = q.double().view(c, h * w)
-    xs = torch.arange(w, dtype=torch.float64).view(1, w) + 0.5
-    fill = torch.tensor(_FILL if c == 3 else [_FILL_OTHER] * c).view(c, 1, 1)
+    xs = torch.arange(w, dtype=torch.float64, device=q.device).view(1, w) + 0.5
+    fill = torch.tensor(_FILL if c == 3 else [_FILL_OTHER] * c, device=q.device).view(c, 1, 1)
     out = torch.empty_like(q)
     for top in range(0, h, _CHUNK_ROWS):
-        ys = torch.arange(top, min(h, top + _CHUNK_ROWS), dtype=torch.float64).view(-1, 1) + 0.5
+        ys = torch.arange(top, min(h, top + _CHUNK_ROWS), dtype=torch.float64, device=q.device).view(-1, 1) + 0.5
         xin = a * xs + b * ys + c0
         yin = d * xs + e * ys + f
         inside = (xin >= 0) & (xin < w) & (yin >= 0) & (yin < h)
