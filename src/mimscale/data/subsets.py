@@ -128,9 +128,12 @@ def _classes(labels: np.ndarray | None, pool: np.ndarray) -> dict[int, np.ndarra
         return {-1: pool}
     lab = np.asarray(labels)[pool]
     order = np.argsort(lab, kind="stable")
-    classes, starts = np.unique(lab[order], return_index=True)
-    members = np.split(pool[order], starts[1:])
-    return {int(c): m for c, m in zip(classes, members)}
+    ordered = lab[order]
+    # Class boundaries of the sorted labels (np.unique would hash all 14.2M labels again).
+    starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    classes = ordered[np.concatenate(([0], starts))] if len(ordered) else ordered
+    members = np.split(pool[order], starts)
+    return {int(c): m for c, m in zip(classes.tolist(), members)}
 
 
 def _round(x: float) -> int:
@@ -164,7 +167,9 @@ def holdout_split(source, holdout, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     val = np.sort(np.concatenate(held)).astype(np.int64)
     if len(val) == 0 or len(val) == n:
         raise DataError(f"held-out size {holdout} of {n} images leaves an empty split")
-    train = np.setdiff1d(np.arange(n), val).astype(np.int64)
+    keep = np.ones(n, dtype=bool)  # the complement by a mask: np.setdiff1d would sort 14.2M indices
+    keep[val] = False
+    train = np.flatnonzero(keep).astype(np.int64)
     return train, val
 
 
