@@ -115,7 +115,7 @@ def main() -> None:
     before = {m.fraction: inline_bytes(m) for m in manifests[:-1]}
     before_held = inline_bytes(held)
 
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         study = Path(tmp)
         (study / "study.yaml").write_text("name: manifest-scale\n")
         times, refs = {}, {}
