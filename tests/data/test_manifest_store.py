@@ -219,3 +219,13 @@ def test_old_inline_manifests_still_load_and_verify(tmp_path):
         assert load_manifest(run / "subset.json").ids
         report = verify_manifests(run)
         assert [r["file"] for r in report["manifests"]] == ["heldout.json", "subset.json"]
+
+
+def test_an_inline_manifest_with_ids_that_are_not_a_list_of_strings_is_one_line(tmp_path):
+    m = make_subsets(build_source("shapes:size=8,pool=100"), [0.2], seed=1)[0]
+    p = write_manifest(tmp_path / "subset.json", m)
+    d = json.loads(p.read_text())
+    for bad in (None, "shapes:0:1", [1, 2]):
+        p.write_text(json.dumps({**d, "ids": bad}))
+        with pytest.raises(DataError, match="must be a list of strings"):
+            load_manifest(p)

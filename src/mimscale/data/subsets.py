@@ -83,6 +83,9 @@ class Manifest:
     def from_json(cls, d: dict, where: str = "manifest") -> Manifest:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise DataError(f"{where}: not a mimscale manifest (format {FORMAT!r} expected)")
+        ids = d.get("ids", [])
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise DataError(f"{where}: manifest ids must be a list of strings")
         try:
             m = cls(**{k: d[k] for k in ("split", "source", "seed", "fraction", "ids", "holdout", "per_class",
                                           "num_source", "sha256")})  # fmt: skip
