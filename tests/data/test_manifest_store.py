@@ -229,3 +229,13 @@ def test_an_inline_manifest_with_ids_that_are_not_a_list_of_strings_is_one_line(
         p.write_text(json.dumps({**d, "ids": bad}))
         with pytest.raises(DataError, match="must be a list of strings"):
             load_manifest(p)
+
+
+def test_plan_data_takes_a_reference_as_its_manifest(tmp_path):
+    from mimscale.data import plan_data
+
+    plan = plan_data("shapes:size=8,pool=100,seed=2,val_pool=30", fraction=0.2, seed=4)
+    ref = write_manifest(tmp_path / "run" / "subset.json", plan.manifest, store=tmp_path)
+    again = plan_data(manifest=ref)
+    np.testing.assert_array_equal(again.train_indices, plan.train_indices)
+    assert again.manifest.sha256 == plan.manifest.sha256 and again.val_manifest.sha256 == plan.val_manifest.sha256
