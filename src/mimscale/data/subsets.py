@@ -14,7 +14,9 @@ every run of a study is validated on the same images, and subsets are drawn from
 
 A manifest is JSON: format, split ("train" or "heldout"), source (``describe()``, rebuilds the
 source), seed, fraction, holdout (how the pool was formed), per-class counts, ids (in source order),
-and ``sha256`` = hex SHA-256 of the ids joined by "\\n" (UTF-8).
+and ``sha256`` = hex SHA-256 of the ids joined by "\\n" (UTF-8). Written whole (``FORMAT``), or, for a
+run, as a small reference (``REF_FORMAT``) to its ids and per-class counts stored once per study
+(manifest_store.py); ``load_manifest`` reads both.
 """
 
 from __future__ import annotations
@@ -216,8 +218,10 @@ def _manifest(source, split, indices, seed, fraction, holdout_info) -> Manifest:
     per_class = {}
     if labels is not None:
         lab = np.asarray(labels)[indices]
-        # Counting, not sorting, up to 14.2M labels: the same classes, in the same order, as np.unique.
-        if len(lab) and np.issubdtype(lab.dtype, np.integer) and lab.min() >= 0:
+        # Counting, not sorting, up to 14.2M labels: the same classes, in the same order, as np.unique (for
+        # class indices: small non-negative integers).
+        small = len(lab) and np.issubdtype(lab.dtype, np.integer) and lab.min() >= 0
+        if small and lab.max() <= 4 * len(lab) + 2**16:
             counts = np.bincount(lab)
             cls = np.flatnonzero(counts)
             counts = counts[cls]
