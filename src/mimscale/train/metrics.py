@@ -36,12 +36,26 @@ class MetricsWriter:
             for sink in self.sinks:
                 if hparams:
                     sink.start(hparams)
+            if resume_step is not None and _forked_at(run_dir) == resume_step:
+                self._replay(resume_step)
         self.file = open(self.path, "a")
 
     @property
     def tb(self):
         """The TensorBoard SummaryWriter when TensorBoard is a sink (for pictures), else None."""
         return next((s.writer for s in self.sinks if isinstance(s, TensorBoardSink)), None)
+
+    def _replay(self, upto: int) -> None:
+        """A branch's first process: its curve up to the fork was written by ``train/branch.py`` from the trunk's
+        metrics.jsonl; the trackers get it too, so the branch's tracked curve starts at step 0."""
+        groups: dict[tuple[int, str], dict[str, float]] = {}
+        for line in self.path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["step"] <= upto:
+                groups.setdefault((rec["step"], rec["split"]), {})[rec["name"]] = float(rec["value"])
+        for (step, split), values in groups.items():
+            for sink in self.sinks:
+                sink.log(step, {f"{split}/{name}": value for name, value in values.items()})
 
     def log(self, step: int, split: str, name: str, value: float) -> None:
         self.log_many(step, split, {name: value})
@@ -71,6 +85,14 @@ class MetricsWriter:
             self.file.close()
             for sink in self.sinks:
                 sink.close()
+
+
+def _forked_at(run_dir: RunDir) -> int | None:
+    """The trunk step a branch was forked at (branch.json), None for a run trained from step 0."""
+    try:
+        return int(json.loads(run_dir.branch.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _step_of(line: str) -> int:
