@@ -64,7 +64,7 @@ __all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "val
 SCHEMA_VERSION = 6
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-TRACKERS = ("tensorboard", "wandb", "mlflow")  # the order of train/tracking.py's SINKS
+TRACKERS = ("tensorboard", "wandb", "mlflow")  # what `track` may name (train/tracking.py opens them)
 TRACKED = Check(lambda v: all(s in TRACKERS for s in v) and len(set(v)) == len(v),
                 "a list of distinct trackers from " + ", ".join(TRACKERS))
 WARMUP = re.compile(r"|(\d+)|(\d+(?:\.\d*)?|\.\d+)%")

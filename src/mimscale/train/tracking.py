@@ -11,7 +11,7 @@
 
 The tracker packages are optional and imported only when their sink is on. A missing ``tensorboard`` is a
 warning (it is on by default); a missing ``wandb`` or ``mlflow`` that ``track`` asks for is an error before
-any compute. Only the main process tracks.
+training starts. Only the main process tracks.
 """
 
 from __future__ import annotations
