@@ -38,7 +38,7 @@ def test_derived_tables():
     assert set(C.NON_IDENTITY_KEYS) == {
         "device", "threads", "out", "name", "run_dir", "data.num_workers", "train.log_every", "train.keep_last",
         "train.tensorboard", "train.compile", "train.ckpt_every", "train.divergence_factor", "train.share_with",
-        "train.branch_from"}
+        "train.branch_from", "track"}
     assert E.ADDED_KEYS == {"test_crop": 1.0, "interpolation": "bilinear", "fp16_init_scale": 65536.0}
     assert {t: len(k) for t, k in E.TASK_KEYS.items()} == {"finetune": 36, "linear": 23, "knn": 18, "segment": 30}
     assert not {"device", "threads", "num_workers", "accum_steps", "name"} & {k for ks in E.TASK_KEYS.values()
