@@ -69,7 +69,7 @@ WARMUP = re.compile(r"|(\d+)|(\d+(?:\.\d*)?|\.\d+)%")
 DEVICE = matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
 # Shared with the evaluation config (mimscale.evaluate.config): one declaration, two schemas.
 FP16_INIT_SCALE = Key(65536.0, "fp16: the grad scaler's first loss scale (torch's default, as the official code)",
-                      Check(lambda v: 0 < v <= 2.0**64, "positive, at most 2^64"), since=5)
+                      Check(lambda v: 0 < v <= 2.0**64, "positive (at most 2^64)"), since=5)
 
 
 @dataclass
