@@ -243,6 +243,8 @@ def merge(base: DictConfig, other: Any, what: str) -> DictConfig:
             raise _unknown_key_error(key, base) from None
         msg = str(e).splitlines()[0]
         raise ConfigError(f"bad value in {what}{f' for {key}' if key else ''}: {msg}") from None
+    except (TypeError, ValueError) as e:  # OmegaConf's own: a list where a mapping is declared, or the reverse
+        raise ConfigError(f"bad value in {what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 # The configs installed with the package (pretrain/, finetune/, studies/): `-c pretrain/swinv2-cpu.yaml` works
@@ -317,6 +319,8 @@ def resolve(cfg: DictConfig) -> None:
         raise ConfigError(f"cannot resolve an interpolation in the config: {msg}") from None
     except RecursionError:
         raise ConfigError("cannot resolve an interpolation in the config: it refers to itself") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"cannot resolve an interpolation in the config: {str(e).splitlines()[0]}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
@@ -391,7 +395,7 @@ def validate(cfg: DictConfig) -> None:
     if d.img_size % d.mask_patch_size:
         raise ConfigError(f"data.img_size {d.img_size} is not a multiple of data.mask_patch_size {d.mask_patch_size}")
     if t.iters > 0 or t.samples > 0:  # the length in steps is known without the data: check the warmup now
-        warmup_steps(t, t.iters if t.iters > 0 else math.ceil(t.samples / t.batch_size))
+        warmup_steps(t, t.iters if t.iters > 0 else -(-t.samples // t.batch_size))
     if t.eval_every <= 0 and t.eval_points <= 0:
         raise ConfigError("train.eval_points must be positive (or set train.eval_every)")
     if cfg.objective.norm_target and cfg.objective.norm_target_window % 2 == 0:

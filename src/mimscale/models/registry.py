@@ -16,7 +16,7 @@ import inspect
 
 import torch.nn as nn
 
-from mimscale.errors import ConfigError, UnknownModelError
+from mimscale.errors import ConfigError, UnknownModelError, UserError
 
 # The one list of model families: name -> module.
 FAMILIES = {"swinv2": "mimscale.models.swinv2", "vit": "mimscale.models.vit"}
@@ -63,7 +63,13 @@ def check_kwargs(family: str, kwargs: dict) -> None:
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"model family '{family}' has no keyword '{unknown[0]}'{hint}")
     defaults = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
-    family_module(family).check_kwargs({**defaults, **kwargs})
+    try:
+        family_module(family).check_kwargs({**defaults, **kwargs})
+    except UserError:
+        raise
+    except (TypeError, ValueError, ArithmeticError) as e:  # a value of another type than the keyword's
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"bad model keywords {kwargs}: {why}") from None
 
 
 def checked_kwargs(name: str, **overrides) -> tuple[str, dict]:
