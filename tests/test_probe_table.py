@@ -74,7 +74,7 @@ ROWS = [
     ("drop_path_rate model", pretrain("model.drop_path_rate=1.5"), "model.drop_path_rate must be in [0, 1)"),
     ("logistic_c", [*LIN, "logistic_c=-1"], "logistic_c must be positive"),
     ("bench --batch 0", [*BENCH, "--batch", "0"], "--batch must be positive"),
-    ("bench --img-size 33", [*BENCH, "--img-size", "33"], "model img_size 33 is not a multiple of its patch_size 8"),
+    ("bench --img-size 33", [*BENCH, "--img-size", "33"], "model img_size (33, 33) is not divisible by patch_size 8"),
     ("fp16_init_scale pretrain", pretrain("train.fp16_init_scale=1e300"), "train.fp16_init_scale must be positive"),
     ("fp16_init_scale finetune", [*FT, "fp16_init_scale=1e300"], "fp16_init_scale must be positive"),
     ("oc.env interpolation", pretrain("name=${oc.env:HOME}"), "name must be a plain name"),

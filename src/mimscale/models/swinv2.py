@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -408,11 +409,13 @@ _CPU = dict(img_size=32, patch_size=4, window_size=4, drop_path_rate=0.0)
 def check_kwargs(kw: dict) -> None:
     """Every constructor keyword (defaults filled in) by the project's checks: a one-line ConfigError instead of
     a traceback from deep inside the constructor, or a model that trains to "done" with stages of no blocks."""
-    stages = Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0, "a list with one entry per stage")
+    def is_list(v) -> bool:  # a list, a tuple or OmegaConf's list node
+        return isinstance(v, Sequence) and not isinstance(v, str)
+
+    stages = Check(lambda v: is_list(v) and len(v) > 0, "a list with one entry per stage")
     stages("model depths", kw["depths"])
     stages("model num_heads", kw["num_heads"])
-    Check(lambda v: isinstance(v, (list, tuple)), "a list")("model pretrained_window_sizes",
-                                                           kw["pretrained_window_sizes"])
+    Check(is_list, "a list")("model pretrained_window_sizes", kw["pretrained_window_sizes"])
     depths, heads = list(kw["depths"]), list(kw["num_heads"])
     if len(depths) != len(heads):
         raise ConfigError(f"model depths {depths} and num_heads {heads} must have one entry per stage")

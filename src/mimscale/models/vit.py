@@ -359,7 +359,7 @@ def check_kwargs(kw: dict) -> None:
     sizes = list(size) if isinstance(size, (list, tuple)) else [size]
     each(positive(), "positive")("model img_size", sizes)
     if any(s % kw["patch_size"] for s in sizes):
-        raise ConfigError(f"model img_size {size} is not a multiple of its patch_size {kw['patch_size']}")
+        raise ConfigError(f"model img_size {pair(size)} is not divisible by patch_size {kw['patch_size']}")
     if kw["embed_dim"] % kw["num_heads"]:
         raise ConfigError(f"model embed_dim {kw['embed_dim']} is not a multiple of num_heads {kw['num_heads']}")
     if kw["pos_embed"] == "sincos" and kw["embed_dim"] % 4:
