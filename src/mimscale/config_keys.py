@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -96,7 +97,8 @@ TEXT = Check(lambda v: True, "any text")
 NOT_EMPTY = Check(lambda v: bool(v), "a non-empty text")
 # Every seed of every command: numpy's generators refuse negative seeds and torch's overflow past 64 bits (a seed
 # is also combined with epochs and ranks, e.g. seed * 1000 + epoch), so one range for all.
-SEED = Check(lambda v: isinstance(v, int) and 0 <= v < 2**32, "an integer in [0, 2^32)")
+SEED = Check(lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v < 2**32,
+             "an integer in [0, 2^32)")
 
 
 def _plain_name(v: Any) -> bool:
