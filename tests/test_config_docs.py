@@ -47,7 +47,7 @@ def test_derived_tables():
 
 @pytest.mark.parametrize("override, message", [
     ("train.schedule=linear", "train.schedule must be one of cosine, step, wsd, got 'linear'"),
-    ("train.fp16_init_scale=0", "train.fp16_init_scale must be positive, got 0.0"),
+    ("train.fp16_init_scale=0", "train.fp16_init_scale must be positive (at most 2^64), got 0.0"),
     ("train.branch_from=abc", "train.branch_from must be RUN_DIR@STEP, got 'abc'"),
     ("train.debug_nan_steps=[-1]", "train.debug_nan_steps must be a list of steps >= 0"),
     ("model.name=''", "model.name must be a non-empty text"),
@@ -59,7 +59,7 @@ def test_pretrain_checks_from_declarations(override, message):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("fp16_init_scale=-1", "fp16_init_scale must be positive, got -1.0"),
+    ("fp16_init_scale=-1", "fp16_init_scale must be positive (at most 2^64), got -1.0"),
     ("knn_k=0", "knn_k must be positive, got 0"),
     ("crop_scale=[0.5,0.2]", "crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got [0.5, 0.2]"),
     ("linear_lrs=[]", "linear_lrs must be a non-empty list of positive learning rates"),

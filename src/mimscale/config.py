@@ -31,11 +31,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mimscale.config_keys import (
-    ANY_INTEGER,
     FLAG,
     MAPPING,
     NOT_EMPTY,
     PLACEMENT,
+    PLAIN_NAME,
+    SEED,
     TEXT,
     Check,
     Key,
@@ -52,7 +53,7 @@ from mimscale.config_keys import (
 )
 from mimscale.errors import ConfigError
 
-__all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "validate", "run_id", "identity",
+__all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "resolve", "validate", "run_id", "identity",
            "to_container", "dump_yaml", "find_config", "warmup_steps", "SCHEMA_VERSION", "ADDED_KEYS", "NON_IDENTITY_KEYS", "KEYS"]
 
 # Version of the config schema; written to provenance.json. Bump it when a key is added (and declare that
@@ -71,7 +72,7 @@ WARMUP = re.compile(r"|(\d+)|(\d+(?:\.\d*)?|\.\d+)%")
 DEVICE = matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
 # Shared with the evaluation config (mimscale.evaluate.config): one declaration, two schemas.
 FP16_INIT_SCALE = Key(65536.0, "fp16: the grad scaler's first loss scale (torch's default, as the official code)",
-                      positive(), since=5)
+                      Check(lambda v: 0 < v <= 2.0**64, "positive (at most 2^64)"), since=5)
 
 
 @dataclass
@@ -96,7 +97,7 @@ class DataConfig:
     val_source: str | None = key(None, "held-out image source; null: the source's own held-out split",
                                  Check(lambda v: True, "null or an image source"))
     fraction: float = key(1.0, "nested, class-stratified subset of the training pool", between(0, 1, True, False))
-    subset_seed: int = key(0, "seed of the nested subset", ANY_INTEGER)
+    subset_seed: int = key(0, "seed of the nested subset", SEED)
     img_size: int = key(32, "training image side in pixels; a multiple of data.mask_patch_size",
                         positive("a positive number of pixels"))
     mask_patch_size: int = key(8, "side of a masked square in pixels", positive("a positive number of pixels"))
@@ -110,7 +111,7 @@ class DataConfig:
     val_size: int = key(1000, "held-out images in the validation loss; 0: all",
                         at_least_zero("0: the whole held-out set"))
     probe_size: int = key(500, "fixed probe of the training subset for the train/val gap", at_least_zero())
-    val_mask_seed: int = key(0, "validation masks are a function of (this seed, image index) only", ANY_INTEGER)
+    val_mask_seed: int = key(0, "validation masks are a function of (this seed, image index) only", SEED)
     # The official code decodes fully: the paper configs turn it off.
     jpeg_draft: bool = key(True, "decode large JPEGs at 1/2-1/8 scale in the DCT when the crop keeps >= img_size "
                                  "pixels per side: faster, but a different low-pass than a full decode + resize, "
@@ -200,12 +201,13 @@ class Config:
     objective: ObjectiveConfig = section(ObjectiveConfig, "the SimMIM reconstruction target")
     data: DataConfig = section(DataConfig, "pre-training images, subset and masking")
     train: TrainConfig = section(TrainConfig, "optimisation, length, evaluation and checkpoints")
-    seed: int = key(0, "seed of the model initialisation, masks and data order", ANY_INTEGER)
+    seed: int = key(0, "seed of the model initialisation, masks and data order", SEED)
     device: str = key("auto", "auto | cpu | cuda | cuda:N", DEVICE, role=PLACEMENT)
     threads: int = key(0, "torch intra-op threads; 0: torch's default", at_least_zero("0: torch's default"),
                        role=PLACEMENT)
     out: str = key("runs", "parent of the run directory", TEXT, role=PLACEMENT)
-    name: str = key("", "run directory name; empty: the run id", TEXT, role=PLACEMENT)
+    name: str = key("", "run directory name inside `out` (no '/' or '..'); empty: the run id", PLAIN_NAME,
+                    role=PLACEMENT)
     run_dir: str = key("", "explicit run directory (wins over out/name)", TEXT, role=PLACEMENT)
     track: list[str] = key(list(TRACKERS[:1]), "where metrics, hyper-parameters and evaluation results are tracked "
                                                "besides metrics.jsonl: any of tensorboard (RUN_DIR/tb/, skipped with a "
@@ -250,6 +252,8 @@ def merge(base: DictConfig, other: Any, what: str) -> DictConfig:
             raise _unknown_key_error(key, base) from None
         msg = str(e).splitlines()[0]
         raise ConfigError(f"bad value in {what}{f' for {key}' if key else ''}: {msg}") from None
+    except (TypeError, ValueError) as e:  # OmegaConf's own: a list where a mapping is declared, or the reverse
+        raise ConfigError(f"bad value in {what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 # The configs installed with the package (pretrain/, finetune/, studies/): `-c pretrain/swinv2-cpu.yaml` works
@@ -307,9 +311,25 @@ def load_layered(schema: Any, path: str | Path | None, overrides, check) -> Dict
         except Exception as e:
             raise ConfigError(f"cannot parse override '{item}': {str(e).splitlines()[0]}") from None
         cfg = merge(cfg, dotlist, f"override '{key}'")
+    resolve(cfg)
     check(cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+
+def resolve(cfg: DictConfig) -> None:
+    """Resolve every ``${...}`` interpolation in place, once, at load: the checks then see the values a run will
+    use, the config.yaml written into a run directory holds them (not a reference to this machine's environment),
+    and an interpolation that cannot be resolved (a missing variable, a key that refers to itself) is one line."""
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        msg = " ".join(str(e).split("full_key:")[0].split())
+        raise ConfigError(f"cannot resolve an interpolation in the config: {msg}") from None
+    except RecursionError:
+        raise ConfigError("cannot resolve an interpolation in the config: it refers to itself") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"cannot resolve an interpolation in the config: {str(e).splitlines()[0]}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
@@ -336,7 +356,10 @@ def _one_warmup(cfg: DictConfig) -> None:
 
 
 def warmup_steps(t: Any, total: int) -> int:
-    """The warmup of a run of ``total`` steps from its ``train`` section: ``warmup_iters``, or (-1) a fraction."""
+    """The warmup of a run of ``total`` steps from its ``train`` section: ``warmup_iters``, or (-1) a fraction.
+    A warmup longer than the run is refused: the run would never reach its learning rate."""
+    if t.warmup_iters > total:
+        raise ConfigError(f"train.warmup_iters {t.warmup_iters} is longer than the run ({total} steps)")
     return int(t.warmup_iters) if t.warmup_iters >= 0 else round(t.warmup_fraction * total)
 
 
@@ -383,10 +406,15 @@ def validate(cfg: DictConfig) -> None:
     for name, decl in KEYS.items():
         decl.check(name, OmegaConf.select(cfg, name))
     t, d = cfg.train, cfg.data
+    for given, where in (("img_size", "data.img_size"), ("drop_path_rate", "model.drop_path_rate")):
+        if given in cfg.model.kwargs:  # the run passes these two itself: one value, one key
+            raise ConfigError(f"model.kwargs.{given} is set by {where}; set that key instead")
     if sum([t.iters > 0, t.epochs > 0, t.samples > 0]) != 1:
         raise ConfigError("give exactly one training length: train.iters, train.epochs or train.samples")
     if d.img_size % d.mask_patch_size:
         raise ConfigError(f"data.img_size {d.img_size} is not a multiple of data.mask_patch_size {d.mask_patch_size}")
+    if t.iters > 0 or t.samples > 0:  # the length in steps is known without the data: check the warmup now
+        warmup_steps(t, t.iters if t.iters > 0 else -(-t.samples // t.batch_size))
     if t.eval_every <= 0 and t.eval_points <= 0:
         raise ConfigError("train.eval_points must be positive (or set train.eval_every)")
     if cfg.objective.norm_target and cfg.objective.norm_target_window % 2 == 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,9 +32,14 @@ class Check:
     verb: str = "must be"
 
     def __call__(self, key: str, value: Any) -> None:
+        """Raise a one-line ConfigError naming ``key`` (a config key or a command's flag) unless ``value`` passes."""
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value}")
-        if not self.test(value):
+        try:
+            ok = bool(self.test(value))
+        except (TypeError, ValueError, OverflowError):  # a value of another type than the key's fails its check
+            ok = False
+        if not ok:
             raise ConfigError(f"{key} {self.verb} {self.what}, got {_shown(value)}")
 
 
@@ -89,6 +95,20 @@ FLAG = Check(lambda v: True, "true or false")
 MAPPING = Check(lambda v: True, "a mapping")
 TEXT = Check(lambda v: True, "any text")
 NOT_EMPTY = Check(lambda v: bool(v), "a non-empty text")
+# Every seed of every command: numpy's generators refuse negative seeds and torch's overflow past 64 bits (a seed
+# is also combined with epochs and ranks, e.g. seed * 1000 + epoch), so one range for all.
+SEED = Check(lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v < 2**32,
+             "an integer in [0, 2^32)")
+
+
+def _plain_name(v: Any) -> bool:
+    return isinstance(v, str) and (v == "" or (re.fullmatch(r"[^/\\\x00]+", v) is not None
+                                               and v not in (".", "..")))
+
+
+# A directory or file name inside the directory it belongs to (a run in ``out``, a result in RUN_DIR/eval): a
+# '/', '..' or an absolute path would write elsewhere.
+PLAIN_NAME = Check(_plain_name, "a plain name (no '/', '\\', '..' or absolute path)")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def engine_run(tmp_path_factory):
 @pytest.mark.parametrize("config, extra", [
     ("knn-cpu", ["img_size=64", "model_kwargs={window_size: 8}"]),  # another image and window size
     ("linear-cpu", ["linear_epochs=3"]),
-    ("finetune-cpu", ["epochs=1"]),
+    ("finetune-cpu", ["epochs=1", "warmup_epochs=1"]),  # a warmup longer than the fine-tuning is refused
     ("segment-cpu", ["epochs=1"]),
 ])
 def test_cpu_configs_on_an_engine_run(engine_run, config, extra, capsys):

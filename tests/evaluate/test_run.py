@@ -120,6 +120,7 @@ def _seg_folder(root: Path, n: int = 8, mask_size: int = 32) -> Path:
 def test_segmentation_from_a_folder_of_image_mask_pairs(vit_run, tmp_path, capsys):
     folder = _seg_folder(tmp_path / "seg")
     res = run(vit_run, dict(task="segment", name="segfolder", train_source=f"segfolder:{folder}", epochs=1,
+                            warmup_epochs=1,  # the default 20 would be longer than the fine-tuning: refused
                             batch_size=4, seg_width=16))
     m = {**res["details"], **res["metrics"]}
     assert m["num_classes"] == 2 and res["data"]["test"]["split"] == "val" and res["data"]["num_train"] == 8

@@ -145,7 +145,9 @@ def test_real_learning_validation_loss_falls(tmp_path):
     ("train.eval_points=0", "train.eval_points must be positive"),
 ])
 def test_bad_input_exit_2_one_line(tmp_path, capsys, override, message):
-    code = main(["pretrain", *TINY, "train.iters=2", "train.accum_steps=2", override, f"run_dir={tmp_path}/r"])
+    # a 2-step run: TINY's 5 warmup steps would be longer than the run (refused), hence 1
+    code = main(["pretrain", *TINY, "train.iters=2", "train.warmup_iters=1", "train.accum_steps=2", override,
+                 f"run_dir={tmp_path}/r"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
 

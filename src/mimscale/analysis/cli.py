@@ -30,8 +30,21 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-boot", type=int, default=200, help="bootstrap resamples for scaling fits")
 
 
+def check_common_args(a: argparse.Namespace) -> None:
+    """The numbers of `add_common_args`, one line each (a negative resample count would silently give no
+    interval); the bootstrap seed is every command's seed check."""
+    from mimscale.config_keys import SEED, at_least_zero, positive
+
+    SEED("--seed", a.seed)
+    positive()("--n-boot", a.n_boot)
+    positive()("--fit-boot", a.fit_boot)
+    if a.tolerance is not None:
+        at_least_zero("0 flags every rise")("--tolerance", a.tolerance)
+
+
 def common_kwargs(a: argparse.Namespace) -> dict:
-    """The keyword arguments of `analyze` / `build_report` from the options of `add_common_args`."""
+    """The keyword arguments of `analyze` / `build_report` from the options of `add_common_args` (checked)."""
+    check_common_args(a)
     return {"tolerance": a.tolerance, "seed": a.seed, "n_boot": a.n_boot, "fit_boot": a.fit_boot,
             "primary_dataset": a.primary_dataset, "same_distribution": a.same_distribution,
             "headline": a.headline}

@@ -29,13 +29,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(a: argparse.Namespace) -> None:
+    """Each flag by the check of the config key it stands for (one rule for a value, whichever command takes
+    it); a one-line ConfigError for the first bad one. Torch-free: runs before anything is measured."""
+    from mimscale.config import DEVICE, KEYS
+    from mimscale.config_keys import at_least_zero, positive
+
+    KEYS["train.batch_size"].check("--batch", a.batch)
+    at_least_zero("0: the preset's own size")("--img-size", a.img_size)
+    positive()("--steps", a.steps)
+    DEVICE("--device", a.device)
+    KEYS["threads"].check("--threads", a.threads)
+    KEYS["data.num_workers"].check("--workers", a.workers)
+
+
 def bench_main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    from mimscale.bench.measure import bench
     from mimscale.config import DataConfig
 
     if a.workers is None:
         a.workers = DataConfig.num_workers
+    check_args(a)
+    from mimscale.bench.measure import bench
+
     out = bench(a.model, a.batch, a.img_size, a.steps, a.precision, a.device, a.threads, a.workers)
     if a.json:
         print(json.dumps(out))

@@ -91,12 +91,14 @@ def bench(model: str, batch: int, img_size: int, steps: int, precision: str, dev
           threads: int = 0, workers: int = 0) -> dict:
     """Every number of ``mimscale bench`` for one preset (``img_size`` 0: the preset's own size)."""
     from mimscale.engine.distributed import resolve_device
-    from mimscale.models import model_kwargs
+    from mimscale.models.registry import checked_kwargs
 
+    # the model at this size is checked before anything is measured (an --img-size that is not a multiple of
+    # the patch size is one line, not a traceback after the matmul peak)
+    _, kwargs = checked_kwargs(model, **({"img_size": img_size} if img_size else {}))
     if threads > 0:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
-    _, kwargs = model_kwargs(model)
     size = img_size or kwargs.get("img_size", 224)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     peak = matmul_peak(dev, dtype)

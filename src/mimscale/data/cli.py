@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def data_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.action == "subset":
+        from mimscale.config_keys import SEED
+
+        SEED("--seed", args.seed)  # the seeds every command checks alike (data.subset_seed takes this value)
+        SEED("--holdout-seed", args.holdout_seed)
     from mimscale.data.plan import subset_command, verify_command
 
     if args.action == "subset":

@@ -33,7 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from mimscale.errors import DataError
+from mimscale.errors import DataError, UserError
 
 from . import photos
 from .scan import (
@@ -424,5 +424,8 @@ def build_source(spec: str | dict | os.PathLike):
         raise DataError(f"unknown data source kind {kind!r}; choose from {', '.join(KINDS)}")
     try:
         return builder(**d)
-    except TypeError as e:
-        raise DataError(f"bad options for data source {kind!r}: {e}") from None
+    except UserError:
+        raise
+    except (TypeError, ValueError, OverflowError) as e:  # an unknown option, or one of the wrong type (size=abc)
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"bad options for data source {kind!r}: {why}") from None

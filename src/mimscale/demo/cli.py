@@ -22,13 +22,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="built-in data: procedural shapes (default) or crops of real photographs")
     p.add_argument("--backbone", default="vit", choices=tuple(BACKBONES),
                    help="ViT CPU presets (default) or Swin V2 CPU presets (the paper's backbone; slower)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="parallel runs (default: one per CPU core, at most 2); threads are divided")
+    p.add_argument("--workers", type=int, default=None,
+                   help="parallel runs, at least 1 (default: one per CPU core, at most 2); threads are divided")
     return p
+
+
+def check_args(a: argparse.Namespace) -> None:
+    """The flags by the checks of what they become: --seed is every run's ``seed`` (the one seed check of every
+    command), --workers the study runner's parallel runs."""
+    from mimscale.config_keys import SEED, positive
+
+    SEED("--seed", a.seed)
+    if a.workers is not None:
+        positive("at least 1 (leave it out for one per CPU core, at most 2)")("--workers", a.workers)
 
 
 def demo_main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    check_args(a)
     from mimscale.demo.run import run_demo
 
-    return run_demo(a.out, quick=a.quick, seed=a.seed, data=a.data, backbone=a.backbone, workers=a.workers)
+    return run_demo(a.out, quick=a.quick, seed=a.seed, data=a.data, backbone=a.backbone, workers=a.workers or 0)

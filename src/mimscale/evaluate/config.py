@@ -22,6 +22,8 @@ from mimscale.config_keys import (
     ANY_INTEGER,
     FLAG,
     MAPPING,
+    PLAIN_NAME,
+    SEED,
     TEXT,
     Check,
     at_least_zero,
@@ -49,7 +51,8 @@ NOWHERE = ()
 @dataclass
 class EvalConfig:
     task: str = key("linear", "what is evaluated: finetune | linear | knn | segment", one_of(*TASKS), tasks=ALL)
-    name: str = key("", "result file RUN_DIR/eval/<name>.json; empty: the task name", TEXT)
+    name: str = key("", "result file RUN_DIR/eval/<name>.json (a plain name: no '/' or '..'); empty: the task name",
+                    PLAIN_NAME)
 
     # --- what is evaluated -------------------------------------------------------------------
     init: str = key("pretrained", "pretrained | random (the same encoder untrained: the baseline)",
@@ -142,7 +145,7 @@ class EvalConfig:
                                             "their own)", MAPPING, tasks=("segment",))
 
     # --- where and how fast (not part of the result's identity) ----------------------------------
-    seed: int = key(0, "seed of the head initialisation, data order and augmentations", ANY_INTEGER, tasks=ALL)
+    seed: int = key(0, "seed of the head initialisation, data order and augmentations", SEED, tasks=ALL)
     device: str = key("auto", "auto | cpu | cuda | cuda:N", DEVICE)
     threads: int = key(0, "torch intra-op threads; 0: torch's default", at_least_zero("0: torch's default"))
 
@@ -176,9 +179,11 @@ def as_eval_config(cfg: Any) -> DictConfig:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Every key's own check: a one-line error for each bad value."""
+    """Every key's own check: a one-line error for each bad value, then the checks that relate keys."""
     for name, decl in KEYS.items():
         decl.check(name, cfg[name])
+    if cfg.task in TUNED and cfg.warmup_epochs > cfg.epochs:
+        raise ConfigError(f"warmup_epochs {cfg.warmup_epochs:g} is longer than the fine-tuning (epochs {cfg.epochs})")
 
 
 def result_name(cfg: DictConfig) -> str:

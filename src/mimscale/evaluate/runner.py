@@ -149,6 +149,8 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
         raise EvalError(f"img_size {img_size} is not a multiple of the model's patch size {encoder.patch_size}")
     train, test = D.build_sources(cfg.train_source, cfg.test_source, img_size)
     D.check_data(train, test, cfg)  # labels or masks: a bad source fails before the line naming the data
+    if cfg.task == "knn" and cfg.knn_k > len(train):  # before any feature is computed, not clamped in silence
+        raise EvalError(f"knn_k {cfg.knn_k} is more than the {len(train)} training images")
     data = {"train": train.describe(), "test": test.describe()}
     data["name"] = data_name(data["train"], data["test"])
     log(f"[evaluate] {result_name(cfg)}: {cfg.task} on {data['name']}")

@@ -34,11 +34,14 @@ from mimscale.train.setup import build_simmim
 from mimscale.train.step import reconstruction_loss
 
 
-def _recipe(base: dict | None, config: str | None, overrides: list[str]) -> DictConfig:
+def _recipe(base: dict | None, config: str | None, overrides: list[str], source: Path | None = None) -> DictConfig:
     """The protocol: a mimscale checkpoint's own config (else the defaults) < -c file < key=value overrides."""
     if base is not None:
-        merged = OmegaConf.merge(OmegaConf.structured(C.Config()), base)
-        return C.load_config(config, overrides, base=OmegaConf.to_object(merged))
+        try:  # the file's own config is input like any other: a malformed one is one line naming the file
+            merged = OmegaConf.to_object(C.merge(OmegaConf.structured(C.Config()), base, "it"))
+        except C.ConfigError as e:
+            raise EvalError(f"{source}: the config stored in the checkpoint is malformed: {e}") from None
+        return C.load_config(config, overrides, base=merged)
     # The pre-training schema requires a length; it plays no part in a validation loss.
     return C.load_config(config, overrides if config else ["train.iters=1", *overrides])
 
@@ -74,12 +77,15 @@ def load_for_val_loss(path: Path, config: str | None, overrides: list[str]) -> t
     state = ckpt.get("model")
     if not isinstance(state, dict):
         raise EvalError(f"{path} holds no 'model' state dict")
+    not_tensor = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
+    if not_tensor is not None:
+        raise EvalError(f"{path}: weight '{not_tensor}' is a {type(state[not_tensor]).__name__}, not a tensor")
     state = official.canonical_state(state)  # `module.` stripped before the format is recognised
     mine = isinstance(ckpt.get("config"), dict) and "train" in ckpt["config"]
     stored = (official.run_config(ckpt["config"], official.is_official_simmim(state))
               if not mine and isinstance(ckpt.get("config"), dict) else None)
     base = {**stored, "train": {"iters": 1}} if stored else None  # the schema wants a length; it plays no part
-    cfg = _recipe(ckpt["config"] if mine else base, config, overrides)
+    cfg = _recipe(ckpt["config"] if mine else base, config, overrides, path)
     fmt = "mimscale" if mine else "official"
     if not mine and not official.is_official_simmim(state):
         what = ("an official fine-tuned checkpoint (no SimMIM decoder): the loss needs a pre-training one"

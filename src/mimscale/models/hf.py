@@ -8,12 +8,14 @@ transformers' parameter names onto ours, one per supported transformers ``model_
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
+from mimscale.errors import CheckpointError
 from mimscale.models.layers import pair
 from mimscale.models.swinv2 import SwinV2
 from mimscale.models.vit import VisionTransformer
@@ -141,9 +143,28 @@ def load_transformers_dir(path: Path) -> nn.Module:
         raise ImportError("loading a transformers checkpoint needs `pip install transformers`") from e
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a transformers model directory (no config.json)")
-    arch = AutoConfig.from_pretrained(path, local_files_only=True).architectures or []
-    loader = AutoModelForMaskedImageModeling if any("MaskedImageModeling" in a for a in arch) else AutoModel
-    return loader.from_pretrained(path, local_files_only=True)
+    for weights in sorted(path.glob("*.bin")):  # pickles: refused before transformers unpickles them
+        _refuse_code(weights)
+    try:
+        arch = AutoConfig.from_pretrained(path, local_files_only=True).architectures or []
+        loader = AutoModelForMaskedImageModeling if any("MaskedImageModeling" in a for a in arch) else AutoModel
+        return loader.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: cannot load this transformers model: {why}") from None
+
+
+def _refuse_code(weights: Path) -> None:
+    """A ``pytorch_model.bin`` is a pickle: loading it may run code. It is read weights-only first, so a file
+    that would run code (or is not a checkpoint) is one line and never unpickled in full."""
+    try:
+        torch.load(weights, map_location="meta", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{weights} would run code when loaded (only plain weights are read): "
+                              f"{str(e).splitlines()[0] if str(e) else 'refused'}") from None
+    except Exception as e:  # garbage bytes fail in many ways inside the unpickler: all are "not readable"
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{weights} is not a readable checkpoint: {why}") from None
 
 
 def from_transformers(hf_model_or_path) -> nn.Module:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 
 import torch.nn as nn
 
-from mimscale.errors import UnknownModelError
+from mimscale.errors import ConfigError, UnknownModelError, UserError
 
 # The one list of model families: name -> module.
 FAMILIES = {"swinv2": "mimscale.models.swinv2", "vit": "mimscale.models.vit"}
@@ -51,7 +52,35 @@ def model_kwargs(name: str, **overrides) -> tuple[str, dict]:
     return family, {**kwargs, **overrides}
 
 
-def build_model(name: str, **overrides) -> nn.Module:
-    """Build a backbone by family or preset name; unknown names raise with the valid list."""
+def check_kwargs(family: str, kwargs: dict) -> None:
+    """The one check of a family's constructor keywords (whoever gives them: model.kwargs, an evaluation's
+    model_kwargs, a bench flag): an unknown keyword, then the family's own ``check_kwargs`` over every keyword
+    with its default filled in. A one-line ConfigError, before anything is built."""
+    params = inspect.signature(family_module(family).MODEL_CLASS).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(params), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"model family '{family}' has no keyword '{unknown[0]}'{hint}")
+    defaults = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    try:
+        family_module(family).check_kwargs({**defaults, **kwargs})
+    except UserError:
+        raise
+    except (TypeError, ValueError, ArithmeticError) as e:  # a value of another type than the keyword's
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"bad model keywords {kwargs}: {why}") from None
+
+
+def checked_kwargs(name: str, **overrides) -> tuple[str, dict]:
+    """``model_kwargs``, checked (``check_kwargs``)."""
     family, kwargs = model_kwargs(name, **overrides)
+    check_kwargs(family, kwargs)
+    return family, kwargs
+
+
+def build_model(name: str, **overrides) -> nn.Module:
+    """Build a backbone by family or preset name; unknown names raise with the valid list, bad keywords with a
+    one-line ConfigError."""
+    family, kwargs = checked_kwargs(name, **overrides)
     return family_module(family).MODEL_CLASS(**kwargs)

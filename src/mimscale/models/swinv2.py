@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mimscale.config_keys import Check, between, each, positive
+from mimscale.errors import ConfigError
 from mimscale.models.layers import (
     DropPath,
     Mlp,
@@ -402,6 +405,37 @@ _STUDY = dict(img_size=192, patch_size=4, depths=(2, 2, 18, 2), window_size=12)
 #
 # Measured with ``benchmarks/train_step.py --presets ... --threads 1`` on a 2-core VM shared with other jobs.
 _CPU = dict(img_size=32, patch_size=4, window_size=4, drop_path_rate=0.0)
+
+def check_kwargs(kw: dict) -> None:
+    """Every constructor keyword (defaults filled in) by the project's checks: a one-line ConfigError instead of
+    a traceback from deep inside the constructor, or a model that trains to "done" with stages of no blocks."""
+    def is_list(v) -> bool:  # a list, a tuple or OmegaConf's list node
+        return isinstance(v, Sequence) and not isinstance(v, str)
+
+    stages = Check(lambda v: is_list(v) and len(v) > 0, "a list with one entry per stage")
+    stages("model depths", kw["depths"])
+    stages("model num_heads", kw["num_heads"])
+    Check(is_list, "a list")("model pretrained_window_sizes", kw["pretrained_window_sizes"])
+    depths, heads = list(kw["depths"]), list(kw["num_heads"])
+    if len(depths) != len(heads):
+        raise ConfigError(f"model depths {depths} and num_heads {heads} must have one entry per stage")
+    each(positive(), "all at least 1 (a stage with no blocks)", verb="must be")("model depths", depths)
+    each(positive(), "all at least 1", verb="must be")("model num_heads", heads)
+    each(Check(lambda v: v >= 0, ""), "all >= 0")("model pretrained_window_sizes", list(kw["pretrained_window_sizes"]))
+    positive()("model embed_dim", kw["embed_dim"])
+    positive()("model patch_size", kw["patch_size"])
+    positive()("model window_size", kw["window_size"])
+    positive()("model img_size", kw["img_size"])
+    positive()("model mlp_ratio", kw["mlp_ratio"])
+    positive()("model norm_eps", kw["norm_eps"])
+    between(0, 1, False, True)("model drop_path_rate", kw["drop_path_rate"])
+    if kw["img_size"] % kw["patch_size"]:
+        raise ConfigError(f"model img_size {kw['img_size']} is not a multiple of its patch_size {kw['patch_size']}")
+    for i, h in enumerate(heads):
+        if (kw["embed_dim"] * 2**i) % h:
+            raise ConfigError(f"model stage {i + 1} width {kw['embed_dim'] * 2**i} (embed_dim x 2^{i}) is not a "
+                              f"multiple of its num_heads {h}")
+
 
 PRESETS: dict[str, dict] = {
     "swinv2-s": dict(_STUDY, embed_dim=96, num_heads=(3, 6, 12, 24)),  # 48.96M (paper 49.0M)

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mimscale.config_keys import between, each, one_of, positive
+from mimscale.errors import ConfigError
 from mimscale.models.layers import (
     DropPath,
     Mlp,
@@ -341,6 +343,28 @@ _SIMMIM_VIT = dict(img_size=224, patch_size=16, pos_embed="rel", rel_pos_shared=
 # CPU presets (the demo study's feasibility runs): 32x32 images, patch 8 (16 tokens), fixed sin-cos
 # position embedding, plain pre-norm blocks, no cls token; no stochastic depth at 2-6 blocks.
 _CPU_VIT = dict(img_size=32, patch_size=8, pos_embed="sincos", drop_path_rate=0.0)
+
+def check_kwargs(kw: dict) -> None:
+    """Every constructor keyword (defaults filled in) by the project's checks: a one-line ConfigError instead of
+    a traceback from deep inside the constructor, or a model that trains to "done" with no blocks."""
+    positive("at least 1")("model depth", kw["depth"])
+    positive("at least 1")("model num_heads", kw["num_heads"])
+    positive()("model embed_dim", kw["embed_dim"])
+    positive()("model patch_size", kw["patch_size"])
+    positive()("model mlp_ratio", kw["mlp_ratio"])
+    positive()("model layer_norm_eps", kw["layer_norm_eps"])
+    between(0, 1, False, True)("model drop_path_rate", kw["drop_path_rate"])
+    one_of(*POS_EMBEDS)("model pos_embed", kw["pos_embed"])
+    size = kw["img_size"]
+    sizes = list(size) if isinstance(size, (list, tuple)) else [size]
+    each(positive(), "positive")("model img_size", sizes)
+    if any(s % kw["patch_size"] for s in sizes):
+        raise ConfigError(f"model img_size {pair(size)} is not divisible by patch_size {kw['patch_size']}")
+    if kw["embed_dim"] % kw["num_heads"]:
+        raise ConfigError(f"model embed_dim {kw['embed_dim']} is not a multiple of num_heads {kw['num_heads']}")
+    if kw["pos_embed"] == "sincos" and kw["embed_dim"] % 4:
+        raise ConfigError(f"model embed_dim {kw['embed_dim']} must be a multiple of 4 for pos_embed sincos")
+
 
 PRESETS = {
     "vit-tiny": dict(embed_dim=192, depth=12, num_heads=3, **_SIMMIM_VIT),

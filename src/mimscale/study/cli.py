@@ -101,12 +101,28 @@ def cmd_results(args) -> int:
     return 0
 
 
+def check_run_args(args: argparse.Namespace) -> None:
+    """``study run``'s numbers, before anything is written: --threads goes into every run's config.yaml, so it is
+    checked by the ``threads`` key's own check (a bad value there would stop every run from resuming)."""
+    from mimscale.config import KEYS
+    from mimscale.config_keys import positive
+
+    positive("at least 1")("--workers", args.workers)
+    KEYS["threads"].check("--threads", args.threads)
+    for flag in ("gpus_per_run", "cpus_per_run", "timeout_min", "array_parallelism"):
+        positive()(f"--{flag.replace('_', '-')}", getattr(args, flag))
+    if args.mem_gb is not None:
+        positive()("--mem-gb", args.mem_gb)
+
+
 def study_main(argv: list[str] | None = None) -> int:
     """``mimscale study ...``; returns the exit code. Bad input raises a UserError (``mimscale.cli``: exit 2)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2): a code to return, not an exit
         return e.code if isinstance(e.code, int) else 2
+    if args.command == "run":
+        check_run_args(args)
     from mimscale.study.commands import COMMANDS
 
     return {**COMMANDS, "results": cmd_results}[args.command](args)

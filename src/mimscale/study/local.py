@@ -6,8 +6,11 @@ so the last runs to finish are short ones), starts a worker, and reaps it. The w
 (store.try_claim), so several ``study run`` processes may share one directory; runs claimed elsewhere
 are waited for, and picked up if their claim goes stale.
 
-SIGINT/SIGTERM to the parent: no new runs start; the signal is forwarded once to every worker, whose
-pretrain checkpoints and exits; the parent then returns "interrupted". A second signal kills the workers.
+SIGINT/SIGTERM to the parent: no new runs start; SIGTERM is sent once to every worker, whose pretrain
+checkpoints and exits; the parent then returns "interrupted". A second signal kills the workers. A worker starts
+with SIGINT ignored: a terminal's Ctrl-C, which reaches the whole foreground group, finds it still importing
+(before it moves to its own process group) and would print a traceback there; it stops by the parent's SIGTERM
+instead (silently, if it has not started its run yet).
 """
 
 from __future__ import annotations
@@ -94,8 +97,8 @@ class _Signals:
     def _handle(self, signum, frame):
         self.count += 1
         for proc in self.children():
-            try:
-                os.kill(proc.pid, signum if self.count == 1 else signal.SIGKILL)
+            try:  # SIGTERM, not the SIGINT a worker still importing ignores (see _start_ignoring_sigint)
+                os.kill(proc.pid, signal.SIGTERM if self.count == 1 else signal.SIGKILL)
             except (ProcessLookupError, TypeError):
                 pass
 
@@ -139,7 +142,7 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
         cfg = with_runtime(run.cfg, store.run_dir(study_dir, run.id), nthreads, extra)
         proc = ctx.Process(target=child_main, name=f"mimscale-study-{run.id}",
                            args=(str(study_dir), run.id, cfg, run.evals, run_fn, nthreads, os.getpid()))
-        proc.start()
+        _start_ignoring_sigint(proc)
         active[run.id] = (proc, run, time.time())
         attempted.add(run.id)
 
@@ -201,6 +204,21 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
                 reap(run_id)
         report.stopped = sig.count > 0
     return report
+
+
+def _start_ignoring_sigint(proc) -> None:
+    """Start a worker with SIGINT ignored (an ignored signal stays ignored across exec; the worker's own handler
+    replaces it once it runs, ``worker.child_main``). While a worker imports, it is still in the terminal's
+    process group: without this a Ctrl-C there is a KeyboardInterrupt traceback from inside its imports."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are the caller's
+        proc.start()
+        return
+    try:
+        proc.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _exit_text(code: int | None) -> str:

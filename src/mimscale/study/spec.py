@@ -43,7 +43,7 @@ TOP_KEYS = ("name", "description", "base_config", "base", "axes", "zip", "evals"
 # The study decides where each run goes and how many threads it gets; a study file setting them would
 # either be ignored or put two runs in one directory.
 RESERVED_KEYS = ("run_dir", "out", "name", "threads")
-_EVAL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_EVAL_NAME = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_.-]+$")  # not . or ..: a name stays inside its directory
 
 
 @dataclass
