@@ -23,7 +23,7 @@ from pathlib import Path
 
 from mimscale.rundir import RunState
 from mimscale.study import sharing, store
-from mimscale.study.cost import run_cost
+from mimscale.study.cost import clock, run_cost
 from mimscale.study.progress import PROGRESS_EVERY_S, ConsoleView, StudyProgress
 from mimscale.study.spec import Study, StudyRun
 from mimscale.study.worker import (
@@ -173,7 +173,9 @@ def _run_local(study: Study, study_dir: Path, workers: int, threads: int | None,
         elif code == EXIT_DONE:
             report.done.append(run_id)
             tracker.finished(run_id, ok=True)
-            log(f"[{finished_count()}/{total}] done    {name} ({secs:.0f}s)")
+            eta = tracker.eta_s() if tracker.running or tracker.pending else None
+            log(f"[{finished_count()}/{total}] done    {name} ({secs:.0f}s)"
+                + (f"; study ETA {clock(eta)}" if eta is not None else ""))
         elif sig.count or code in (EXIT_INTERRUPTED, -signal.SIGINT, -signal.SIGTERM):
             report.interrupted.append(run_id)
             tracker.requeued(run)

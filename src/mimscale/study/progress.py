@@ -78,11 +78,15 @@ class StudyProgress:
             self.failed += 1
         if w is None or not ok:
             return
-        rate = self.rate(w.run)
         trained = (w.total or w.step) - w.start_step
-        if rate is not None:  # the rest of its wall time went to start-up and evaluations
-            wall = (time.time() if now is None else now) - w.start_time
-            self.overheads.append(max(0.0, wall - trained * rate))
+        wall = (time.time() if now is None else now) - w.start_time
+        acc = self.rates.get(model_key(w.run))
+        if not acc or acc[1] <= 0:  # a run too short to be watched: its whole wall time is its model's rate
+            if trained > 0:
+                self.rates[model_key(w.run)] = [wall, float(trained)]
+            return
+        # The rest of its wall time went to start-up and evaluations: every unfinished run will spend it too.
+        self.overheads.append(max(0.0, wall - trained * acc[0] / acc[1]))
 
     def requeued(self, run: StudyRun) -> None:
         """A run that went back to waiting (claimed elsewhere, interrupted)."""
