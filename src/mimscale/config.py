@@ -201,7 +201,7 @@ class Config:
     threads: int = key(0, "torch intra-op threads; 0: torch's default", at_least_zero("0: torch's default"),
                        role=PLACEMENT)
     out: str = key("runs", "parent of the run directory", TEXT, role=PLACEMENT)
-    name: str = key("", "run directory name; empty: the run id", TEXT, role=PLACEMENT)
+    name: str = key("", "run directory name; empty: model, data fraction, length and run id (`vit-cpu-s_f0.1_it2000-<id>`)", TEXT, role=PLACEMENT)
     run_dir: str = key("", "explicit run directory (wins over out/name)", TEXT, role=PLACEMENT)
 
 
