@@ -62,6 +62,8 @@ def test_evaluations_enter_the_eta_once_a_run_finished(runs, tmp_path):
     t.finished(runs[0].id, ok=True, now=130.0)  # and spends 30 s outside its steps (evaluations)
     assert t.done == 1 and t.overhead() == pytest.approx(30.0)
     assert t.run_eta_s(t.running[runs[2].id]) == pytest.approx(100 * 1.0 + 30)
+    t.observe(runs[2].id, 100, 100.0)
+    assert t.run_lines()[0].endswith("step 100/100 100%  evaluating  ETA 0:00:30")
     assert "evaluations not measured" not in t.headline(now=130.0)
 
 

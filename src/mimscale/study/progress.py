@@ -173,7 +173,8 @@ class StudyProgress:
         for w in self.running.values():
             total = "?" if w.total is None else str(w.total)
             pct = f" {100 * w.step / w.total:3.0f}%" if w.total else ""
-            out.append(f"  {w.run_dir.name}  step {w.step}/{total}{pct}  ETA {clock(self.run_eta_s(w))}")
+            doing = "  evaluating" if w.total and w.step >= w.total else ""  # trained; its evaluations run
+            out.append(f"  {w.run_dir.name}  step {w.step}/{total}{pct}{doing}  ETA {clock(self.run_eta_s(w))}")
         return out
 
     def lines(self, now: float | None = None) -> list[str]:
