@@ -63,7 +63,19 @@ def test_evaluations_enter_the_eta_once_a_run_finished(runs, tmp_path):
     assert t.done == 1 and t.overhead() == pytest.approx(30.0)
     assert t.run_eta_s(t.running[runs[2].id]) == pytest.approx(100 * 1.0 + 30)
     t.observe(runs[2].id, 100, 100.0)
-    assert t.run_lines()[0].endswith("step 100/100 100%  evaluating  ETA 0:00:30")
+    assert t.run_lines(now=100.0)[0].endswith("step 100/100 100%  evaluating  ETA 0:00:30")
+    assert t.run_lines(now=120.0)[0].endswith("evaluating  ETA 0:00:10")  # counts down while it evaluates
+
+
+def test_a_starting_run_s_eta_counts_down_before_its_first_step(runs, tmp_path):
+    t = _tracker(runs, tmp_path)
+    t.observe(runs[0].id, 0, 1.0)
+    t.observe(runs[0].id, 10, 11.0)  # 1 s/step, also the unmeasured m-model's estimate
+    starting = t.running[runs[2].id]  # still at step 0 (importing, building its data)
+    assert t.run_eta_s(starting, now=20.0) == pytest.approx(100.0)  # its 100 steps: never below them
+    t.finished(runs[0].id, ok=True, now=130.0)  # 100 steps at 1 s/step + 30 s of start-up and evaluations
+    assert t.run_eta_s(starting, now=20.0) == pytest.approx(130.0 - 20.0)
+    assert t.run_eta_s(starting, now=25.0) == pytest.approx(130.0 - 25.0)
     assert "evaluations not measured" not in t.headline(now=130.0)
 
 

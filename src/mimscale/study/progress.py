@@ -131,15 +131,22 @@ class StudyProgress:
 
     # ------------------------------------------------------------------------------------ estimating
 
-    def run_eta_s(self, w: _Watch) -> float | None:
+    def run_eta_s(self, w: _Watch, now: float | None = None) -> float | None:
+        """Seconds until a running run is done: what its whole attempt is expected to take (its steps at its
+        model's rate plus the measured overhead) minus the time it has run, so the estimate also counts down
+        while it starts or evaluates; never less than its remaining steps at that rate."""
         rate = self.rate(w.run)
         if rate is None or w.total is None:
             return None
-        return max(0, w.total - w.step) * rate + self.overhead()
+        steps_left = max(0, w.total - w.step) * rate
+        if now is None:
+            return steps_left + self.overhead()
+        expected = max(0, w.total - w.start_step) * rate + self.overhead()
+        return max(steps_left, expected - (now - w.start_time))
 
-    def predicted_s(self) -> float | None:
+    def predicted_s(self, now: float | None = None) -> float | None:
         """Seconds until every unfinished run is done, evaluations included; None before any rate is known."""
-        left = [self.run_eta_s(w) for w in self.running.values()]
+        left = [self.run_eta_s(w, now) for w in self.running.values()]
         for run, steps_done in self.pending.values():
             rate, total = self.rate(run), total_steps_of(run.cfg)
             left.append(None if rate is None or total is None else max(0, total - steps_done) * rate + self.overhead())
@@ -152,7 +159,7 @@ class StudyProgress:
     def eta_s(self, now: float | None = None) -> float | None:
         """The study's ETA as shown: the predicted end time, smoothed."""
         now = time.time() if now is None else now
-        predicted = self.predicted_s()
+        predicted = self.predicted_s(now)
         if predicted is None:
             return None
         end = now + predicted
@@ -168,17 +175,18 @@ class StudyProgress:
                 + (f", {self.failed} failed" if self.failed else "")
                 + f", {len(self.pending)} waiting; study ETA {clock(eta) if eta is not None else 'measuring'}{evals}")
 
-    def run_lines(self) -> list[str]:
+    def run_lines(self, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
         out = []
         for w in self.running.values():
             total = "?" if w.total is None else str(w.total)
             pct = f" {100 * w.step / w.total:3.0f}%" if w.total else ""
             doing = "  evaluating" if w.total and w.step >= w.total else ""  # trained; its evaluations run
-            out.append(f"  {w.run_dir.name}  step {w.step}/{total}{pct}{doing}  ETA {clock(self.run_eta_s(w))}")
+            out.append(f"  {w.run_dir.name}  step {w.step}/{total}{pct}{doing}  ETA {clock(self.run_eta_s(w, now))}")
         return out
 
     def lines(self, now: float | None = None) -> list[str]:
-        return [self.headline(now), *self.run_lines()]
+        return [self.headline(now), *self.run_lines(now)]
 
     def tenths(self) -> dict[str, int]:
         """Each running run's progress in tenths: a non-TTY log writes a line when one of them moves on."""
