@@ -178,11 +178,12 @@ class StudyProgress:
     def run_lines(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
         out = []
+        width = max((len(w.run_dir.name) for w in self.running.values()), default=0)  # columns line up
         for w in self.running.values():
             total = "?" if w.total is None else str(w.total)
             pct = f" {100 * w.step / w.total:3.0f}%" if w.total else ""
             doing = "  evaluating" if w.total and w.step >= w.total else ""  # trained; its evaluations run
-            out.append(f"  {w.run_dir.name}  step {w.step}/{total}{pct}{doing}  ETA {clock(self.run_eta_s(w, now))}")
+            out.append(f"  {w.run_dir.name:<{width}}  step {w.step}/{total}{pct}{doing}  ETA {clock(self.run_eta_s(w, now))}")
         return out
 
     def lines(self, now: float | None = None) -> list[str]:
