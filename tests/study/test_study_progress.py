@@ -2,6 +2,7 @@
 evaluations in the ETA, a steady shown ETA, and the lines a terminal and a log file get."""
 
 import io
+import json
 
 import pytest
 
@@ -135,3 +136,18 @@ def test_a_terminal_gets_the_block_redrawn_under_the_messages(runs, tmp_path):
 
 def test_model_key_is_what_makes_a_step_cost_the_same(runs):
     assert model_key(runs[0]) == model_key(runs[1]) != model_key(runs[2])
+
+
+def test_poll_reads_the_newest_step_of_each_running_run(runs, tmp_path):
+    t = StudyProgress(4, 1)
+    d = RunDir(tmp_path / "run")
+    d.path.mkdir()
+    t.started(runs[0], d, now=100.0)
+    t.poll()  # no metrics yet: nothing to read
+    assert t.running[runs[0].id].step == 0
+    lines = [{"step": s, "split": "train", "name": "loss", "value": 1.0, "time": 100.0 + 2 * s} for s in (10, 20)]
+    d.metrics.write_text("".join(json.dumps(r) + "\n" for r in lines[:1]))
+    t.poll()
+    d.metrics.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    t.poll()
+    assert t.running[runs[0].id].step == 20 and t.rate(runs[0]) == pytest.approx(2.0)

@@ -115,7 +115,7 @@ class StudyProgress:
         """Read each running run's newest metric record (the tail of its metrics.jsonl)."""
         for run_id, w in list(self.running.items()):
             if w.run_dir.metrics.is_file():
-                p = read_progress(w.run_dir)
+                p = read_progress(w.run_dir, want_val=False)  # the newest step only: a small read
                 self.observe(run_id, p["step"], p["time"])
 
     def rate(self, run: StudyRun) -> float | None:

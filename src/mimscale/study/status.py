@@ -42,13 +42,15 @@ def _tail_records(path: Path, want_val: bool = True) -> list[dict]:
         n *= 4
 
 
-def progress(run_dir: RunDir) -> dict:
-    """step, val_loss, images_per_s and the time of the newest metric record of a run (None if unknown)."""
+def progress(run_dir: RunDir, want_val: bool = True) -> dict:
+    """step, val_loss, images_per_s and the time of the newest metric record of a run (None if unknown).
+    ``want_val=False``: only the tail's first 64 KiB, even without a held-out loss in it (a once-a-second
+    look at a long run's step)."""
     out = {"step": None, "val_loss": None, "images_per_s": None, "time": None}
     ckpts = run_dir.list_checkpoints()
     if ckpts:
         out["step"] = ckpts[-1][0]
-    for rec in _tail_records(run_dir.metrics):
+    for rec in _tail_records(run_dir.metrics, want_val):
         step = rec.get("step")
         if isinstance(step, int) and (out["step"] is None or step > out["step"]):
             out["step"] = step
