@@ -79,3 +79,10 @@ def test_watch_refuses_a_bad_interval_and_json(study_dir, capsys):
     assert "use --json without --watch" in capsys.readouterr().err
     assert main(["study", "status", str(out), "--watch"]) == 0  # nothing runs: one view, then it returns
     assert "nothing is running" in capsys.readouterr().out
+
+
+def test_progress_every_must_be_positive(tmp_path, capsys):
+    study = write_study(tmp_path / "s.yaml", DOC)
+    assert main(["study", "run", str(study), "--out", str(tmp_path / "o"), "--progress-every", "-1"]) == 2
+    assert "--progress-every takes a number of seconds > 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

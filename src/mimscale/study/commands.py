@@ -114,6 +114,8 @@ def _evals_text(study: Study) -> str:
 
 
 def cmd_run(args) -> int:
+    if not args.progress_every > 0:
+        raise StudyError(f"--progress-every takes a number of seconds > 0, got {args.progress_every:g}")
     study = load_study(args.study)
     eval_data = None
     if args.run_fn is None:  # an injected run function decides itself what evals mean
@@ -140,8 +142,6 @@ def cmd_run(args) -> int:
 
     if args.workers < 1:
         raise StudyError("--workers must be at least 1")
-    if not args.progress_every > 0:
-        raise StudyError(f"--progress-every takes a number of seconds > 0, got {args.progress_every:g}")
     threads = threads_per_worker(args.workers, args.threads)
     print(f"study {study.name}: {len(study.runs)} runs in {study_dir}, {args.workers} worker(s) x {threads} "
           f"thread(s); worker output goes to runs/<run>/worker.log", file=sys.stderr, flush=True)
