@@ -195,7 +195,7 @@ def test_scancel_mid_run_then_resubmit_runs_only_what_is_left_and_resumes(cluste
     path = write_study(tmp_path / "s.yaml", CANCEL)
     study, out = load_study(path), tmp_path / "out"
     short_run, long_run = study.runs
-    long_dir = store.run_dir(out, long_run.id).path
+    long_dir = store.run_dir(out, long_run.id, long_run.cfg).path
     job, _ = _submit(path, out, jobs, OMP_NUM_THREADS=1)
 
     def short_done_long_checkpointed():
@@ -251,7 +251,7 @@ def test_time_limit_signal_checkpoints_requeues_and_the_requeued_task_finishes(c
     path = write_study(tmp_path / "s.yaml", PREEMPT)
     study, out = load_study(path), tmp_path / "out"
     run = study.runs[0]
-    run_dir = store.run_dir(out, run.id).path
+    run_dir = store.run_dir(out, run.id, run.cfg).path
     # The same run, uninterrupted, beside it (one thread, like the task: --cpus-per-run 1).
     ref_cfg = tmp_path / "ref.yaml"
     ref_cfg.write_text(C.dump_yaml(with_runtime(run.cfg, tmp_path / "ref", 1)))

@@ -28,7 +28,7 @@ def test_sigkilled_real_study_resumes_and_equals_an_uninterrupted_one(tmp_path, 
     args = ["--workers", "2", "--threads", "1"]
     reference = study_cli(["run", str(path), "--out", str(ref), *args])  # uninterrupted, alongside
     proc = study_cli(["run", str(path), "--out", str(out), *args])
-    ckpts = store.run_dir(out, long_run.id).path / "checkpoints"
+    ckpts = store.run_dir(out, long_run.id, long_run.cfg).path / "checkpoints"
 
     def short_done_long_mid_way():
         short_done = any(run_state(out, r.id, []) == "done" for r in study.runs[1:])

@@ -88,7 +88,7 @@ def _task(path: Path, out: Path) -> subprocess.Popen:
 def test_the_requeue_signal_checkpoints_every_rank_and_records_interrupted(gloo, tmp_path):
     path = write_study(tmp_path / "s.yaml", STUDY)
     study, out = load_study(path), tmp_path / "out"
-    run_dir = RunDir(store.run_dir(out, study.runs[0].id).path)
+    run_dir = RunDir(store.run_dir(out, study.runs[0].id, study.runs[0].cfg).path)
     task = _task(path, out)
     t0 = time.time()
     while not run_dir.list_checkpoints():
