@@ -49,10 +49,10 @@ def test_sigkilled_real_study_resumes_and_equals_an_uninterrupted_one(tmp_path, 
     assert rerun.returncode == 0, stderr
     assert f"{len(done)} of 2 runs already finished" in stderr
     assert long_run.id in stderr and "(partial)" in stderr  # resumed, not restarted
-    for rid in set(r.id for r in study.runs) - set(done):
-        assert f"start   {rid}" in stderr
+    for rid in set(r.id for r in study.runs) - set(done):  # started under their directory's name
+        assert f"start   {store.run_dir(out, rid).name}" in stderr
     for rid, before in done.items():  # finished runs were not run again
-        assert f"start   {rid}" not in stderr
+        assert f"start   {store.run_dir(out, rid).name}" not in stderr
         assert (store.run_dir(out, rid).path / "summary.json").read_bytes() == before
     log = (store.run_dir(out, long_run.id).path / "worker.log").read_text()
     assert log.count(" worker pid ") == 2  # two attempts: the killed one and the resumed one
