@@ -206,8 +206,8 @@ class Config:
     threads: int = key(0, "torch intra-op threads; 0: torch's default", at_least_zero("0: torch's default"),
                        role=PLACEMENT)
     out: str = key("runs", "parent of the run directory", TEXT, role=PLACEMENT)
-    name: str = key("", "run directory name inside `out` (no '/' or '..'); empty: the run id", PLAIN_NAME,
-                    role=PLACEMENT)
+    name: str = key("", "run directory name inside `out` (no '/' or '..'); empty: model, data fraction, length "
+                        "and run id (`vit-cpu-s_f0.1_it2000-<id>`)", PLAIN_NAME, role=PLACEMENT)
     run_dir: str = key("", "explicit run directory (wins over out/name)", TEXT, role=PLACEMENT)
     track: list[str] = key(list(TRACKERS[:1]), "where metrics, hyper-parameters and evaluation results are tracked "
                                                "besides metrics.jsonl: any of tensorboard (RUN_DIR/tb/, skipped with a "

@@ -26,6 +26,7 @@ resumed run after a kill) sees the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -91,6 +92,57 @@ _STEP_FILE = re.compile(r"^step_(\d{7,})\.(pt|png)$")
 def step_name(step: int, suffix: str) -> str:
     """``step_0000150.pt``: zero-padded so names sort by step."""
     return f"step_{int(step):07d}.{suffix}"
+
+
+# ---------------------------------------------------------------------------------------------- run directory names
+
+# A run directory's name: what the run is, in words a person reads in ``ls``, TensorBoard and report tables,
+# then its id, which stays the run's identity: ``vit-cpu-m_f0.1_it2000-e10892ea78``. The data part is the
+# fraction (``f0.1``), not an image count: the count needs the source scanned (a folder of a million files)
+# and the held-out split taken out class by class, while the fraction is exact, free and the study's axis.
+# Runs written before names were readable are directories named by the id alone; both are found by id.
+_RUN_ID = re.compile(r"^[0-9a-f]{10}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")  # filesystem- and shell-safe on every platform
+NAME_PART_MAX = 32  # characters per part, so a name stays short in a terminal column
+
+
+def _part(text: Any) -> str:
+    return _UNSAFE.sub("-", str(text)).strip("-.")[:NAME_PART_MAX] or "x"
+
+
+def _number(v: Any) -> str:
+    return f"{float(v):g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
+def run_label(cfg: Any) -> str:
+    """``vit-cpu-m_f0.1_it2000``: model, data fraction and length (steps ``it``, epochs ``ep`` or samples ``s``)
+    of a run's config (any object with ``model.name``, ``data.fraction`` and ``train.iters/epochs/samples``)."""
+    t = cfg.train
+    length = (f"it{int(t.iters)}" if t.iters > 0 else f"ep{_number(t.epochs)}" if t.epochs > 0
+              else f"s{int(t.samples)}")
+    return f"{_part(cfg.model.name)}_f{_part(_number(cfg.data.fraction))}_{length}"
+
+
+def run_dir_name(cfg: Any, run_id: str) -> str:
+    """A new run directory's name: :func:`run_label`, then the run id (the part a lookup matches)."""
+    return f"{run_label(cfg)}-{run_id}"
+
+
+def run_id_of(name: str) -> str:
+    """The run id in a run directory's name: the part after the last "-" of a readable name, else the name
+    (a directory named by the id alone, or by hand)."""
+    head, sep, tail = str(name).rpartition("-")
+    return tail if sep and head and _RUN_ID.match(tail) else str(name)
+
+
+def find_run_dir(parent: Path, run_id: str) -> Path | None:
+    """The existing directory of run ``run_id`` under ``parent``: ``<label>-<id>`` or (older) ``<id>``."""
+    parent = Path(parent)
+    old = parent / run_id
+    if old.is_dir():
+        return old
+    found = sorted(p for p in parent.glob(f"*-{glob.escape(run_id)}") if p.is_dir())
+    return found[0] if found else None
 
 
 # ---------------------------------------------------------------------------------------------- atomic writes

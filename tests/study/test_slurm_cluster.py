@@ -23,7 +23,7 @@ from study_helpers import write_study
 
 from mimscale import config as C
 from mimscale.rundir import RunDir, read_json
-from mimscale.study import load_study, run_state
+from mimscale.study import load_study, run_state, store
 from mimscale.study import slurm_queue as Q
 from mimscale.study.status import status_rows
 from mimscale.study.worker import with_runtime
@@ -169,7 +169,7 @@ def test_job_array_runs_every_run_status_follows_the_queue_and_a_failure_stops_n
     assert doc["counts"] == {"done": 2, "failed": 1}, doc["counts"]
     row = next(r for r in doc["runs"] if r["run"] == failing)
     assert "boom: fraction 0.25 too small" in row["error"] and "slurm_job" not in row
-    assert "boom: fraction 0.25 too small" in (out / "runs" / failing / "error.txt").read_text()
+    assert "boom: fraction 0.25 too small" in (store.run_dir(out, failing).path / "error.txt").read_text()
     assert "boom: fraction 0.25 too small" in (out / "slurm" / f"{job}_0_0_log.err").read_text()
     assert all(run_state(out, r.id, study.evals) == "done" for r in study.runs[1:])
 
@@ -178,7 +178,7 @@ def test_job_array_runs_every_run_status_follows_the_queue_and_a_failure_stops_n
     assert "submitted 1 runs" in text
     _wait_gone(job2)
     assert _status_json(out)["counts"] == {"done": 3}
-    record = json.loads((out / "runs" / failing / "status.json").read_text())
+    record = json.loads((store.run_dir(out, failing).path / "status.json").read_text())
     assert record["status"] == "done" and record["attempts"] == 2
     again = _cli(["run", str(path), "--out", str(out), *SLURM_ARGS])
     assert again.returncode == 0 and "nothing to submit" in again.stdout
@@ -195,14 +195,14 @@ def test_scancel_mid_run_then_resubmit_runs_only_what_is_left_and_resumes(cluste
     path = write_study(tmp_path / "s.yaml", CANCEL)
     study, out = load_study(path), tmp_path / "out"
     short_run, long_run = study.runs
-    long_dir = out / "runs" / long_run.id
+    long_dir = store.run_dir(out, long_run.id, long_run.cfg).path
     job, _ = _submit(path, out, jobs, OMP_NUM_THREADS=1)
 
     def short_done_long_checkpointed():
         return run_state(out, short_run.id, []) == "done" and _checkpoint_steps(long_dir)
 
     _wait(short_done_long_checkpointed, 120, "the short run to finish and the long one to checkpoint")
-    short_summary = (out / "runs" / short_run.id / "summary.json").read_bytes()
+    short_summary = (store.run_dir(out, short_run.id).path / "summary.json").read_bytes()
     subprocess.run(["scancel", job], check=True, timeout=30)
     _wait_gone(job)
     # SIGTERM from scancel: the loop checkpointed at its next step and the worker recorded the interruption.
@@ -227,7 +227,7 @@ def test_scancel_mid_run_then_resubmit_runs_only_what_is_left_and_resumes(cluste
     assert all(t > resubmitted for step, t in times if step > stopped_at)
     assert any(step > stopped_at for step, _ in times)
     assert json.loads((long_dir / "status.json").read_text())["attempts"] == 2
-    assert (out / "runs" / short_run.id / "summary.json").read_bytes() == short_summary  # not run again
+    assert (store.run_dir(out, short_run.id).path / "summary.json").read_bytes() == short_summary  # not run again
 
 
 # ---------------------------------------------------------------------------------------------- preemption
@@ -251,7 +251,7 @@ def test_time_limit_signal_checkpoints_requeues_and_the_requeued_task_finishes(c
     path = write_study(tmp_path / "s.yaml", PREEMPT)
     study, out = load_study(path), tmp_path / "out"
     run = study.runs[0]
-    run_dir = out / "runs" / run.id
+    run_dir = store.run_dir(out, run.id, run.cfg).path
     # The same run, uninterrupted, beside it (one thread, like the task: --cpus-per-run 1).
     ref_cfg = tmp_path / "ref.yaml"
     ref_cfg.write_text(C.dump_yaml(with_runtime(run.cfg, tmp_path / "ref", 1)))
@@ -364,13 +364,13 @@ def test_a_branch_waits_for_its_trunk_by_job_dependency_and_equals_the_run_train
     _wait_gone(second[0])
 
     assert [run_state(out, r.id, []) for r in study.runs] == ["done", "done"]
-    branched = RunDir(out / "runs" / short_run.id).read_summary()
+    branched = RunDir(store.run_dir(out, short_run.id).path).read_summary()
     assert branched["branched_from"]["step"] == 10 and branched["branched_from"]["trunk"].endswith(trunk.id)
-    assert 10 in _checkpoint_steps(out / "runs" / trunk.id)  # kept for the branch
+    assert 10 in _checkpoint_steps(store.run_dir(out, trunk.id).path)  # kept for the branch
     # The same run trained alone (one thread, like the task): the same held-out loss, bit for bit.
     alone = tmp_path / "alone"
     assert subprocess.run([sys.executable, "-m", "mimscale.cli", "study", "run", str(path), "--out", str(alone),
                            "--no-share", "--workers", "1", "--threads", "1"], capture_output=True,
                           timeout=300).returncode == 0
-    want = RunDir(alone / "runs" / short_run.id).read_summary()
+    want = RunDir(store.run_dir(alone, short_run.id).path).read_summary()
     assert branched["final_val_loss"] == want["final_val_loss"] and want["branched_from"] is None

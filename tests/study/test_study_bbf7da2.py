@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from mimscale.cli import main
 from mimscale.study.spec import load_study
 
@@ -44,3 +46,10 @@ def test_bbf7da2_study_directory_continues(tmp_path, capsys):
     assert main(["study", "status", str(study_dir)]) == 0
     status = capsys.readouterr().out
     assert status.count("done") >= 2 and "pending" not in status and "failed" not in status, status
+    assert {ln.split()[0] for ln in status.splitlines()[3:]} == IDS  # shown under their old names
+    # Reported: the results table finds both runs under the names bbf7da2 gave them.
+    assert main(["study", "results", str(study_dir)]) == 0
+    results = pd.read_csv(study_dir / "results.csv")
+    assert set(results["run"]) == IDS and set(results["run_id"]) == IDS
+    assert set(results["status"]) == {"done"} and results["val_loss"].notna().all()
+    assert set(pd.read_csv(study_dir / "curves.csv")["run"]) == IDS

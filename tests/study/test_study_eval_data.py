@@ -12,7 +12,7 @@ from study_helpers import write_study
 
 from mimscale.cli import main
 from mimscale.evaluate.config import resolve_spec
-from mimscale.study import load_study
+from mimscale.study import load_study, store
 
 BASE = {"model.name": "swinv2-cpu-t", "data.val_size": 8, "data.probe_size": 8, "train.batch_size": 8,
         "train.iters": 4, "train.warmup_iters": 1, "train.eval_points": 1, "train.recon_images": 0}
@@ -81,7 +81,7 @@ def test_folder_splits_are_the_eval_data_and_new_evals_never_retrain(tmp_path, c
     assert main(["study", "run", str(path), "--out", str(out), "--threads", "1"]) == 0
     assert f"eval knn on {expected}" in capsys.readouterr().err
     run_id = load_study(path).runs[0].id
-    run = out / "runs" / run_id
+    run = store.run_dir(out, run_id).path
     result = json.loads((run / "eval" / "knn.json").read_text())
     assert result["data"]["train"] == {"kind": "folder", "path": str(root.resolve()), "split": "train"}
     assert result["data"]["test"]["split"] == "val" and result["data"]["name"] == expected

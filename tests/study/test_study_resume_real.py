@@ -5,7 +5,7 @@ run the finished one again, and ends with the same results and curves as an unin
 import pandas as pd
 from study_helpers import kill_all, study_cli, wait_until, write_study
 
-from mimscale.study import load_study, run_state, study_main
+from mimscale.study import load_study, run_state, store, study_main
 
 # One long run and one short one (zip over seed and length): with two workers the short one finishes
 # while the long one is between checkpoints.
@@ -28,7 +28,7 @@ def test_sigkilled_real_study_resumes_and_equals_an_uninterrupted_one(tmp_path, 
     args = ["--workers", "2", "--threads", "1"]
     reference = study_cli(["run", str(path), "--out", str(ref), *args])  # uninterrupted, alongside
     proc = study_cli(["run", str(path), "--out", str(out), *args])
-    ckpts = out / "runs" / long_run.id / "checkpoints"
+    ckpts = store.run_dir(out, long_run.id, long_run.cfg).path / "checkpoints"
 
     def short_done_long_mid_way():
         short_done = any(run_state(out, r.id, []) == "done" for r in study.runs[1:])
@@ -37,9 +37,9 @@ def test_sigkilled_real_study_resumes_and_equals_an_uninterrupted_one(tmp_path, 
     wait_until(short_done_long_mid_way, proc, timeout=120.0)
     # Lose the machine: the runner and every worker die at once, leaving claims behind.
     kill_all(proc, out)
-    assert not (out / "runs" / long_run.id / "summary.json").exists()
-    done = {r.id: (out / "runs" / r.id / "summary.json").read_bytes() for r in study.runs
-            if (out / "runs" / r.id / "summary.json").exists()}
+    assert not (store.run_dir(out, long_run.id).path / "summary.json").exists()
+    done = {r.id: (store.run_dir(out, r.id).path / "summary.json").read_bytes() for r in study.runs
+            if (store.run_dir(out, r.id).path / "summary.json").exists()}
     assert done
     resumed_from = max(int(p.stem.split("_")[1]) for p in ckpts.glob("step_*.pt"))
     assert 0 < resumed_from < 60
@@ -49,12 +49,12 @@ def test_sigkilled_real_study_resumes_and_equals_an_uninterrupted_one(tmp_path, 
     assert rerun.returncode == 0, stderr
     assert f"{len(done)} of 2 runs already finished" in stderr
     assert long_run.id in stderr and "(partial)" in stderr  # resumed, not restarted
-    for rid in set(r.id for r in study.runs) - set(done):
-        assert f"start   {rid}" in stderr
+    for rid in set(r.id for r in study.runs) - set(done):  # started under their directory's name
+        assert f"start   {store.run_dir(out, rid).name}" in stderr
     for rid, before in done.items():  # finished runs were not run again
-        assert f"start   {rid}" not in stderr
-        assert (out / "runs" / rid / "summary.json").read_bytes() == before
-    log = (out / "runs" / long_run.id / "worker.log").read_text()
+        assert f"start   {store.run_dir(out, rid).name}" not in stderr
+        assert (store.run_dir(out, rid).path / "summary.json").read_bytes() == before
+    log = (store.run_dir(out, long_run.id).path / "worker.log").read_text()
     assert log.count(" worker pid ") == 2  # two attempts: the killed one and the resumed one
 
     _, ref_err = reference.communicate(timeout=240)

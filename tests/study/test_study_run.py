@@ -48,9 +48,9 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, helper_env, c
         state = run_state(out, r.id, ["knn"])
         if r.id in bad:
             assert state == "failed"
-            text = (out / "runs" / r.id / "error.txt").read_text()
+            text = (store.run_dir(out, r.id).path / "error.txt").read_text()
             assert "ValueError: boom: fraction 0.25 too small" in text and "loading data ..." in text
-            record = json.loads((out / "runs" / r.id / "status.json").read_text())
+            record = json.loads((store.run_dir(out, r.id).path / "status.json").read_text())
             assert record["error"] == "ValueError: boom: fraction 0.25 too small" and record["attempts"] == 1
         else:
             assert state == "done"
@@ -65,8 +65,8 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, helper_env, c
     assert {run_state(out, r.id, ["knn"]) for r in study.runs} == {"done", "failed"}
     assert study_main(["run", str(path), "--out", str(out), "--run-fn", TOY]) == 0
     assert {run_state(out, r.id, ["knn"]) for r in study.runs} == {"done"}
-    assert not (out / "runs" / bad[0] / "error.txt").exists()
-    assert json.loads((out / "runs" / bad[0] / "status.json").read_text())["attempts"] == 2
+    assert not (store.run_dir(out, bad[0]).path / "error.txt").exists()
+    assert json.loads((store.run_dir(out, bad[0]).path / "status.json").read_text())["attempts"] == 2
 
 
 def test_two_runners_on_one_directory_lose_nothing_and_run_nothing_twice(tmp_path, helper_env):
@@ -105,18 +105,18 @@ def test_sigkilled_study_resumes_only_what_remained_and_matches_an_uninterrupted
 
     def some_done_and_some_partial():
         states = [run_state(out, r.id, ["knn"]) for r in study.runs]
-        partial = [r for r in study.runs if any((out / "runs" / r.id / "checkpoints").glob("*.pt"))
-                   and not (out / "runs" / r.id / "summary.json").exists()]
+        partial = [r for r in study.runs if any((store.run_dir(out, r.id).path / "checkpoints").glob("*.pt"))
+                   and not (store.run_dir(out, r.id).path / "summary.json").exists()]
         return "done" in states and bool(partial)
 
     wait_until(some_done_and_some_partial, proc)
     kill_all(proc, out)
     before = toy_log(log)
-    done_before = {r.id for r in study.runs if (out / "runs" / r.id / "summary.json").exists()}
+    done_before = {r.id for r in study.runs if (store.run_dir(out, r.id).path / "summary.json").exists()}
     partial = {r.id: max(s for rid, s in before if rid == r.id) for r in study.runs
                if r.id not in done_before and any(rid == r.id for rid, _ in before)}
     assert done_before and partial and len(done_before) < len(study.runs)
-    summaries = {rid: (out / "runs" / rid / "summary.json").read_bytes() for rid in done_before}
+    summaries = {rid: (store.run_dir(out, rid).path / "summary.json").read_bytes() for rid in done_before}
 
     rerun = study_cli(["run", str(path), "--out", str(out), "--workers", "2", "--run-fn", TOY], TOY_LOG=log)
     stdout, stderr = rerun.communicate(timeout=120)
@@ -125,7 +125,7 @@ def test_sigkilled_study_resumes_only_what_remained_and_matches_an_uninterrupted
     after = toy_log(log)[len(before):]
     assert not {rid for rid, _ in after} & done_before  # finished runs were not touched
     assert {rid: summaries[rid] for rid in done_before} == {
-        rid: (out / "runs" / rid / "summary.json").read_bytes() for rid in done_before}
+        rid: (store.run_dir(out, rid).path / "summary.json").read_bytes() for rid in done_before}
     for rid, last in partial.items():  # partial runs resumed from their checkpoint (at most 1 step redone)
         first = min(s for r, s in after if r == rid)
         assert last <= first <= last + 1, (rid, last, first)
@@ -146,7 +146,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_continues(tmp_path, helper_env):
     proc = study_cli(["run", str(path), "--out", str(out), "--workers", "2", "--run-fn", TOY],
                      TOY_STEP_S="0.1")
     study = load_study(path)
-    wait_until(lambda: all(any((out / "runs" / r.id / "checkpoints").glob("*.pt")) for r in study.runs), proc)
+    wait_until(lambda: all(any((store.run_dir(out, r.id).path / "checkpoints").glob("*.pt")) for r in study.runs), proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -154,7 +154,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_continues(tmp_path, helper_env):
     assert not list((out / "locks").iterdir())
     for r in study.runs:
         assert run_state(out, r.id, ["knn"]) == "partial"
-        assert json.loads((out / "runs" / r.id / "status.json").read_text())["status"] == "interrupted"
+        assert json.loads((store.run_dir(out, r.id).path / "status.json").read_text())["status"] == "interrupted"
     assert study_main(["run", str(path), "--out", str(out), "--run-fn", TOY]) == 0
     assert all(run_state(out, r.id, ["knn"]) == "done" for r in study.runs)
 
@@ -167,7 +167,7 @@ def test_status_and_results_tables(tmp_path, helper_env, capsys):
     assert init == 0
     # make one run look in flight: no summary, a live claim, metrics with a step, val loss and throughput
     live = study.runs[0]
-    d = out / "runs" / live.id
+    d = store.run_dir(out, live.id).path
     for name in ("summary.json", "eval/knn.json"):
         (d / name).unlink()
     (d / "checkpoints" / "step_0000005.pt").rename(d / "checkpoints" / "step_0000002.pt")
@@ -179,19 +179,24 @@ def test_status_and_results_tables(tmp_path, helper_env, capsys):
     assert study_main(["status", str(out)]) == 0
     text = capsys.readouterr().out
     assert "4 runs, 3 done, 1 running" in text
-    line = next(ln for ln in text.splitlines() if ln.startswith(live.id))
+    table = text.splitlines()[2:]
+    # the running run first, under its readable name: model, data fraction, length, then its id
+    assert table[1].split()[0] == f"swinv2-cpu-t_f0.5_it5-{live.id}"
     # 3 steps left x global batch 64 / 64 img/s = 3 s
-    assert line.split() == [live.id, "swinv2-cpu-t", "0.5", "running", "2/5", "0.7500", "64", "0:00:03"]
+    assert table[1].split()[1:] == ["swinv2-cpu-t", "0.5", "running", "2/5", "0.7500", "64", "0:00:03"]
+    assert [ln.split()[3] for ln in table[2:]] == ["done"] * 3
     claim.release()
     assert study_main(["results", str(out), "--out", str(tmp_path / "r.csv")]) == 0
     runs = pd.read_csv(tmp_path / "r.csv")
     curves = pd.read_csv(tmp_path / "r_curves.csv")
-    assert list(runs.columns[:4]) == ["run", "model.name", "data.fraction", "status"]
-    assert list(runs["run"]) == [r.id for r in study.runs]
+    assert list(runs.columns[:5]) == ["run", "run_id", "model.name", "data.fraction", "status"]
+    assert list(runs["run_id"]) == [r.id for r in study.runs]
+    assert list(runs["run"]) == [store.run_dir(out, r.id).name for r in study.runs]
+    assert runs["run"][0] == f"swinv2-cpu-t_f0.5_it5-{live.id}"
     assert list(runs["status"]) == ["partial", "done", "done", "done"]
     done = runs[runs["status"] == "done"].iloc[0]
     assert done["iters"] == 5 and done["params"] == 1000 and done["data_size"] == 1000 * done["data.fraction"]
     assert done["eval_knn_top1"] == round(1 - done["val_loss"], 6)
     assert done["best_val_loss"] == done["val_loss"]
     assert list(curves.columns) == ["run", "step", "split", "name", "value"]
-    assert len(curves) == 3 * 5 + 2 and set(curves["run"]) == {r.id for r in study.runs}
+    assert len(curves) == 3 * 5 + 2 and set(curves["run"]) == set(runs["run"])

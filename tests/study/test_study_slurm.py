@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 from study_helpers import write_study
 
-from mimscale.study import init_study_dir, load_study, run_state, study_main
+from mimscale.study import init_study_dir, load_study, run_state, store, study_main
 from mimscale.study.slurm import run_slurm
 
 DOC = {"name": "toy", "base": {"train.iters": 4}, "axes": {"data.fraction": [0.25, 0.5, 1.0]},
@@ -23,7 +23,7 @@ def test_job_array_runs_every_run_records_failures_and_resubmits_only_what_is_le
     assert [r["status"] for r in results] == ["failed", "done", "done"]
     failed = study.runs[0].id
     assert by_run[failed]["exit"] == 1
-    assert "boom: fraction 0.25" in (out / "runs" / failed / "error.txt").read_text()
+    assert "boom: fraction 0.25" in (store.run_dir(out, failed).path / "error.txt").read_text()
     assert len(list((out / "slurm").glob("*_log.out"))) == 3  # one log per array task
     # a second submission only carries the failed run
     again = run_slurm(study, out, cluster="debug", wait=True, run_fn="study_helpers:toy_pretrain",
@@ -31,7 +31,7 @@ def test_job_array_runs_every_run_records_failures_and_resubmits_only_what_is_le
     assert [r["run"] for r in again] == [failed] and again[0]["status"] == "done"
     assert all(run_state(out, r.id, ["knn"]) == "done" for r in study.runs)
     assert run_slurm(study, out, cluster="debug", wait=True, log=lambda m: None) == []
-    cfg = json.loads((out / "runs" / failed / "status.json").read_text())
+    cfg = json.loads((store.run_dir(out, failed).path / "status.json").read_text())
     assert cfg["status"] == "done" and cfg["attempts"] == 2
 
 

@@ -201,14 +201,10 @@ def test_plan_prints_runs_and_cost(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
-def test_eta_fits_overhead_and_speed_from_finished_runs():
-    from mimscale.study.cost import clock, eta_seconds
+def test_clock_shows_hours_minutes_seconds():
+    # (The study's ETA is study/progress.py's: tests/study/test_study_progress.py.)
+    from mimscale.study.cost import clock
 
-    finished = [(1.0, 12.0), (2.0, 22.0), (3.0, 32.0)]  # 2 s overhead + 10 s per unit of cost
-    assert eta_seconds(finished, [4.0, 5.0], workers=2) == pytest.approx((42 + 52) / 2)
-    assert eta_seconds([(2.0, 10.0)], [4.0], workers=1) == pytest.approx(20.0)  # one point: proportional
-    assert eta_seconds([(1.0, 30.0), (3.0, 10.0)], [2.0], workers=1) == pytest.approx(20.0)  # no negative speed
-    assert eta_seconds([], [1.0], workers=1) is None
     assert clock(3725) == "1:02:05" and clock(None) == "-"
 
 

@@ -20,7 +20,7 @@ import pytest
 from study_helpers import write_study
 
 from mimscale.rundir import RunDir
-from mimscale.study import load_study, run_state
+from mimscale.study import load_study, run_state, store
 
 pytestmark = pytest.mark.multiprocess
 
@@ -35,7 +35,7 @@ study, out = load_study(sys.argv[1]), Path(sys.argv[2])
 store.init_study_dir(study, out)
 run = study.runs[0]
 with StopRequest():  # as StudyTask does
-    code = execute(out, run.id, with_runtime(run.cfg, store.run_dir(out, run.id), 1), [],
+    code = execute(out, run.id, with_runtime(run.cfg, store.run_dir(out, run.id, run.cfg), 1), [],
                    functools.partial(torchrun_pretrain, gpus=2))
 sys.exit(code)
 """
@@ -88,7 +88,7 @@ def _task(path: Path, out: Path) -> subprocess.Popen:
 def test_the_requeue_signal_checkpoints_every_rank_and_records_interrupted(gloo, tmp_path):
     path = write_study(tmp_path / "s.yaml", STUDY)
     study, out = load_study(path), tmp_path / "out"
-    run_dir = RunDir(out / "runs" / study.runs[0].id)
+    run_dir = RunDir(store.run_dir(out, study.runs[0].id, study.runs[0].cfg).path)
     task = _task(path, out)
     t0 = time.time()
     while not run_dir.list_checkpoints():
@@ -104,7 +104,7 @@ def test_the_requeue_signal_checkpoints_every_rank_and_records_interrupted(gloo,
     # The task ended after its ranks: none left running (on Slurm they would be killed with the task,
     # mid-checkpoint, when it requeues).
     assert not [pid for pid in ranks if _alive(pid)], output[-3000:]
-    record = json.loads((out / "runs" / study.runs[0].id / "status.json").read_text())
+    record = json.loads((store.run_dir(out, study.runs[0].id).path / "status.json").read_text())
     assert record["status"] == "interrupted", (record, output[-3000:])
     stopped = run_dir.list_checkpoints()[-1][0]
     assert 100 < stopped < 400 and stopped % 100, stopped  # written at the signal, not a periodic one
@@ -115,7 +115,7 @@ def test_the_requeue_signal_checkpoints_every_rank_and_records_interrupted(gloo,
     output = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, output[-3000:]
     assert run_dir.read_summary()["iters"] == 400
-    assert json.loads((out / "runs" / study.runs[0].id / "status.json").read_text())["status"] == "done"
+    assert json.loads((store.run_dir(out, study.runs[0].id).path / "status.json").read_text())["status"] == "done"
     # Resumed, not restarted: what was logged up to the signal's checkpoint was written before the requeue.
     recs = [json.loads(ln) for ln in run_dir.metrics.read_text().splitlines()]
     assert all(r["time"] < requeued for r in recs if r["step"] <= stopped)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mimscale.rundir import atomic_write_text
+from mimscale.rundir import atomic_write_text, run_id_of
 from mimscale.study import store
 from mimscale.study.spec import Study
 
@@ -24,26 +24,31 @@ def _axis_value(v):
 
 
 def study_results(study: Study, study_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, curves): every run of the study in grid order, pending ones included with their status."""
+    """(runs, curves): every run of the study in grid order, pending ones included with their status.
+    ``run`` is the run directory's name (readable: ``vit-cpu-m_f0.1_it2000-<id>``, or the id alone in a study
+    started before names were readable; a pending run gets the name it will have), ``run_id`` the id."""
     study_dir = Path(study_dir)
     table = results_table(study_dir)
-    by_id = {str(r["run"]): r for r in table.to_dict("records")} if not table.empty else {}
+    by_id = {run_id_of(str(r["run"])): r for r in table.to_dict("records")} if not table.empty else {}
     rows = []
     for run in study.runs:
-        row = dict(by_id.get(run.id, {"run": run.id}))
+        row = dict(by_id.get(run.id, {}))
+        row["run"] = store.run_dir(study_dir, run.id, run.cfg).name
+        row["run_id"] = run.id
         row["status"] = store.run_state(study_dir, run.id, run.evals)
         for k, v in run.axes.items():
             row[k] = _axis_value(v)
         rows.append(row)
     axes = study.axis_keys()
     runs = pd.DataFrame(rows)
-    lead = ["run", *axes, "status"]
+    lead = ["run", "run_id", *axes, "status"]
     rest = [c for c in table.columns if c not in lead]  # the analysis' columns, even with no run done yet
     rest += [c for c in runs.columns if c not in lead and c not in rest]
     runs = runs.reindex(columns=lead + rest)
     curves = curves_table(study_dir)
     ids = {r.id for r in study.runs}
-    curves = curves[curves["run"].isin(ids)].reset_index(drop=True) if not curves.empty else curves
+    if not curves.empty:
+        curves = curves[curves["run"].map(run_id_of).isin(ids)].reset_index(drop=True)
     return runs, curves.reindex(columns=list(CURVE_COLUMNS))
 
 

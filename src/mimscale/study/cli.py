@@ -71,13 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wait", action="store_true", help="block until every task ends")
     s.add_argument("--slurm-cluster", default=None, choices=("slurm", "local", "debug"),
                    help="submitit backend (default: Slurm if present); local/debug run without Slurm")
+    r.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
+                   help="when stderr is not a terminal: a progress line this often, and when a run passes a "
+                        "tenth of its steps (default %(default)s)")
     r.add_argument("--run-fn", default=None, help=argparse.SUPPRESS)  # tests: 'module:function'
 
     t = sub.add_parser("status", help="table of runs: status, step/total, val loss, images/s, ETA",
                        description="Where every run of a study stands, from its files alone (safe while runs "
-                                   "write).", epilog="example: mimscale study status runs/cpu-small --json")
+                                   "write).", epilog="examples:\n  mimscale study status runs/cpu-small --json\n"
+                                                     "  mimscale study status runs/cpu-small --watch 30",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("study_dir", help="study directory (or the study file)")
     t.add_argument("--json", action="store_true", help="machine-readable output")
+    t.add_argument("--watch", nargs="?", type=float, const=10.0, default=None, metavar="SECONDS",
+                   help="redraw every SECONDS (default 10) until nothing runs; Ctrl-C stops watching")
 
     u = sub.add_parser("results", help="write the results table (one row per run) and the curve table",
                        description="Write results.csv (one row per run) and curves.csv (every logged metric).",

@@ -114,6 +114,8 @@ def _evals_text(study: Study) -> str:
 
 
 def cmd_run(args) -> int:
+    if not args.progress_every > 0:
+        raise StudyError(f"--progress-every takes a number of seconds > 0, got {args.progress_every:g}")
     study = load_study(args.study)
     eval_data = None
     if args.run_fn is None:  # an injected run function decides itself what evals mean
@@ -142,17 +144,17 @@ def cmd_run(args) -> int:
         raise StudyError("--workers must be at least 1")
     threads = threads_per_worker(args.workers, args.threads)
     print(f"study {study.name}: {len(study.runs)} runs in {study_dir}, {args.workers} worker(s) x {threads} "
-          f"thread(s); worker output goes to runs/<id>/worker.log", file=sys.stderr, flush=True)
+          f"thread(s); worker output goes to runs/<run>/worker.log", file=sys.stderr, flush=True)
     report = run_local(study, study_dir, workers=args.workers, threads=threads, run_fn=args.run_fn,
                        retry_failed=not args.skip_failed, wait_for_others=not args.no_wait,
-                       share=not args.no_share)
+                       share=not args.no_share, progress_s=args.progress_every)
     left = [r.id for r in study.runs if store.run_state(study_dir, r.id, r.evals) != RunState.DONE]
     if report.stopped:
         print(f"{PROG}: interrupted: {len(study.runs) - len(left)} of {len(study.runs)} runs done; "
               f"run the same command again to continue", file=sys.stderr)
     elif report.failed:
         print(f"{PROG}: {len(report.failed)} run(s) failed: {', '.join(report.failed)}; see "
-              f"{study_dir}/runs/<id>/error.txt; rerun to retry them", file=sys.stderr)
+              f"{study_dir}/runs/<run>/error.txt; rerun to retry them", file=sys.stderr)
     else:
         print(f"study {study.name}: {len(study.runs) - len(left)} of {len(study.runs)} runs done"
               + (f" ({len(left)} not done: {', '.join(left)})" if left else ""), file=sys.stderr)
@@ -160,9 +162,15 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from mimscale.study.status import render_status, status_json, status_rows
+    from mimscale.study.status import render_status, status_json, status_rows, watch
 
     study, study_dir = open_dir(args.study_dir)
+    if args.watch is not None:
+        if args.json:
+            raise StudyError("--watch shows the table; use --json without --watch")
+        if not args.watch > 0:
+            raise StudyError(f"--watch takes a number of seconds > 0, got {args.watch:g}")
+        return watch(study, study_dir, args.watch)
     rows = status_rows(study, study_dir)
     if args.json:
         print(json.dumps(status_json(study, study_dir, rows), indent=2, default=str))

@@ -14,7 +14,6 @@ import json
 import math
 from functools import lru_cache
 
-import numpy as np
 from omegaconf import DictConfig
 
 from mimscale.study.spec import StudyRun, images_of
@@ -93,24 +92,6 @@ def human(n: float | None, unit: str = "") -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g}{suffix}{unit}"
     return f"{n:.3g}{unit}"
-
-
-def eta_seconds(finished: list[tuple[float, float]], remaining: list[float], workers: int) -> float | None:
-    """Seconds until the ``remaining`` runs (their costs) are done, from the (cost, seconds) of ``finished``
-    ones: seconds = overhead + cost / speed, fitted by least squares (the overhead, i.e. start-up and
-    evaluations, is why a cost ratio alone underestimates small runs), spread over ``workers``. None
-    before any run has finished."""
-    if not finished:
-        return None
-    costs, secs = np.array(finished, dtype=float).T
-    if len(finished) > 1 and np.ptp(costs) > 0:
-        slope, overhead = np.polyfit(costs, secs, 1)
-        if slope < 0 or overhead < 0:  # noise on few points: fall back to proportional
-            slope, overhead = secs.sum() / max(costs.sum(), 1e-12), 0.0
-    else:
-        slope, overhead = secs.sum() / max(costs.sum(), 1e-12), 0.0
-    return float(sum(overhead + slope * c for c in remaining)) / max(1, workers)
-
 
 
 def clock(seconds: float | None) -> str:

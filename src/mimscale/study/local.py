@@ -18,7 +18,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,8 @@ from pathlib import Path
 
 from mimscale.rundir import RunState
 from mimscale.study import sharing, store
-from mimscale.study.cost import clock, eta_seconds, run_cost
+from mimscale.study.cost import clock, run_cost
+from mimscale.study.progress import PROGRESS_EVERY_S, ConsoleView, StudyProgress
 from mimscale.study.spec import Study, StudyRun
 from mimscale.study.worker import (
     EXIT_CLAIMED,
@@ -109,23 +109,41 @@ class _Signals:
 
 def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | None = None, run_fn=None,
               retry_failed: bool = True, wait_for_others: bool = True, poll_s: float = 1.0,
-              log: Callable[[str], None] | None = None, share: bool = True) -> RunReport:
+              log: Callable[[str], None] | None = None, share: bool = True,
+              progress_s: float = PROGRESS_EVERY_S) -> RunReport:
     """Run every unfinished run of ``study`` in ``study_dir`` (initialised) with ``workers`` processes.
 
     ``share``: runs that differ only in length train their common prefix once (``study/sharing.py``): a
-    branch starts when its trunk has checkpointed the step where the two part."""
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    study_dir = Path(study_dir).resolve()
+    branch starts when its trunk has checkpointed the step where the two part. ``log``: where the runner's
+    messages go (default: stderr, with the study's progress view, ``study/progress.py``, under them;
+    ``progress_s``: how often that view writes a line when stderr is not a terminal)."""
+    tracker = StudyProgress(len(study.runs), max(1, int(workers)))
+    view = ConsoleView(tracker, every_s=progress_s) if log is None else None
+    log = log or view.log
+    try:
+        return _run_local(study, Path(study_dir).resolve(), workers, threads, run_fn, retry_failed,
+                          wait_for_others, poll_s, log, share, tracker, view)
+    finally:
+        if view is not None:
+            view.close()
+
+
+def _run_local(study: Study, study_dir: Path, workers: int, threads: int | None, run_fn, retry_failed: bool,
+               wait_for_others: bool, poll_s: float, log: Callable[[str], None], share: bool,
+               tracker: StudyProgress, view: ConsoleView | None) -> RunReport:
     workers = max(1, int(workers))
     nthreads = threads_per_worker(workers, threads)
     report = RunReport()
     total = len(study.runs)
     costs = _costs(study.runs)
     order = _schedule_order(study.runs, costs)
-    timings: list[tuple[float, float]] = []  # (cost, seconds) of the runs this call finished: the ETA
     for r in order:
         if store.run_state(study_dir, r.id, r.evals) not in (*store.RUNNABLE, RunState.RUNNING):
             report.skipped.append(r.id)
+            tracker.done += 1
+        else:
+            ckpts = store.run_dir(study_dir, r.id, r.cfg).list_checkpoints()
+            tracker.add_pending(r, ckpts[-1][0] if ckpts else 0)
     if report.skipped:
         log(f"{len(report.skipped)} of {total} runs already finished; skipping them")
     ctx = mp.get_context("spawn")
@@ -139,37 +157,41 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
 
     def start(run: StudyRun) -> None:
         extra = sharing.runtime_keys(study, study_dir, run.id, branches)
-        cfg = with_runtime(run.cfg, store.run_dir(study_dir, run.id), nthreads, extra)
+        cfg = with_runtime(run.cfg, store.run_dir(study_dir, run.id, run.cfg), nthreads, extra)
         proc = ctx.Process(target=child_main, name=f"mimscale-study-{run.id}",
                            args=(str(study_dir), run.id, cfg, run.evals, run_fn, nthreads, os.getpid()))
         _start_ignoring_sigint(proc)
         active[run.id] = (proc, run, time.time())
         attempted.add(run.id)
+        tracker.started(run, store.run_dir(study_dir, run.id, run.cfg))
 
     def reap(run_id: str) -> None:
         proc, run, t0 = active.pop(run_id)
         proc.join()
         code, secs = proc.exitcode, time.time() - t0
+        name = store.run_dir(study_dir, run_id, run.cfg).name
         if code == EXIT_CLAIMED:  # another process claimed it first: it is theirs now
             attempted.discard(run_id)
+            tracker.requeued(run)
         elif code == EXIT_DONE:
             report.done.append(run_id)
-            timings.append((costs[run_id], secs))
-            left = [costs[r.id] for r in order if r.id not in report.done + report.skipped + report.failed]
-            eta = eta_seconds(timings, left, workers) if left else None
-            log(f"[{finished_count()}/{total}] done    {run_id} {run.label()} ({secs:.0f}s)"
+            tracker.finished(run_id, ok=True)
+            eta = tracker.eta_s() if tracker.running or tracker.pending else None
+            log(f"[{finished_count()}/{total}] done    {name} ({secs:.0f}s)"
                 + (f"; study ETA {clock(eta)}" if eta is not None else ""))
         elif sig.count or code in (EXIT_INTERRUPTED, -signal.SIGINT, -signal.SIGTERM):
             report.interrupted.append(run_id)
+            tracker.requeued(run)
             _drop_dead_claim(study_dir, run_id, proc.pid)
         else:
             if code != EXIT_FAILED:  # killed (OOM killer, segfault) before it could record anything
                 why = f"worker process died with {_exit_text(code)}"
-                store.record_failure(study_dir, run_id, why, why + "\n" + _tail(study_dir, run_id))
+                store.record_failure(study_dir, run_id, why, why + "\n" + _tail(study_dir, run_id), run.cfg)
                 _drop_dead_claim(study_dir, run_id, proc.pid)
             report.failed.append(run_id)
-            err = store.run_dir(study_dir, run_id).error
-            log(f"[{finished_count()}/{total}] FAILED  {run_id} {run.label()}: "
+            tracker.finished(run_id, ok=False)
+            err = store.run_dir(study_dir, run_id, run.cfg).error
+            log(f"[{finished_count()}/{total}] FAILED  {name}: "
                 f"{store.failure_line(study_dir, run_id)} (see {err})")
 
     with _Signals(lambda: [p for p, _, _ in active.values()]) as sig:
@@ -184,7 +206,8 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
                     if state in store.RUNNABLE and sharing.waiting_for(study_dir, run.id, branches):
                         continue  # its trunk is still on its way to the branch point
                     if state in store.RUNNABLE and (retry_failed or state != RunState.FAILED):
-                        log(f"start   {run.id} {run.label()}" + (f" ({state})" if state != RunState.PENDING else ""))
+                        name = store.run_dir(study_dir, run.id, run.cfg).name
+                        log(f"start   {name}" + (f" ({state})" if state != RunState.PENDING else ""))
                         start(run)
             if not active:
                 if sig.count:
@@ -195,13 +218,16 @@ def run_local(study: Study, study_dir: Path, workers: int = 1, threads: int | No
                     for r in order:
                         why = sharing.waiting_for(study_dir, r.id, branches)
                         if why and r.id not in report.skipped:
-                            log(f"not run {r.id} {r.label()}: it {why}, which did not finish; rerun to retry")
+                            log(f"not run {store.run_dir(study_dir, r.id, r.cfg).name}: it {why}, which did not "
+                                f"finish; rerun to retry")
                     break
                 time.sleep(poll_s)  # runs claimed by another process: wait, and take over if it dies
                 continue
             ready = wait([p.sentinel for p, _, _ in active.values()], timeout=poll_s)
             for run_id in [rid for rid, (p, _, _) in active.items() if p.sentinel in ready]:
                 reap(run_id)
+            if view is not None:
+                view.tick()
         report.stopped = sig.count > 0
     return report
 

@@ -293,7 +293,7 @@ class _Submitter:
             return []
         additional = {**self.additional, **({"dependency": f"afterany:{after}"} if after else {})}
         self.executor.update_parameters(**self.params, slurm_additional_parameters=additional)
-        cfgs = [with_runtime(r.cfg, store.run_dir(self.study_dir, r.id), self.threads,
+        cfgs = [with_runtime(r.cfg, store.run_dir(self.study_dir, r.id, r.cfg), self.threads,
                              sharing.trunk_keys(self.study, r.id, self.task.branches)) for r in runs]
         try:
             jobs = self.executor.map_array(self.task, [r.id for r in runs], cfgs, [r.evals for r in runs])

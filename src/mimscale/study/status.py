@@ -7,6 +7,7 @@ Per run: status, step/total, latest held-out loss, images/s and ETA. Progress co
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -41,13 +42,15 @@ def _tail_records(path: Path, want_val: bool = True) -> list[dict]:
         n *= 4
 
 
-def progress(run_dir: RunDir) -> dict:
-    """step, val_loss, images_per_s and the time of the newest metric record of a run (None if unknown)."""
+def progress(run_dir: RunDir, want_val: bool = True) -> dict:
+    """step, val_loss, images_per_s and the time of the newest metric record of a run (None if unknown).
+    ``want_val=False``: only the tail's first 64 KiB, even without a held-out loss in it (a once-a-second
+    look at a long run's step)."""
     out = {"step": None, "val_loss": None, "images_per_s": None, "time": None}
     ckpts = run_dir.list_checkpoints()
     if ckpts:
         out["step"] = ckpts[-1][0]
-    for rec in _tail_records(run_dir.metrics):
+    for rec in _tail_records(run_dir.metrics, want_val):
         step = rec.get("step")
         if isinstance(step, int) and (out["step"] is None or step > out["step"]):
             out["step"] = step
@@ -64,7 +67,7 @@ def status_rows(study: Study, study_dir: Path) -> list[dict]:
     study_dir = Path(study_dir)
     rows = []
     for run in study.runs:
-        d = store.run_dir(study_dir, run.id)
+        d = store.run_dir(study_dir, run.id, run.cfg)
         state = store.run_state(study_dir, run.id, run.evals)
         summary = d.read_summary()
         p = progress(d) if d.path.is_dir() else {"step": None, "val_loss": None, "images_per_s": None}
@@ -78,7 +81,7 @@ def status_rows(study: Study, study_dir: Path) -> list[dict]:
         ips = p["images_per_s"]
         if state == RunState.RUNNING and total and p["step"] is not None and ips and ips > 0:
             eta = (total - p["step"]) * int(run.cfg.train.batch_size) / ips
-        rows.append({"run": run.id, **run.axes, "status": state, "step": p["step"], "total": total,
+        rows.append({"run": run.id, "name": d.name, **run.axes, "status": state, "step": p["step"], "total": total,
                      "val_loss": p["val_loss"], "images_per_s": ips, "eta_s": eta,
                      "error": store.failure_line(study_dir, run.id) if state == RunState.FAILED else None})
     from mimscale.study.slurm_queue import with_queue
@@ -111,14 +114,25 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+# ``study status`` lists what needs attention first: what runs, what failed, what waits, then what is done.
+SHOW_ORDER = (RunState.RUNNING, RunState.QUEUED, RunState.FAILED, RunState.INTERRUPTED, RunState.PARTIAL,
+              RunState.PENDING, RunState.DONE)
+
+
+def shown_order(rows: list[dict]) -> list[dict]:
+    """Rows by ``SHOW_ORDER`` of their status (another status after them), grid order within a status."""
+    rank = {str(s): i for i, s in enumerate(SHOW_ORDER)}
+    return sorted(rows, key=lambda r: rank.get(str(r["status"]), len(rank)))
+
+
 def render_status(study: Study, study_dir: Path, rows: list[dict]) -> str:
     axes = study.axis_keys()
     header = ["run", *axes, "status", "step/total", "val_loss", "img/s", "eta"]
     table = []
-    for r in rows:
+    for r in shown_order(rows):
         step = f"{_fmt(r['step'])}/{_fmt(r['total'])}" if r["step"] is not None else f"-/{_fmt(r['total'])}"
         ips = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.0f}"
-        table.append([r["run"], *(axis_text(r[k]) for k in axes), r["status"], step, _fmt(r["val_loss"]), ips,
+        table.append([r.get("name") or r["run"], *(axis_text(r[k]) for k in axes), r["status"], step, _fmt(r["val_loss"]), ips,
                       clock(r["eta_s"])])
     c = counts(rows)
     order = [RunState.DONE, RunState.RUNNING, RunState.QUEUED, RunState.PARTIAL, RunState.PENDING, RunState.FAILED]
@@ -129,7 +143,7 @@ def render_status(study: Study, study_dir: Path, rows: list[dict]) -> str:
     if failed:
         lines.append("")
         for r in failed:
-            lines.append(f"failed {r['run']}: {r['error'] or '?'} "
+            lines.append(f"failed {r.get('name') or r['run']}: {r['error'] or '?'} "
                          f"(see {store.run_dir(study_dir, r['run']).error})")
     return "\n".join(lines)
 
@@ -137,3 +151,24 @@ def render_status(study: Study, study_dir: Path, rows: list[dict]) -> str:
 def status_json(study: Study, study_dir: Path, rows: list[dict]) -> dict:
     return {"study": study.name, "study_dir": str(study_dir), "time": time.time(), "counts": counts(rows),
             "axes": study.axis_keys(), "runs": rows}
+
+
+def watch(study: Study, study_dir: Path, every_s: float, out=None, sleep=time.sleep) -> int:
+    """``study status --watch``: the status redrawn every ``every_s`` seconds until no run is running or
+    queued (then the last view stays on screen), or Ctrl-C; returns the exit code (0)."""
+    out = out if out is not None else sys.stdout
+    clear = "\x1b[H\x1b[2J" if out.isatty() else ""  # a log file gets the views one after another
+    try:
+        while True:
+            rows = status_rows(study, study_dir)
+            stamp = time.strftime("%H:%M:%S")
+            out.write(f"{clear}{render_status(study, study_dir, rows)}\n\n"
+                      f"{stamp}, every {every_s:g} s; Ctrl-C to stop watching (the runs go on)\n")
+            out.flush()
+            if not any(r["status"] in (RunState.RUNNING, RunState.QUEUED) for r in rows):
+                out.write("nothing is running: stopped watching\n")
+                return 0
+            sleep(every_s)
+    except KeyboardInterrupt:
+        out.write("\n")
+        return 0

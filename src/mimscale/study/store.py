@@ -3,8 +3,10 @@
 ::
 
     STUDY_DIR/study.yaml        normalised definition + run list; written once, only its evals updated
-    STUDY_DIR/runs/<run_id>/    the run directory (pretrain's cfg.run_dir) + status.json, error.txt,
-                                worker.log written by the study runner
+    STUDY_DIR/runs/<label>-<run_id>/   the run directory (pretrain's cfg.run_dir) + status.json, error.txt,
+                                worker.log written by the study runner; <label> is model, data fraction
+                                and length (``vit-cpu-m_f0.1_it2000``); a study started before names were
+                                readable has runs/<run_id>/, found the same way (``run_dir``)
     STUDY_DIR/locks/<id>.lock   a live claim: JSON {pid, host, start, owner, time}
 
 Claims are ``os.open(O_CREAT | O_EXCL)`` files, atomic on local and NFS filesystems, so two
@@ -34,7 +36,9 @@ from mimscale.rundir import (
     atomic_write_json,
     atomic_write_text,
     create_exclusive,
+    find_run_dir,
     read_json,
+    run_dir_name,
 )
 from mimscale.study.spec import Study, parse_study
 
@@ -43,8 +47,15 @@ STALE_AFTER_S = 600.0  # a claim from another host without a heartbeat this long
 UNREADABLE_GRACE_S = 60.0  # a claim still empty after this long was left by a crash mid-creation
 
 
-def run_dir(study_dir: Path, run_id: str) -> RunDir:
-    return RunDir(Path(study_dir).resolve() / "runs" / run_id)
+def run_dir(study_dir: Path, run_id: str, cfg=None) -> RunDir:
+    """The directory of run ``run_id``: the one that exists, readable (``<label>-<id>``) or named by the id
+    alone (a study started by an older mimscale keeps its names); else the readable name of ``cfg`` (the run's
+    config), or, without one, the id alone. Every lookup of a run's directory by its id goes through here."""
+    runs = Path(study_dir).resolve() / "runs"
+    found = find_run_dir(runs, run_id)
+    if found is not None:
+        return RunDir(found)
+    return RunDir(runs / (run_dir_name(cfg, run_id) if cfg is not None else run_id))
 
 
 # ---------------------------------------------------------------------------------------------- study.yaml
@@ -281,9 +292,10 @@ def run_state(study_dir: Path, run_id: str, evals: list[dict] | list[str], held:
     return RunState.PENDING
 
 
-def record_attempt(study_dir: Path, run_id: str, status: str, **extra) -> None:
-    """status.json: the last attempt's outcome (done | failed | interrupted), with attempt count and host."""
-    d = run_dir(study_dir, run_id)
+def record_attempt(study_dir: Path, run_id: str, status: str, cfg=None, **extra) -> None:
+    """status.json: the last attempt's outcome (done | failed | interrupted), with attempt count and host.
+    ``cfg``: the run's config, which names its directory if the run has none yet."""
+    d = run_dir(study_dir, run_id, cfg)
     previous = read_json(d.status) or {}
     atomic_write_json(d.status, {"status": status, "attempts": int(previous.get("attempts", 0)) + 1,
                                           "host": socket.gethostname(), "pid": os.getpid(),
@@ -292,10 +304,10 @@ def record_attempt(study_dir: Path, run_id: str, status: str, **extra) -> None:
         d.error.unlink(missing_ok=True)
 
 
-def record_failure(study_dir: Path, run_id: str, error_line: str, tail: str) -> None:
-    d = run_dir(study_dir, run_id)
+def record_failure(study_dir: Path, run_id: str, error_line: str, tail: str, cfg=None) -> None:
+    d = run_dir(study_dir, run_id, cfg)
     atomic_write_text(d.error, tail if tail.endswith("\n") else tail + "\n")
-    record_attempt(study_dir, run_id, RunState.FAILED, error=error_line)
+    record_attempt(study_dir, run_id, RunState.FAILED, cfg, error=error_line)
 
 
 def failure_line(study_dir: Path, run_id: str) -> str:

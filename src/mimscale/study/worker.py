@@ -89,25 +89,26 @@ def _log_tail(path: Path, lines: int = 30) -> str:
 def execute_claimed(study_dir: Path, run_id: str, cfg: DictConfig, evals: list[dict], run_fn: RunFn) -> int:
     """Run a claimed run and record the attempt; returns an EXIT_* code, never raises for run errors."""
     t0 = time.time()
-    store.run_dir(study_dir, run_id).path.mkdir(parents=True, exist_ok=True)
+    d = store.run_dir(study_dir, run_id, cfg)
+    d.path.mkdir(parents=True, exist_ok=True)
     try:
         summary = run_fn(cfg, evals)
     except BaseException as e:  # noqa: B902 - every way out of a run must be recorded
         if isinstance(e, (KeyboardInterrupt, Interrupted)):  # pretrain checkpointed on SIGTERM/SIGINT
-            store.record_attempt(study_dir, run_id, RunState.INTERRUPTED, seconds=time.time() - t0)
+            store.record_attempt(study_dir, run_id, RunState.INTERRUPTED, cfg, seconds=time.time() - t0)
             return EXIT_INTERRUPTED
         if isinstance(e, SystemExit) and not e.code:
             summary = {}
         else:
             tb = traceback.format_exc()
             line = (f"{type(e).__name__}: {e}".splitlines() or [type(e).__name__])[0][:300]
-            log = _log_tail(store.run_dir(study_dir, run_id).worker_log)
+            log = _log_tail(d.worker_log)
             tail = tb[-ERROR_TAIL_CHARS:] + (f"\n--- last lines of worker.log ---\n{log}\n" if log else "")
             print(tb, file=sys.stderr, flush=True)  # the worker's log (or Slurm's) shows it in context too
-            store.record_failure(study_dir, run_id, line, tail)
+            store.record_failure(study_dir, run_id, line, tail, cfg)
             return EXIT_FAILED
     status = str((summary or {}).get("status", RunState.DONE))
-    store.record_attempt(study_dir, run_id, status, seconds=time.time() - t0)
+    store.record_attempt(study_dir, run_id, status, cfg, seconds=time.time() - t0)
     return EXIT_DONE
 
 
@@ -164,7 +165,7 @@ def child_main(study_dir: str, run_id: str, cfg: DictConfig, evals: list[dict], 
     if claim is None:
         sys.exit(EXIT_CLAIMED)
     with claim:
-        d = store.run_dir(Path(study_dir), run_id)
+        d = store.run_dir(Path(study_dir), run_id, cfg)
         d.path.mkdir(parents=True, exist_ok=True)  # for worker.log, before the run function makes it
         # Workers run side by side: each one's progress output goes to its run directory, not the terminal.
         log = open(d.worker_log, "a", buffering=1)

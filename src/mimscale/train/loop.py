@@ -30,9 +30,14 @@ from mimscale.train.step import reconstruction_loss, train_step
 __all__ = ["pretrain", "build_simmim", "resolve_run_dir", "Interrupted", "TrainingError"]
 
 def resolve_run_dir(cfg: DictConfig) -> Path:
+    """``run_dir``; else ``out/name``; else the run's directory under ``out``, found by its id (a readable
+    name, or the id alone from an older mimscale), or the readable name ``rundir.run_dir_name`` gives."""
     if cfg.run_dir:
         return Path(cfg.run_dir)
-    return Path(cfg.out) / (cfg.name or C.run_id(cfg))
+    if cfg.name:
+        return Path(cfg.out) / cfg.name
+    rid = C.run_id(cfg)
+    return R.find_run_dir(Path(cfg.out), rid) or Path(cfg.out) / R.run_dir_name(cfg, rid)
 
 
 def _claim_run_dir(run_dir: RunDir, cfg: DictConfig) -> None:
