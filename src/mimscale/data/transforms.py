@@ -277,6 +277,12 @@ class TrainTransform:
         return self.normalize(self.crop_resize(img, rng))
 
 
+def center_offset(length: int, crop: int) -> int:
+    """Where a centred crop of ``crop`` starts in ``length`` pixels: rounded, as torchvision's CenterCrop
+    (``int(round((length - crop) / 2.0))``, Python's round: halves to even), which the official evaluation uses."""
+    return int(round((length - crop) / 2.0))
+
+
 class EvalTransform:
     """Resize the shorter side to ``resize`` (default ``size``; bilinear or bicubic, antialiased), center-crop
     ``size``, normalise. Deterministic. For built-in images already at ``size`` it is the identity
@@ -307,7 +313,7 @@ class EvalTransform:
         x, _, keep = _decode(img, None, (th, tw), self.draft)
         out = _resize_hwc(x, (th, tw), keep is not None, self.interpolation)
         del keep
-        top, left = (th - self.size) // 2, (tw - self.size) // 2
+        top, left = center_offset(th, self.size), center_offset(tw, self.size)
         return out[:, top : top + self.size, left : left + self.size]
 
     def __call__(self, img, rng: np.random.Generator | None = None) -> torch.Tensor:
