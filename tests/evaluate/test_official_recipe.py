@@ -197,7 +197,7 @@ def test_the_centre_crop_rounds_as_torchvision():
     img = np.random.default_rng(0).integers(0, 256, (427, 640, 3), dtype=np.uint8)
     for picture in (img, np.ascontiguousarray(img.transpose(1, 0, 2))):  # landscape and portrait
         h, w = picture.shape[:2]
-        tf = EvalTransform(224, resize=256, interpolation="bicubic", draft=False)
+        tf = EvalTransform(224, resize=256, interpolation="bicubic", draft=False, round_center=True)
         th, tw = tf._target(h, w)
         assert sorted((th, tw)) == [256, 383]
         full = _resize_hwc(torch.from_numpy(picture), (th, tw), False, "bicubic")
@@ -205,9 +205,35 @@ def test_the_centre_crop_rounds_as_torchvision():
         assert torch.equal(tf.crop_resize(picture), full[:, top:top + 224, left:left + 224])
         floor = full[:, (th - 224) // 2:(th - 224) // 2 + 224, (tw - 224) // 2:(tw - 224) // 2 + 224]
         assert not torch.equal(tf.crop_resize(picture), floor)
+        # Pre-training's validation keeps its floored crop (its losses stay comparable across versions).
+        pretrain_val = EvalTransform(224, resize=256, interpolation="bicubic", draft=False)
+        assert torch.equal(pretrain_val.crop_resize(picture), floor)
+    # The evaluation data use the rounded crop.
+    data = D.ClassificationData(_Pictures(img), 224, test_crop=224 / 256, interpolation="bicubic", jpeg_draft=False)
+    assert data.eval_tf.round_center
+    assert torch.equal(data.eval_tf.crop_resize(img), EvalTransform(224, resize=256, interpolation="bicubic",
+                                                                    draft=False, round_center=True).crop_resize(img))
+
+
+class _Pictures:
+    def __init__(self, img):
+        self.img = img
+
+    def __len__(self):
+        return 1
+
+    def labels(self):
+        return np.zeros(1, dtype=np.int64)
+
+    def load(self, i):
+        return self.img
 
 
 def test_segmentation_masks_follow_the_images_crop():
+    img = np.zeros((427, 640, 3), dtype=np.uint8)
+    source = _Pictures(img)
+    source.segmentation = lambda i: np.zeros((427, 640), dtype=np.uint8)
+    assert D.SegmentationData(source, 224).tf.round_center  # the image: rounded, as its mask below
     cols = torch.arange(640).repeat(427, 1)  # each pixel's value: its column
     mask = D._resize_crop_mask(cols, 224)
     full = F.interpolate(cols[None, None].float(), size=(224, int(224 * 640 / 427)), mode="nearest")[0, 0].long()

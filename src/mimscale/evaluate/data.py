@@ -97,7 +97,7 @@ class ClassificationData(torch.utils.data.Dataset):
         self.randaug = randaug
         # Test geometry: shorter side to size / test_crop (the ImageNet convention: 224/0.875 = 256), center crop.
         self.eval_tf = EvalTransform(size, resize=int(size / test_crop), interpolation=interpolation,
-                                     draft=jpeg_draft)
+                                     draft=jpeg_draft, round_center=True)
         # The same interpolation for the training crop and RandAugment's warps (timm's create_transform).
         self.train_tf = TrainTransform(size, scale=tuple(crop_scale), hflip=hflip, interpolation=interpolation,
                                        draft=jpeg_draft)
@@ -164,7 +164,7 @@ class SegmentationData(torch.utils.data.Dataset):
         _require_masks(source)
         self.source, self.train, self.seed, self.hflip, self.epoch = source, train, seed, hflip, 0
         self.lut = label_lut(label_map)
-        self.tf = EvalTransform(size)
+        self.tf = EvalTransform(size, round_center=True)
         self.size = size
 
     def __len__(self) -> int:
