@@ -2,7 +2,8 @@
 
 - ``batch_size`` is the global batch: each step takes the next ``batch_size`` images of the epoch's
   permutation (seeded by seed and epoch, the same on every rank) and splits them into world x ``accum_steps``
-  micro-batches; each rank runs its ``accum_steps`` of them (DDP synchronises on the last). The loss is
+  micro-batches; each rank runs its ``accum_steps`` of them (DDP synchronises on the last). With ``drop_last``
+  (fine-tuning's default, as the official train loader) an epoch is its full global batches only. The loss is
   weighted so that the update is that of the whole global batch, whatever the split: 2 processes, or
   accumulation, equal one process at the same global batch up to float summation order.
 - Per-sample augmentation is seeded by (seed, epoch, image); batch augmentation (mixup, erasing) by (seed,
