@@ -90,6 +90,7 @@ MAPPING = Check(lambda v: True, "a mapping")
 TEXT = Check(lambda v: True, "any text")
 NOT_EMPTY = Check(lambda v: bool(v), "a non-empty text")
 
+
 class _SameAsDefault:
     """``Key.before`` of a key whose neutral value is its default (every key but those added to change one)."""
 
