@@ -4,7 +4,7 @@
   reason; under MIMSCALE_CI=1 (set by .ci/run) it fails with the same reason, so CI cannot pass by skipping
   the Slurm, multi-process or TensorBoard checks.
 - The groups of tests that need something of the machine (a Slurm cluster, torchrun launchers, Chromium,
-  TensorBoard) get one line each at the end of a run: how many passed, skipped and failed, and their summed
+  TensorBoard, W&B and MLflow) get one line each at the end of a run: how many passed, skipped and failed, and their summed
   duration (the time each group adds to the suite, before ``-n 2`` spreads it over two workers).
 """
 
@@ -19,6 +19,7 @@ GROUPS = {
     "torchrun": ("multiprocess", ("tests/train/test_pretrain.py::test_ddp", "tests/evaluate/test_finetune_distributed.py")),
     "chromium": (None, ("tests/report/test_report_chromium.py",)),
     "tensorboard": (None, ("tests/train/test_tensorboard.py",)),
+    "trackers": (None, ("tests/train/test_tracking.py",)),
 }
 _seen: dict[str, dict] = defaultdict(lambda: {"passed": 0, "skipped": 0, "failed": 0, "xfailed": 0, "s": 0.0})
 _measured: list[str] = []

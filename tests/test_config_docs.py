@@ -38,7 +38,7 @@ def test_derived_tables():
     assert set(C.NON_IDENTITY_KEYS) == {
         "device", "threads", "out", "name", "run_dir", "data.num_workers", "train.log_every", "train.keep_last",
         "train.tensorboard", "train.compile", "train.ckpt_every", "train.divergence_factor", "train.share_with",
-        "train.branch_from"}
+        "train.branch_from", "track"}
     # lr_floor_rule and drop_last changed a default: their neutral value is the former behaviour, not the default.
     assert E.ADDED_KEYS == {"test_crop": 1.0, "interpolation": "bilinear", "fp16_init_scale": 65536.0,
                             "lr_floor_rule": "scaled", "drop_last": False, "jpeg_draft": True}

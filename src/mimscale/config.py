@@ -65,6 +65,9 @@ __all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "val
 SCHEMA_VERSION = 7
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+TRACKERS = ("tensorboard", "wandb", "mlflow")  # what `track` may name (train/tracking.py opens them)
+TRACKED = Check(lambda v: all(s in TRACKERS for s in v) and len(set(v)) == len(v),
+                "a list of distinct trackers from " + ", ".join(TRACKERS))
 WARMUP = re.compile(r"|(\d+)|(\d+(?:\.\d*)?|\.\d+)%")
 DEVICE = matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
 # Shared with the evaluation config (mimscale.evaluate.config): one declaration, two schemas.
@@ -180,7 +183,8 @@ class TrainConfig:
                                         "0: off. A guard, not part of the run identity",
                                    Check(lambda v: v == 0 or v > 1, "> 1 (or 0: off)"), role=PLACEMENT)
     recon_images: int = key(8, "held-out images in the reconstruction picture; 0: none", at_least_zero())
-    tensorboard: bool = key(False, "also write TensorBoard event files", FLAG, role=PLACEMENT)
+    tensorboard: bool = key(False, "older spelling of `track: [tensorboard]` (TensorBoard is on by default now): "
+                                   "true adds tensorboard to `track` when the config loads", FLAG, role=PLACEMENT)
     debug_nan_steps: list[int] = key([], "fault injection: steps whose loss is NaN (for tests)",
                                      each(Check(lambda v: v >= 0, ""), "a list of steps >= 0"))
     # Shared prefixes (train/prefix.py; set by the study runner). Neither changes what the run computes.
@@ -204,6 +208,11 @@ class Config:
     out: str = key("runs", "parent of the run directory", TEXT, role=PLACEMENT)
     name: str = key("", "run directory name; empty: the run id", TEXT, role=PLACEMENT)
     run_dir: str = key("", "explicit run directory (wins over out/name)", TEXT, role=PLACEMENT)
+    track: list[str] = key(list(TRACKERS[:1]), "where metrics, hyper-parameters and evaluation results are tracked "
+                                               "besides metrics.jsonl: any of tensorboard (RUN_DIR/tb/, skipped with a "
+                                               "warning when not installed), wandb, mlflow (pip install "
+                                               "'mimscale[track]'); [] for none. Evaluations of a run go where it "
+                                               "went", TRACKED, role=PLACEMENT)
 
 
 # Every key's declaration, by dotted name; the tables below are derived from it.
@@ -352,9 +361,19 @@ def _one_eval_interval(cfg: DictConfig) -> None:
     t.eval_interval = ""
 
 
+def _one_tracking_key(cfg: DictConfig) -> None:
+    """``train.tensorboard=true`` (the key before ``track``) -> tensorboard in ``track``. false says nothing: it was
+    the old default, written into every config.yaml, so it does not turn TensorBoard off."""
+    if cfg.train.tensorboard:
+        if "tensorboard" not in cfg.track:
+            cfg.track = [*cfg.track, "tensorboard"]
+        cfg.train.tensorboard = False
+
+
 def normalise_and_validate(cfg: DictConfig) -> None:
     """What ``load_config`` checks: keys that stand for others written into them first, then ``validate``."""
     _one_warmup(cfg)
+    _one_tracking_key(cfg)
     _one_eval_interval(cfg)
     validate(cfg)
 

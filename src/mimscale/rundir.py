@@ -6,8 +6,10 @@ records, ``study status``, the analysis) use it without importing torch.
 
     RUN_DIR/config.yaml         resolved config (the run's identity)         written once, by pretrain
     RUN_DIR/provenance.json     versions, host, command, config schema
-    RUN_DIR/subset.json         manifest of the training subset (ids + content hash)
-    RUN_DIR/heldout.json        manifest of the held-out set
+    RUN_DIR/subset.json         manifest of the training subset: a reference (counts, ids' hash, body path)
+    RUN_DIR/heldout.json        manifest of the held-out set, the same way
+    STORE/manifests/<sha>.json.gz   the ids of a manifest, once per study (``manifest_store``: the study
+                                directory for a run inside one, else the run directory)
     RUN_DIR/excluded.json       unreadable images left out (held-out, training probe, folder scan), if any
     RUN_DIR/branch.json         {"trunk", "step"}: a run trained from another run's checkpoint (train/prefix.py)
     RUN_DIR/metrics.jsonl       one {"step", "split", "name", "value", "time"} object per line
@@ -60,6 +62,11 @@ CONFIG, PROVENANCE, SUBSET, HELDOUT, EXCLUDED, BRANCH = (
     "config.yaml", "provenance.json", "subset.json", "heldout.json", "excluded.json", "branch.json")
 METRICS, SUMMARY, STATUS, ERROR, WORKER_LOG = "metrics.jsonl", "summary.json", "status.json", "error.txt", "worker.log"
 CHECKPOINTS, EVAL, RECON, TENSORBOARD = "checkpoints", "eval", "recon", "tb"
+# Manifest bodies (data/manifest_store.py) live in STORE/manifests/, STORE from ``manifest_store``.
+MANIFESTS = "manifests"
+# A study directory's layout (owned by study/store.py, which this leaf cannot import): STUDY/study.yaml and
+# STUDY/runs/<run_id>/. Only ``manifest_store`` reads these names, to find the study a run belongs to.
+_STUDY_FILE, _STUDY_RUNS = "study.yaml", "runs"
 
 # Metric records: (split, name). The held-out and training-probe losses use the same name so a curve is
 # selected by split alone.
@@ -187,6 +194,20 @@ def identity_matches(stored: Any, wanted: dict) -> bool:
     """Whether a stored identity holds ``wanted``: compared on ``wanted``'s keys only, so an identity written
     when it held more keys (every evaluation key, in mimscale 0.1) still matches."""
     return isinstance(stored, dict) and {k: stored.get(k) for k in wanted} == wanted
+
+
+# ---------------------------------------------------------------------------------------------- manifest store
+
+
+def manifest_store(run_dir) -> Path:
+    """Where a run's manifest bodies go: its study directory when it is a study's run (``STUDY/runs/<id>/``
+    beside ``STUDY/study.yaml``), so the study's runs share them; else the run directory itself. A plain
+    ``runs/<name>/`` (pretrain's default ``out``) has no study.yaml above it and keeps its own."""
+    path = Path(getattr(run_dir, "path", run_dir))
+    study = path.parent.parent
+    if path.parent.name == _STUDY_RUNS and (study / _STUDY_FILE).is_file():
+        return study
+    return path
 
 
 # ---------------------------------------------------------------------------------------------- the directory

@@ -9,7 +9,7 @@ from mimscale.evaluate.augment import OPS, MixupCutmix, _apply, one_hot_smooth, 
 
 @pytest.mark.parametrize("op", OPS)
 def test_every_randaugment_op_keeps_shape_and_range(op):
-    img = torch.rand(3, 16, 16)
+    img = torch.randint(0, 256, (3, 16, 16)) / 255  # 8-bit values, as the fine-tuning crops hold
     for m in (0.0, 5.0, 10.0):
         out = _apply(op, img, m, np.random.default_rng(0))
         assert out.shape == img.shape and torch.isfinite(out).all()
@@ -17,7 +17,7 @@ def test_every_randaugment_op_keeps_shape_and_range(op):
 
 
 def test_randaugment_identity_ops_and_determinism():
-    img = torch.rand(3, 16, 16)
+    img = torch.randint(0, 256, (3, 16, 16)) / 255
     assert torch.allclose(_apply("Invert", _apply("Invert", img, 9, None), 9, None), img)
     a = rand_augment(img, 2, 9, 0.5, np.random.default_rng(3))
     b = rand_augment(img, 2, 9, 0.5, np.random.default_rng(3))

@@ -1,6 +1,6 @@
-"""``train.tensorboard=true``: the TensorBoard event files hold exactly the scalars of metrics.jsonl (same
-tags ``split/name``, steps and values, float32 as TensorBoard stores them), also after a run was killed
-and resumed. TensorBoard is a dev dependency (the set-up installs it), imported directly like transformers.
+"""TensorBoard (``track``'s default; ``train.tensorboard=true`` is its older spelling): the event files hold
+exactly the scalars of metrics.jsonl (same tags ``split/name``, steps and values, float32 as TensorBoard stores
+them), also after a run was killed and resumed. TensorBoard is a dev dependency (the set-up installs it), imported directly like transformers.
 Measured on the 2-core CI machine: about 3 s and 9 s.
 """
 
@@ -41,7 +41,9 @@ def _jsonl_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
 def _event_scalars(accumulator, run: Path) -> dict[str, list[tuple[int, float]]]:
     acc = accumulator(str(RunDir(run).tensorboard), size_guidance={"scalars": 0})  # 0: keep every event
     acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    # summary/*: the finished run's final numbers, logged once at the end (tests/train/test_tracking.py)
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]
+            if not tag.startswith("summary/")}
 
 
 def test_event_files_hold_the_scalars_of_metrics_jsonl(event_accumulator, tmp_path):

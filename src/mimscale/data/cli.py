@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write subset manifests for a source",
         description="Write one manifest per fraction (nested: 10% inside 20% inside ...) and, for sources "
         "without their own validation split, a held-out manifest disjoint from every subset.",
-        epilog="example: mimscale data subset shapes:size=32,pool=1000 --fractions 0.1,0.2,0.5,1 --seed 0 "
-        "--out subsets/",
+        epilog="examples:\n  mimscale data subset shapes:size=32,pool=1000 --fractions 0.1,0.2,0.5,1 --seed 0 "
+        "--out subsets/\n  mimscale data subset /data/imagenet22k --out subsets/ --store subsets/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("source", help="source spec: shapes[:k=v,...], photos[:k=v,...], digits, sample_images, a folder, shards")
     s.add_argument("--fractions", default="0.1,0.2,0.5,1", help="comma-separated, each in (0, 1]")
@@ -49,14 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="held-out split for sources without one: auto (10%%, at most 10,000), none, a fraction or a count",
     )
     s.add_argument("--holdout-seed", type=int, default=0, help="seed of the held-out split")
+    s.add_argument(
+        "--store",
+        default=None,
+        help="write each id list once, gzipped, to STORE/manifests/<sha256>.json.gz and small references in "
+        "--out (for ImageNet-22K-sized sources; default: whole manifests in --out)",
+    )
     v = sub.add_parser(
         "verify",
         help="re-derive and check the manifests of a directory",
         description="Check every manifest's sha256, re-derive its ids from the source description and seed, "
-        "and check nesting and disjointness from the held-out set.",
-        epilog="example: mimscale data verify subsets/",
+        "and check nesting and disjointness from the held-out set. A manifest that is a reference is checked "
+        "with the id list it points to.",
+        epilog="examples:\n  mimscale data verify subsets/\n  mimscale data verify study/runs/5dc388ab45/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    v.add_argument("directory", help="a directory written by `mimscale data subset`")
+    v.add_argument("directory", help="a directory written by `mimscale data subset`, or a run directory")
     return parser
 
 
@@ -66,7 +75,8 @@ def data_main(argv: list[str]) -> int:
 
     if args.action == "subset":
         print(
-            subset_command(args.source, args.fractions, args.seed, args.out, args.holdout, args.holdout_seed)
+            subset_command(args.source, args.fractions, args.seed, args.out, args.holdout, args.holdout_seed,
+                           args.store)
         )
     else:
         print(verify_command(args.directory))

@@ -120,6 +120,7 @@ def verify_manifests(directory) -> dict:
     manifests = [(p, load_manifest(p)) for p in paths]
     sources: dict[str, object] = {}
     rows = []
+    derived = []  # each manifest's source indices: equal to its ids once the hashes match
     for p, m in manifests:
         key = json.dumps(m.source, sort_keys=True)
         if key not in sources:
@@ -136,29 +137,33 @@ def verify_manifests(directory) -> dict:
             idx = val if m.split == "heldout" else subset_indices(src, m.fraction, m.seed, pool)
         if idx is None:
             raise DataError(f"{p.name}: held-out manifest but the source has its own validation split")
-        again = ids_sha256([src.ids[i] for i in idx])
+        listing = src.ids
+        again = ids_sha256([listing[i] for i in idx.tolist()])
         if again != m.sha256:
             raise DataError(f"{p.name}: ids re-derived from the source hash to {again[:12]}..., "
                             f"manifest says {m.sha256[:12]}...")  # fmt: skip
+        derived.append(idx)
         rows.append({"file": p.name, "split": m.split, "fraction": m.fraction, "seed": m.seed,
                      "num_ids": len(m.ids), "sha256": m.sha256})  # fmt: skip
+    # Nesting and disjointness on the (ascending, unique) source indices rather than sets of id strings: the
+    # same answer, as the hashes matched, in a fraction of the memory at 14.2M ids. A group shares one source.
     groups: dict[tuple, list] = {}
-    for p, m in manifests:
+    for (p, m), idx in zip(manifests, derived):
         groups.setdefault(
             (json.dumps(m.source, sort_keys=True), json.dumps(m.holdout, sort_keys=True)), []
-        ).append((p, m))
+        ).append((p, m, idx))
     for members in groups.values():
-        held = [set(m.ids) for _, m in members if m.split == "heldout"]
+        held = [idx for _, m, idx in members if m.split == "heldout"]
         by_seed: dict[int, list] = {}
-        for p, m in members:
+        for p, m, idx in members:
             if m.split == "train":
-                by_seed.setdefault(m.seed, []).append((m.fraction, p, set(m.ids)))
-                if any(h & set(m.ids) for h in held):
+                by_seed.setdefault(m.seed, []).append((m.fraction, p, idx))
+                if any(np.intersect1d(h, idx, assume_unique=True).size for h in held):
                     raise DataError(f"{p.name}: training ids overlap the held-out set")
         for subsets in by_seed.values():
             subsets.sort(key=lambda t: t[0])
             for (_, pa, a), (_, pb, b) in zip(subsets, subsets[1:]):
-                if not a <= b:
+                if np.setdiff1d(a, b, assume_unique=True).size:
                     raise DataError(f"{pa.name} is not contained in {pb.name} (subsets must be nested)")
     return {"directory": str(d), "manifests": rows, "nested": True, "disjoint": True}
 
@@ -171,12 +176,14 @@ def _is_manifest(p: Path) -> bool:
 
 
 def subset_command(source: str, fractions="0.1,0.2,0.5,1", seed: int = 0, out=".", holdout="auto",
-                   holdout_seed: int = 0) -> str:  # fmt: skip
-    """``mimscale data subset SOURCE --fractions ... --seed S --out DIR``: write manifests, return a
-    summary to print. Raises DataError (CLI: exit 2)."""
+                   holdout_seed: int = 0, store=None) -> str:  # fmt: skip
+    """``mimscale data subset SOURCE --fractions ... --seed S --out DIR [--store S]``: write manifests (with
+    ``store``: references in ``out``, the ids once under ``store``/manifests/), return a summary to print.
+    Raises DataError (CLI: exit 2)."""
     fr = parse_fractions(fractions)
     src = build_source(source)
-    paths = write_manifests(out, make_subsets(src, fr, seed, holdout=holdout, holdout_seed=holdout_seed))
+    paths = write_manifests(out, make_subsets(src, fr, seed, holdout=holdout, holdout_seed=holdout_seed),
+                            store=store)
     lines = [f"source {src.describe()} ({len(src.ids)} images, {src.num_classes or 'no'} classes)"]
     for p in paths:
         m = load_manifest(p)

@@ -43,6 +43,7 @@ from mimscale.evaluate.loading import eval_home, load_encoder
 from mimscale.evaluate.probes import extract_features, knn_eval, linear_probe, logistic_probe
 from mimscale.evaluate.segment import segment
 from mimscale.rundir import RunDir, atomic_write_json
+from mimscale.train.tracking import log_evaluation
 
 FINE_TUNED = ("finetune", "segment")
 
@@ -184,5 +185,6 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     if dist.is_main():
         atomic_write_json(out, result)
         state.unlink(missing_ok=True)
+        log_evaluation(run_dir, result)  # beside the run's curves, in the trackers its config.yaml names
     dist.barrier()
     return result

@@ -1,6 +1,7 @@
 """The data side of a pre-training run: training stream, held-out and training-probe sets, pictures.
 
-Wraps the data layer into the few calls the loop needs, and writes the run's subset manifests.
+Wraps the data layer into the few calls the loop needs, and writes the run's subset manifests (references to
+id lists stored once per study).
 """
 
 from __future__ import annotations
@@ -64,8 +65,11 @@ class RunInputs:
         self.plan = plan
         self.data_size = len(plan.train_indices)
         if rank == 0:
-            D.write_manifest(run_dir.subset, plan.manifest)
-            D.write_manifest(run_dir.heldout, plan.val_manifest)
+            # The ids go once to the study's store (rundir.manifest_store), shared by its runs; the run keeps
+            # small references, so it still says which images it saw (docs/RESULTS.md).
+            store = R.manifest_store(run_dir)
+            D.write_manifest(run_dir.subset, plan.manifest, store=store)
+            D.write_manifest(run_dir.heldout, plan.val_manifest, store=store)
             _list_excluded(run_dir, {"heldout": bad_val, "training_probe": bad_probe,
                                      "scan": sorted({*plan.source.skipped_at_scan, *val_source.skipped_at_scan})})
         train_tf = D.TrainTransform(d.img_size, tuple(d.crop_scale), tuple(d.crop_ratio), d.hflip, draft=d.jpeg_draft)

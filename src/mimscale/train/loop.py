@@ -160,6 +160,7 @@ def _finish(run: PretrainRun) -> dict:
     summary = _summary(run) if dist.is_main() else None  # metrics.jsonl is the main rank's
     if dist.is_main():
         R.atomic_write_json(run.run_dir.summary, summary)
+        run.writer.finish(summary)  # the trackers' final numbers and HParams session end
     return dist.all_gather_object(summary)[0]
 
 

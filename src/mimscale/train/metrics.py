@@ -1,4 +1,5 @@
-"""Metrics to ``metrics.jsonl`` (one JSON object per event), with TensorBoard as an optional sink."""
+"""Metrics to ``metrics.jsonl`` (one JSON object per event), and to the experiment trackers ``track`` names
+(``train/tracking.py``: TensorBoard by default, W&B, MLflow)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,23 @@ import json
 import time
 from pathlib import Path
 
-from mimscale.rundir import atomic_write_text
+from mimscale.rundir import RunDir, atomic_write_text
+from mimscale.train.tracking import TensorBoardSink, open_sinks, summary_metrics
 
 
 class MetricsWriter:
     """Appends ``{"step", "split", "name", "value", "time"}`` lines; flushes each so a kill loses nothing.
 
     On resume, lines for steps after the checkpoint are dropped first: the resumed run writes them again,
-    and a curve must not contain two values for one step.
+    and a curve must not contain two values for one step. Every value also goes to the trackers of ``sinks``
+    (``track``) on ``run_dir``, as the scalar ``split/name``; ``hparams`` starts the tracked run with them.
     """
 
-    def __init__(self, path: Path, resume_step: int | None = None, tensorboard_dir: Path | None = None,
-                 enabled: bool = True):
+    def __init__(self, path: Path, resume_step: int | None = None, enabled: bool = True, sinks=(),
+                 run_dir: RunDir | None = None, hparams: dict | None = None):
         self.path = Path(path)
         self.enabled = enabled
-        self.tb = None
+        self.sinks: list = []
         if not enabled:
             return
         if resume_step is not None and self.path.exists():
@@ -28,36 +31,68 @@ class MetricsWriter:
             atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
+        if sinks and run_dir is not None:
+            self.sinks = open_sinks(sinks, run_dir, resume_step)
+            for sink in self.sinks:
+                if hparams:
+                    sink.start(hparams)
+            if resume_step is not None and _forked_at(run_dir) == resume_step:
+                self._replay(resume_step)
         self.file = open(self.path, "a")
-        if tensorboard_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
 
-                # purge_step: drop the events a killed process logged after the checkpoint we resume from.
-                self.tb = SummaryWriter(str(tensorboard_dir),
-                                        purge_step=None if resume_step is None else resume_step + 1)
-            except ImportError:  # tensorboard is an optional extra
-                self.tb = None
+    @property
+    def tb(self):
+        """The TensorBoard SummaryWriter when TensorBoard is a sink (for pictures), else None."""
+        return next((s.writer for s in self.sinks if isinstance(s, TensorBoardSink)), None)
+
+    def _replay(self, upto: int) -> None:
+        """A branch's first process: its curve up to the fork was written by ``train/branch.py`` from the trunk's
+        metrics.jsonl; the trackers get it too, so the branch's tracked curve starts at step 0."""
+        groups: dict[tuple[int, str], dict[str, float]] = {}
+        for line in self.path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["step"] <= upto:
+                groups.setdefault((rec["step"], rec["split"]), {})[rec["name"]] = float(rec["value"])
+        for (step, split), values in groups.items():
+            for sink in self.sinks:
+                sink.log(step, {f"{split}/{name}": value for name, value in values.items()})
 
     def log(self, step: int, split: str, name: str, value: float) -> None:
-        if not self.enabled:
-            return
-        rec = {"step": int(step), "split": split, "name": name, "value": float(value), "time": time.time()}
-        self.file.write(json.dumps(rec) + "\n")
-        self.file.flush()
-        if self.tb is not None:
-            self.tb.add_scalar(f"{split}/{name}", float(value), int(step))
-            self.tb.flush()  # as metrics.jsonl: a kill loses no buffered event
+        self.log_many(step, split, {name: value})
 
     def log_many(self, step: int, split: str, values: dict) -> None:
+        if not self.enabled:
+            return
+        now = time.time()
         for name, value in values.items():
-            self.log(step, split, name, value)
+            rec = {"step": int(step), "split": split, "name": name, "value": float(value), "time": now}
+            self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        for sink in self.sinks:  # one call per step: W&B makes one history row of it
+            sink.log(int(step), {f"{split}/{name}": float(value) for name, value in values.items()})
+
+    def finish(self, summary: dict) -> None:
+        """The run is done: its final numbers (``summary.json``) as ``summary/<key>`` scalars at its last step,
+        and the tracked run marked finished (TensorBoard's HParams session ends)."""
+        if not self.enabled:
+            return
+        for sink in self.sinks:
+            sink.log(int(summary.get("iters") or 0), summary_metrics(summary))
+            sink.end()
 
     def close(self) -> None:
         if self.enabled:
             self.file.close()
-            if self.tb is not None:
-                self.tb.close()
+            for sink in self.sinks:
+                sink.close()
+
+
+def _forked_at(run_dir: RunDir) -> int | None:
+    """The trunk step a branch was forked at (branch.json), None for a run trained from step 0."""
+    try:
+        return int(json.loads(run_dir.branch.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _step_of(line: str) -> int:

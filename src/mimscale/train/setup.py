@@ -34,6 +34,7 @@ from mimscale.train.prefix import departure, length_free_identity
 from mimscale.train.progress import Progress
 from mimscale.train.schedule import budgeted_eval_points, eval_steps, total_steps
 from mimscale.train.state import COUNTERS, TrainState, provenance
+from mimscale.train.tracking import run_hparams
 
 # What a pre-training checkpoint holds, in the layout every mimscale version so far has written (the counters
 # and the guard's initial weight norm at the top level, where evaluate/loading.py reads "step").
@@ -205,8 +206,8 @@ def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
     if t.compile:
         train_model = torch.compile(train_model)
 
-    writer = MetricsWriter(run_dir.metrics, resume_step=state.step if ckpt else None,
-                           tensorboard_dir=run_dir.tensorboard if t.tensorboard else None, enabled=dist.is_main())
+    writer = MetricsWriter(run_dir.metrics, resume_step=state.step if ckpt else None, enabled=dist.is_main(),
+                           sinks=cfg.track, run_dir=run_dir, hparams=run_hparams(cfg, C.run_id(cfg)))
     if dist.is_main() and ckpt is None:
         R.atomic_write_json(run_dir.provenance, provenance(device, world))
     flops = flops_per_image(model, inputs.example_batch(), device)

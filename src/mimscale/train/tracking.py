@@ -1,0 +1,264 @@
+"""Where a run's numbers go besides ``metrics.jsonl``: the experiment trackers named by the one key ``track``.
+
+- ``tensorboard`` (the default): event files in ``RUN_DIR/tb/``. The run's identity config goes to the HParams
+  view (a session start at the run's start, a session end when it finishes); its summary (best and final losses)
+  and its evaluations are scalars beside the training curves, so they are the HParams table's metric columns.
+- ``wandb``: Weights & Biases, one W&B run per run directory (its id is derived from the directory's path, so a
+  resumed run and its evaluations append to the same W&B run). ``WANDB_PROJECT`` (default ``mimscale``),
+  ``WANDB_MODE`` and ``WANDB_DIR`` are read as W&B reads them.
+- ``mlflow``: MLflow, one MLflow run per run directory (found again by its tag ``mimscale.run_dir``), in the
+  experiment ``MLFLOW_EXPERIMENT_NAME`` (default ``mimscale``) of the store ``MLFLOW_TRACKING_URI``.
+
+The tracker packages are optional and imported only when their sink is on. A missing ``tensorboard`` is a
+warning (it is on by default); a missing ``wandb`` or ``mlflow`` that ``track`` asks for is an error before
+training starts. Only the main process tracks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import os
+import sys
+from typing import Any
+
+import yaml
+
+from mimscale.config import TRACKERS, identity
+from mimscale.errors import ConfigError
+from mimscale.rundir import RunDir
+
+SINKS = TRACKERS  # declared with the key (config.py): the check and the openers below name the same sinks
+DEFAULT_SINKS = ("tensorboard",)
+# sink -> (module imported, what to install)
+PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"),
+            "mlflow": ("mlflow", "mlflow-skinny")}
+PROJECT = "mimscale"  # the W&B project and the MLflow experiment when the environment names none
+RUN_DIR_TAG = "mimscale.run_dir"
+# summary.json keys that are a run's final numbers (the HParams table's columns with the evaluations)
+SUMMARY_METRICS = ("final_val_loss", "best_val_loss", "initial_val_loss", "final_train_loss",
+                   "final_train_probe_loss", "epochs_equivalent", "params", "images_per_s")
+
+
+def _installed(sink: str) -> bool:
+    return importlib.util.find_spec(PACKAGES[sink][0]) is not None
+
+
+def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"iters": 20}}`` -> ``{"train.iters": 20}``; lists and empty mappings as text, None as ''."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flat(v, name + "."))
+        elif isinstance(v, (bool, int, float, str)):
+            out[name] = v
+        else:
+            out[name] = "" if v is None else str(v)
+    return out
+
+
+class TensorBoardSink:
+    def __init__(self, run_dir: RunDir, resume_step: int | None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step: drop the events a killed process logged after the checkpoint we resume from.
+        self.writer = SummaryWriter(str(run_dir.tensorboard),
+                                    purge_step=None if resume_step is None else resume_step + 1)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+        self.writer.flush()  # as metrics.jsonl: a kill loses no buffered event
+
+    def start(self, hparams: dict[str, Any]) -> None:
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        # Only the session start: without an experiment summary, the HParams view takes the union of every
+        # run's hyper-parameters and offers every scalar tag as a metric column (a run-made experiment summary
+        # would fix the columns to the first run it finds).
+        _, session_start, _ = hparams_summaries(hparams, {})
+        self.writer.file_writer.add_summary(session_start)
+        self.writer.flush()
+
+    def end(self) -> None:
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        _, _, session_end = hparams_summaries({}, {})  # status: success
+        self.writer.file_writer.add_summary(session_end)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def wandb_id(run_dir: RunDir) -> str:
+    """One W&B run per run directory: resumed processes and evaluations append to it."""
+    return hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
+
+
+class WandbSink:
+    def __init__(self, run_dir: RunDir, resume_step: int | None):
+        import wandb
+
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", PROJECT), name=run_dir.path.name,
+                              id=wandb_id(run_dir), resume="allow", reinit="finish_previous",
+                              config={RUN_DIR_TAG: str(run_dir.path.resolve())})
+        # Every value carries its own step: a resumed run logs steps again and evaluations log epochs, which
+        # W&B's own monotonic step would drop.
+        self.run.define_metric("step", hidden=True)
+        self.run.define_metric("*", step_metric="step")
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        self.run.log({**values, "step": step})
+
+    def start(self, hparams: dict[str, Any]) -> None:
+        self.run.config.update(hparams, allow_val_change=True)
+
+    def end(self) -> None:
+        pass  # the summary's values are logged as scalars; W&B keeps the last of each as the run's summary
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class MlflowSink:
+    def __init__(self, run_dir: RunDir, resume_step: int | None):
+        from mlflow import MlflowClient
+
+        self.client = MlflowClient()  # MLFLOW_TRACKING_URI, as MLflow reads it
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME", PROJECT)
+        exp = self.client.get_experiment_by_name(name)
+        exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
+        where = str(run_dir.path.resolve())
+        found = self.client.search_runs([exp_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{_quoted(where)}'",
+                                        max_results=1)
+        self.run_id = (found[0].info.run_id if found else
+                       self.client.create_run(exp_id, run_name=run_dir.path.name,
+                                              tags={RUN_DIR_TAG: where}).info.run_id)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = _millis()
+        metrics = [Metric(_mlflow_key(k), v, now, step) for k, v in values.items() if math.isfinite(v)]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def start(self, hparams: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(self.run_id).data.params  # a resumed run: params are write-once
+        params = [Param(_mlflow_key(k), str(v)) for k, v in hparams.items() if _mlflow_key(k) not in existing]
+        for i in range(0, len(params), 100):  # MLflow's limit per batch
+            self.client.log_batch(self.run_id, params=params[i:i + 100])
+
+    def end(self) -> None:
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def close(self) -> None:
+        pass  # the run stays open while it trains; end() closes it
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _mlflow_key(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
+
+
+def _millis() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+OPENERS = {"tensorboard": TensorBoardSink, "wandb": WandbSink, "mlflow": MlflowSink}
+
+
+def check_installed(sinks) -> list[str]:
+    """The sinks of ``sinks`` that can run here: a missing ``wandb`` or ``mlflow`` is a ConfigError (it was asked
+    for), a missing ``tensorboard`` a one-line warning (it is on by default)."""
+    usable = []
+    for sink in sinks:
+        if _installed(sink):
+            usable.append(sink)
+        elif sink == "tensorboard":
+            print("[track] tensorboard is not installed: no TensorBoard events (pip install tensorboard, or "
+                  "track=[] to turn this off)", file=sys.stderr)
+        else:
+            raise ConfigError(f"track has {sink} but {PACKAGES[sink][0]} is not installed "
+                              f"(pip install {PACKAGES[sink][1]}, or pip install 'mimscale[track]')")
+    return usable
+
+
+def open_sinks(sinks, run_dir: RunDir, resume_step: int | None = None) -> list:
+    """The trackers ``sinks`` names, open on ``run_dir`` (a tracker that cannot start is a ConfigError)."""
+    opened = []
+    for sink in check_installed(sinks):
+        try:
+            opened.append(OPENERS[sink](run_dir, resume_step))
+        except Exception as e:  # a bad store URI, a W&B login: say which tracker, in one line
+            for s in opened:
+                s.close()
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"track: {sink} cannot start: {first}") from None
+    return opened
+
+
+def run_hparams(cfg, run_id: str) -> dict[str, Any]:
+    """The hyper-parameters a run is tracked with: its identity config, flattened, and its run id."""
+    return {"run_id": run_id, **flat(identity(cfg))}
+
+
+def summary_metrics(summary: dict) -> dict[str, float]:
+    """The final numbers of ``summary.json`` that are numbers, as ``summary/<key>`` scalars."""
+    return {f"summary/{k}": float(summary[k]) for k in SUMMARY_METRICS
+            if isinstance(summary.get(k), (int, float)) and math.isfinite(summary[k])}
+
+
+def run_sinks(run_dir: RunDir) -> tuple[str, ...]:
+    """What ``track`` says in the run's config.yaml (an evaluation is tracked where its run is); the default when
+    there is no config.yaml or it predates the key."""
+    try:
+        cfg = yaml.safe_load(run_dir.config.read_text())
+    except (OSError, yaml.YAMLError):
+        return DEFAULT_SINKS
+    sinks = cfg.get("track") if isinstance(cfg, dict) else None
+    if not isinstance(sinks, list):
+        return DEFAULT_SINKS
+    return tuple(s for s in sinks if s in SINKS)
+
+
+def evaluation_scalars(result: dict) -> tuple[int, dict[str, float], list[tuple[int, dict[str, float]]]]:
+    """An evaluation result as scalars: (step, ``eval/<name>/<metric>`` of its metrics, and per evaluated epoch
+    (epoch, ``eval_epochs/<name>/<value>``)). The step is the pre-training step it evaluated, so the result sits
+    at the end of the run's curves."""
+    name = result["name"]
+    final = {f"eval/{name}/{k}": float(v) for k, v in (result.get("metrics") or {}).items()
+             if isinstance(v, (int, float)) and math.isfinite(v)}
+    epochs = []
+    for h in result.get("history") or []:
+        values = {f"eval_epochs/{name}/{k}": float(v) for k, v in h.items()
+                  if k not in ("epoch", "step") and isinstance(v, (int, float)) and math.isfinite(v)}
+        epochs.append((int(h.get("epoch", len(epochs) + 1)), values))
+    return int(result.get("step") or 0), final, epochs
+
+
+def log_evaluation(run_dir: RunDir, result: dict) -> None:
+    """Log an evaluation's result (its metrics, and its per-epoch history) to the run's trackers."""
+    sinks = open_sinks(run_sinks(run_dir), run_dir)
+    step, final, epochs = evaluation_scalars(result)
+    try:
+        for s in sinks:
+            for epoch, values in epochs:
+                s.log(epoch, values)
+            s.log(step, final)
+    finally:
+        for s in sinks:
+            s.close()
+
+
+__all__ = ["SINKS", "DEFAULT_SINKS", "open_sinks", "check_installed", "run_hparams", "summary_metrics",
+           "run_sinks", "log_evaluation", "evaluation_scalars", "flat"]

@@ -1,0 +1,245 @@
+"""Manifests stored once per study: content-addressed bodies, small references in the run directories, race-free
+writes, old inline manifests still read and verified, and a class split that selects exactly what the old one
+did (run ids and old manifests depend on it)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import multiprocessing
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mimscale.data import (
+    DataError,
+    build_source,
+    holdout_split,
+    load_manifest,
+    make_subsets,
+    subset_command,
+    verify_manifests,
+    write_manifest,
+)
+from mimscale.data import subsets as S
+from mimscale.data.manifest_store import BODY_FORMAT, write_body
+from mimscale.rundir import MANIFESTS, manifest_store
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bbf7da2"
+
+
+class Stub:
+    def __init__(self, labels, labelled=True):
+        self._labels = np.asarray(labels, dtype=np.int64) if labelled else None
+        self.ids = [f"img/{i:05d}" for i in range(len(labels))]
+
+    def labels(self):
+        return self._labels
+
+    def describe(self):
+        return {"kind": "stub"}
+
+    def validation(self):
+        return None
+
+
+def _old_classes(labels, pool):
+    """The class split as it was before it became one stable sort (kept here as the reference)."""
+    if labels is None:
+        return {-1: pool}
+    lab = np.asarray(labels)[pool]
+    return {int(c): pool[lab == c] for c in np.unique(lab)}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=400), st.integers(0, 2**31),
+       st.lists(st.floats(0.01, 1.0), min_size=1, max_size=4))  # fmt: skip
+def test_the_class_split_selects_exactly_what_the_old_one_did(labels, seed, fractions):
+    src = Stub(labels)
+    pool = np.sort(np.random.default_rng(seed).choice(len(labels), max(1, len(labels) // 2), replace=False))
+    new, old = S._classes(src.labels(), pool), _old_classes(src.labels(), pool)
+    assert list(new) == list(old)
+    for c in old:
+        np.testing.assert_array_equal(new[c], old[c])
+    now = _outcome(src, fractions, seed)
+    original = S._classes
+    S._classes = _old_classes
+    try:
+        before = _outcome(src, fractions, seed)
+    finally:
+        S._classes = original
+    assert now == before
+
+
+def _outcome(src, fractions, seed):
+    """The manifests' hashes and counts, or the error (a tiny source may select nothing)."""
+    try:
+        manifests = make_subsets(src, fractions, seed, holdout=0.2)
+    except DataError as e:
+        return str(e)
+    for m in manifests:  # per-class counts as np.unique gave them before they were counted by bincount
+        cls, counts = np.unique(src.labels()[[int(i[4:]) for i in m.ids]], return_counts=True)
+        assert m.per_class == {str(int(c)): int(k) for c, k in zip(cls, counts)}
+    return [(m.split, m.fraction, m.sha256, m.per_class) for m in manifests]
+
+
+def test_known_selections_are_unchanged():
+    """Hashes recorded with the code of commit 564f469, before the class split became one stable sort."""
+    src = build_source("shapes:size=8,pool=100,seed=2")
+    got = {f"{m.split}:{m.fraction}": m.sha256[:16] for m in make_subsets(src, [0.1, 0.5, 1], seed=3)}
+    assert got == {"train:0.1": "8a382cfc3e0be6d3", "train:0.5": "22940c5ca5edacfb", "train:1.0": "15112b5255949e28"}
+    digits = build_source("digits:size=8")
+    got = {f"{m.split}:{m.fraction}": m.sha256[:16]
+           for m in make_subsets(digits, [0.1, 1], seed=3, holdout=0.2, holdout_seed=1)}  # fmt: skip
+    assert got == {"train:0.1": "6ab74a126514ea7a", "train:1.0": "32c8f4862b4cd1e0", "heldout:None": "cbcc4ed80cc13abc"}
+    _, val = holdout_split(Stub([i % 7 for i in range(1000)]), 0.1, seed=5)
+    assert S.ids_sha256([str(i) for i in val])[:16] == "f5fcc7d20ba2b33b"
+
+
+def test_a_reference_points_to_a_shared_body_and_loads_as_the_whole_manifest(tmp_path):
+    src = build_source("shapes:size=8,pool=100,seed=2,val_pool=30")
+    m = make_subsets(src, [0.2], seed=4)[0]
+    ref = write_manifest(tmp_path / "run" / "subset.json", m, store=tmp_path)
+    raw = json.loads(ref.read_text())
+    assert raw["format"] == S.REF_FORMAT and "ids" not in raw and "per_class" not in raw
+    assert raw["sha256"] == m.sha256 and raw["num_ids"] == len(m.ids) == 20
+    assert raw["body"].startswith(f"../{MANIFESTS}/") and raw["body"].endswith(".json.gz")
+    body = tmp_path / "run" / raw["body"]
+    assert json.loads(gzip.decompress(body.read_bytes()))["format"] == BODY_FORMAT
+    back = load_manifest(ref)
+    assert (back.ids, back.per_class, back.sha256, back.seed, back.fraction, back.source, back.holdout,
+            back.num_source, back.split) == (m.ids, m.per_class, m.sha256, 4, 0.2, m.source, m.holdout,
+                                             m.num_source, "train")  # fmt: skip
+    # Another run with the same ids (another seed's 100%: the same images) shares the body; the reference keeps
+    # the run's own seed.
+    full = [make_subsets(src, [1.0], seed=s)[0] for s in (0, 1)]
+    for s, fm in enumerate(full):
+        write_manifest(tmp_path / f"full{s}" / "subset.json", fm, store=tmp_path)
+    assert len(list((tmp_path / MANIFESTS).iterdir())) == 2
+    assert [load_manifest(tmp_path / f"full{s}" / "subset.json").seed for s in (0, 1)] == [0, 1]
+    # The same body written again is found, not rewritten.
+    before = body.stat().st_mtime_ns
+    write_manifest(tmp_path / "run2" / "subset.json", m, store=tmp_path)
+    assert body.stat().st_mtime_ns == before and len(list((tmp_path / MANIFESTS).iterdir())) == 2
+
+
+def test_a_missing_damaged_or_foreign_body_is_one_line(tmp_path):
+    src = build_source("shapes:size=8,pool=100")
+    m1, m2 = make_subsets(src, [0.2, 0.5], seed=1)
+    r1 = write_manifest(tmp_path / "a" / "subset.json", m1, store=tmp_path)
+    r2 = write_manifest(tmp_path / "b" / "subset.json", m2, store=tmp_path)
+    b1 = tmp_path / "a" / json.loads(r1.read_text())["body"]
+    # a reference pointed at another manifest's body
+    d = json.loads(r1.read_text())
+    d["body"] = json.loads(r2.read_text())["body"]
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "subset.json").write_text(json.dumps(d))
+    with pytest.raises(DataError, match="holds other ids"):
+        load_manifest(tmp_path / "c" / "subset.json")
+    # a body edited after it was written
+    body = json.loads(gzip.decompress(b1.read_bytes()))
+    body["ids"][0] = "shapes:0:99"
+    b1.write_bytes(gzip.compress(json.dumps(body).encode()))
+    with pytest.raises(DataError, match="does not match its name"):
+        load_manifest(r1)
+    b1.write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="not a readable gzip file"):
+        load_manifest(r1)
+    # a run directory moved out of its study without the store
+    b1.unlink()
+    with pytest.raises(DataError, match="which is missing") as e:
+        load_manifest(r1)
+    assert len(str(e.value).splitlines()) == 1
+    # a damaged body is replaced when the manifest is written again
+    b1.write_bytes(b"damaged")
+    write_manifest(r1, m1, store=tmp_path)
+    assert load_manifest(r1).ids == m1.ids
+
+
+def _write_same_body(args):
+    store, ids, sha, rounds = args
+    for _ in range(rounds):
+        write_body(store, ids, sha, {"0": len(ids)})
+    return True
+
+
+def test_processes_writing_the_same_body_at_once_leave_one_intact_body(tmp_path):
+    ids = [f"n{i % 97:08d}/img_{i}.JPEG" for i in range(30_000)]
+    sha = S.ids_sha256(ids)
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        assert all(pool.map(_write_same_body, [(tmp_path, ids, sha, 5)] * 4))
+    files = list((tmp_path / MANIFESTS).iterdir())
+    assert len(files) == 1 and files[0].name.endswith(".json.gz")  # no temp file left behind
+    body = json.loads(gzip.decompress(files[0].read_bytes()))
+    assert body["ids"] == ids and body["sha256"] == sha
+
+
+def test_ids_hash_in_pieces_as_one_string(monkeypatch):
+    ids = [f"x{i}" for i in range(2_345)] + ["ü"]
+    whole = __import__("hashlib").sha256("\n".join(ids).encode()).hexdigest()
+    monkeypatch.setattr(S, "_HASH_CHUNK", 100)
+    assert S.ids_sha256(ids) == whole
+    assert S.ids_sha256([]) == __import__("hashlib").sha256(b"").hexdigest()
+
+
+def test_the_store_of_a_run_is_its_study_else_itself(tmp_path):
+    study = tmp_path / "study"
+    (study / "runs" / "abc").mkdir(parents=True)
+    (study / "study.yaml").write_text("name: s\n")
+    assert manifest_store(study / "runs" / "abc") == study
+    assert manifest_store(tmp_path / "runs" / "plain") == tmp_path / "runs" / "plain"  # pretrain's default out
+    assert manifest_store(tmp_path / "elsewhere") == tmp_path / "elsewhere"
+
+
+def test_subset_command_with_a_store_and_verify(tmp_path, capsys):
+    from mimscale.cli import main
+
+    out = tmp_path / "subs"
+    assert main(["data", "subset", "digits:size=8", "--fractions", "0.1,0.5,1", "--out", str(out),
+                 "--store", str(out)]) == 0  # fmt: skip
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["heldout.json", MANIFESTS, "subset_0.1.json", "subset_0.5.json", "subset_1.json"]
+    assert len(list((out / MANIFESTS).iterdir())) == 4
+    assert all((out / n).stat().st_size < 1500 for n in names if n.endswith(".json"))
+    capsys.readouterr()
+    assert main(["data", "verify", str(out)]) == 0
+    assert "4 manifests verified" in capsys.readouterr().out
+    # the same manifests written whole: the same verification, the same ids
+    whole = tmp_path / "whole"
+    subset_command("digits:size=8", "0.1,0.5,1", out=whole)
+    for n in ("heldout.json", "subset_0.1.json", "subset_1.json"):
+        assert load_manifest(whole / n).ids == load_manifest(out / n).ids
+
+
+def test_old_inline_manifests_still_load_and_verify(tmp_path):
+    for rel in ("pretrain", "study/dir/runs/5dc388ab45", "study/dir/runs/22a845d97b"):
+        run = tmp_path / rel.replace("/", "_")
+        shutil.copytree(FIXTURES / rel, run)
+        assert json.loads((run / "subset.json").read_text())["format"] == S.FORMAT
+        assert load_manifest(run / "subset.json").ids
+        report = verify_manifests(run)
+        assert [r["file"] for r in report["manifests"]] == ["heldout.json", "subset.json"]
+
+
+def test_an_inline_manifest_with_ids_that_are_not_a_list_of_strings_is_one_line(tmp_path):
+    m = make_subsets(build_source("shapes:size=8,pool=100"), [0.2], seed=1)[0]
+    p = write_manifest(tmp_path / "subset.json", m)
+    d = json.loads(p.read_text())
+    for bad in (None, "shapes:0:1", [1, 2]):
+        p.write_text(json.dumps({**d, "ids": bad}))
+        with pytest.raises(DataError, match="must be a list of strings"):
+            load_manifest(p)
+
+
+def test_plan_data_takes_a_reference_as_its_manifest(tmp_path):
+    from mimscale.data import plan_data
+
+    plan = plan_data("shapes:size=8,pool=100,seed=2,val_pool=30", fraction=0.2, seed=4)
+    ref = write_manifest(tmp_path / "run" / "subset.json", plan.manifest, store=tmp_path)
+    again = plan_data(manifest=ref)
+    np.testing.assert_array_equal(again.train_indices, plan.train_indices)
+    assert again.manifest.sha256 == plan.manifest.sha256 and again.val_manifest.sha256 == plan.val_manifest.sha256
