@@ -39,8 +39,11 @@ def test_derived_tables():
         "device", "threads", "out", "name", "run_dir", "data.num_workers", "train.log_every", "train.keep_last",
         "train.tensorboard", "train.compile", "train.ckpt_every", "train.divergence_factor", "train.share_with",
         "train.branch_from", "track"}
-    assert E.ADDED_KEYS == {"test_crop": 1.0, "interpolation": "bilinear", "fp16_init_scale": 65536.0}
-    assert {t: len(k) for t, k in E.TASK_KEYS.items()} == {"finetune": 36, "linear": 23, "knn": 18, "segment": 30}
+    # lr_floor_rule and drop_last changed a default: their neutral value is the former behaviour, not the default.
+    assert E.ADDED_KEYS == {"test_crop": 1.0, "interpolation": "bilinear", "fp16_init_scale": 65536.0,
+                            "lr_floor_rule": "scaled", "drop_last": False, "jpeg_draft": True}
+    assert (E.KEYS["lr_floor_rule"].default, E.KEYS["drop_last"].default) == ("absolute", True)
+    assert {t: len(k) for t, k in E.TASK_KEYS.items()} == {"finetune": 39, "linear": 24, "knn": 19, "segment": 30}
     assert not {"device", "threads", "num_workers", "accum_steps", "name"} & {k for ks in E.TASK_KEYS.values()
                                                                               for k in ks}
 

@@ -24,7 +24,19 @@ PAPER_SIZES = {f"pretrain/swinv2-{s}.yaml": f"swinv2-{s}" for s in "sblhg"}
 # batch, precision and loader workers (issue 25; tests/study/test_paper_finetune_recipe.py). Their pre-training
 # run ids are unchanged.
 RECIPE_FIXED = {"paper.yaml": {"finetune"}, "paper-shared.yaml": {"finetune"}}
+# Defaults changed on purpose (schema 7, issue 25): fine-tuning's per-group LR rule and its partial last batch.
+# Such a key is declared with the value it replaced (``config_keys.Key.before``), so a recorded identity is
+# reproduced exactly by naming that value: a result written before still means what it computed, and a request
+# at the new default is computed anew.
+FORMER_DEFAULTS = {"lr_floor_rule": "scaled", "drop_last": False}
+# Shipped config values changed on purpose: finetune/finetune.yaml is the official recipe (fp32 as the
+# official forward, full JPEG decodes; tests/study/test_paper_finetune_recipe.py).
+FORMER_CONFIG_VALUES = {"finetune/finetune.yaml": {"precision": "bf16", "jpeg_draft": True}}
 RECORDED = json.loads((FIXTURES / "bbf7da2.json").read_text())
+
+
+def _former(values: dict) -> list[str]:
+    return [f"{k}={json.dumps(v)}" for k, v in values.items()]
 
 
 def _digest(identity: dict) -> str:
@@ -50,10 +62,20 @@ def test_pretrain_run_id_unchanged(entry):
 
 
 def test_eval_identities_unchanged():
+    changed = 0
     for entry in RECORDED["eval"]:
         path, selected = _config(entry["config"])
-        got = _digest(eval_identity(load_eval_config(path, [*selected, *entry["overrides"]])))
+        former = _former({**FORMER_DEFAULTS, **FORMER_CONFIG_VALUES.get(entry["config"], {})})
+        cfg = load_eval_config(path, [*selected, *entry["overrides"]])
+        got = _digest(eval_identity(load_eval_config(path, [*selected, *former, *entry["overrides"]])))
         assert got == entry["identity"], entry
+        now = _digest(eval_identity(cfg))
+        if cfg.task == "finetune":  # the new defaults are in every fine-tuning identity
+            assert now != entry["identity"], entry
+            changed += 1
+        elif entry["config"] not in FORMER_CONFIG_VALUES:  # the other tasks read none of the changed defaults
+            assert now == entry["identity"], entry
+    assert changed == 8 * 6  # every fine-tuning request: 8 config files x 6 override sets
 
 
 @cache
@@ -70,7 +92,10 @@ def test_study_run_ids_unchanged(key):
     study, recorded = _study(key), RECORDED["studies"][key]
     assert {json.dumps(r.axes, sort_keys=True): r.id for r in study.runs} == recorded["runs"]
     evals = {e["name"]: _digest(spec_identity(e)) for e in study.evals}
+    former = {e["name"]: _digest(spec_identity({**FORMER_DEFAULTS, **e})) for e in study.evals}
     changed = RECIPE_FIXED.get(key.partition(":")[0], set())
-    assert {k: v for k, v in evals.items() if k not in changed} == {
+    assert {k: v for k, v in former.items() if k not in changed} == {
         k: v for k, v in recorded["evals"].items() if k not in changed}
     assert all(evals[k] != recorded["evals"][k] for k in changed)  # the fix took effect
+    for e in study.evals:  # a fine-tuning at the new defaults is computed anew; the other tasks keep their results
+        assert (evals[e["name"]] == recorded["evals"][e["name"]]) == (e.get("task") != "finetune"), e["name"]

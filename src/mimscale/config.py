@@ -61,8 +61,9 @@ __all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "res
 # default changes what runs compute. 2: train.divergence_factor (a guard, not identity); 3: data.jpeg_draft,
 # train.decay_position_bias; 4: the wsd schedule (train.decay_fraction, train.decay_shape); train.share_with,
 # train.branch_from (not identity). 5: train.fp16_init_scale. 6: train.warmup, train.eval_interval (written
-# into the two keys each replaces when a config loads, so they never enter a run id).
-SCHEMA_VERSION = 6
+# into the two keys each replaces when a config loads, so they never enter a run id). 7: the evaluation keys
+# lr_floor_rule, drop_last and jpeg_draft (the first two change a default: see ``config_keys.Key.before``).
+SCHEMA_VERSION = 7
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 TRACKERS = ("tensorboard", "wandb", "mlflow")  # what `track` may name (train/tracking.py opens them)

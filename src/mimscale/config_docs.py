@@ -23,7 +23,8 @@ Generated from the key declarations in `src/mimscale/config.py` and `src/mimscal
 A config is layered: the defaults below < a YAML file (`-c FILE`) < `key=value` overrides. **Checked**: what
 a value must be (a bad value is a one-line error before anything runs). A key **added in** a later schema
 version is left out of the identity while it holds its default, so ids computed before it existed stay the
-same.
+same. A key added to change a default says what it **was**: that older value is the one left out, so a result
+computed before the key still means the old behaviour and the new default computes anew.
 
 The shipped configs are installed with the package (`src/mimscale/configs/`: `pretrain/`, `finetune/`,
 `studies/`). A config path is tried as given (a study's `base_config` and `evals[].config` relative to the study
@@ -59,6 +60,8 @@ def _cell(text: str) -> str:
 
 def _row(name: str, schema: type, decl: Key, role: str) -> str:
     added = str(decl.since) if decl.since else ""
+    if decl.neutral != decl.default:
+        added += f" (was {_value(decl.neutral)})"
     return (f"| `{name}` | `{_cell(field_type(schema, name))}` | {_value(decl.default)} | {_cell(decl.check.what)} | "
             f"{role} | {added} | {_cell(decl.doc)} |")
 

@@ -111,6 +111,16 @@ def _plain_name(v: Any) -> bool:
 PLAIN_NAME = Check(_plain_name, "a plain name (no '/', '\\', '..' or absolute path)")
 
 
+class _SameAsDefault:
+    """``Key.before`` of a key whose neutral value is its default (every key but those added to change one)."""
+
+    def __repr__(self) -> str:
+        return "SAME_AS_DEFAULT"
+
+
+SAME_AS_DEFAULT = _SameAsDefault()
+
+
 @dataclass(frozen=True)
 class Key:
     """Everything about one config key but its name and type (those are the dataclass field's)."""
@@ -121,9 +131,13 @@ class Key:
     role: str = IDENTITY  # IDENTITY | PLACEMENT (pre-training); evaluation keys say which tasks read them
     tasks: tuple[str, ...] = ()  # evaluation only: the tasks whose result depends on this key
     # Added to the schema after its first version: the schema version (mimscale.config.SCHEMA_VERSION) that
-    # added it. At its neutral value (the default) it is left out of the identity, so ids computed before it
-    # existed stay the same.
+    # added it. At its neutral value it is left out of the identity, so ids computed before it existed stay the
+    # same.
     since: int = 0
+    # The neutral value where it is not the default: a key added to change a default (the new behaviour is the
+    # default, the old one stays reachable at ``before``). An identity written before the key still means the
+    # old behaviour, and a request at the new default no longer matches it.
+    before: Any = SAME_AS_DEFAULT
 
     def field(self, **replace: Any) -> Any:
         """A dataclass field declared by this key (``replace`` changes a role for a schema that shares it)."""
@@ -135,13 +149,17 @@ class Key:
 
     @property
     def neutral(self) -> Any:
-        return self.default
+        """The value that reproduces the behaviour before the key existed."""
+        return self.default if self.before is SAME_AS_DEFAULT else self.before
 
 
 def key(default: Any, doc: str, check: Check, role: str = IDENTITY, tasks: tuple[str, ...] = (),
-        since: int = 0) -> Any:
-    """Declare a config key as a dataclass field: ``lr: float = key(1e-4, "the learning rate", positive())``."""
-    return Key(default, doc, check, role, tasks, since).field()
+        since: int = 0, before: Any = None) -> Any:
+    """Declare a config key as a dataclass field: ``lr: float = key(1e-4, "the learning rate", positive())``.
+    ``before``: the neutral value of a key added to change a default (``since`` required)."""
+    if before is not None and not since:
+        raise ValueError("a key with a former value (before=) is a later key: give since=")
+    return Key(default, doc, check, role, tasks, since, SAME_AS_DEFAULT if before is None else before).field()
 
 
 def section(schema: type, doc: str) -> Any:

@@ -4,8 +4,9 @@ microsoft/Swin-Transformer's SwinV2-B fine-tuning (docs/RECIPE.md)."""
 
 import pytest
 
-from mimscale.engine.schedule import scaled_lr
+from mimscale.engine.schedule import LRSchedule, scaled_lr
 from mimscale.evaluate.config import from_spec
+from mimscale.evaluate.engine import steps_per_epoch
 from mimscale.study.spec import load_study
 
 IMAGENET_1K_TRAIN = 1_281_167
@@ -22,7 +23,15 @@ def test_every_paper_eval_resolves_to_the_official_recipe(study):
         assert global_batch == OFFICIAL_PROCESSES * OFFICIAL_PER_PROCESS_BATCH * cfg.accum_steps == 2048
         assert scaled_lr(cfg.base_lr, global_batch) == pytest.approx(5e-3)
         assert scaled_lr(cfg.warmup_lr, global_batch) == pytest.approx(1e-6)
-        assert IMAGENET_1K_TRAIN // global_batch == 625  # full batches per epoch (the official loader drops the tail)
+        # Full batches per epoch: the official train loader drops the tail (drop_last=True), whatever the split.
+        for parts in (1, OFFICIAL_PROCESSES * cfg.accum_steps, 32):
+            assert steps_per_epoch(IMAGENET_1K_TRAIN, global_batch, parts, cfg.drop_last) == 625
+        schedule = LRSchedule.in_epochs(cfg, 625, cfg.lr_floor_rule)
+        assert (schedule.total, schedule.warmup_steps) == (62_500, 12_500)
+        # timm's scheduler over layer-decay groups: absolute warmup start and floor (docs/METHOD.md).
+        assert cfg.lr_floor_rule == "absolute" and schedule.group_lr(0, 0.75 ** 25) == pytest.approx(1e-6)
+        # fp32 as the official forward (no autocast); full JPEG decodes as the official loader.
+        assert cfg.precision == "fp32" and cfg.jpeg_draft is False
         assert (cfg.epochs, cfg.warmup_epochs, cfg.num_workers) == (100, 20, 8)
         assert (cfg.layer_decay, cfg.weight_decay, cfg.drop_path, cfg.clip_grad) == (0.75, 0.05, 0.1, 5.0)
         assert (cfg.mixup, cfg.cutmix, cfg.label_smoothing, cfg.reprob) == (0.8, 1.0, 0.1, 0.25)

@@ -277,16 +277,25 @@ class TrainTransform:
         return self.normalize(self.crop_resize(img, rng))
 
 
+def center_offset(length: int, crop: int) -> int:
+    """Where a centred crop of ``crop`` starts in ``length`` pixels: rounded, as torchvision's CenterCrop
+    (``int(round((length - crop) / 2.0))``, Python's round: halves to even), which the official evaluation uses."""
+    return int(round((length - crop) / 2.0))
+
+
 class EvalTransform:
     """Resize the shorter side to ``resize`` (default ``size``; bilinear or bicubic, antialiased), center-crop
     ``size``, normalise. Deterministic. For built-in images already at ``size`` it is the identity
     (plus normalisation); the ImageNet convention is ``resize = size / 0.875``. A size < 1 or
-    ``resize < size`` raise DataError here.
+    ``resize < size`` raise DataError here. ``round_center``: the crop offset rounded as torchvision's
+    ``CenterCrop`` (the evaluations, as the official fine-tune's test transform); off, floored, as pre-training's
+    validation has always cropped, so a run's validation losses stay comparable across versions.
     """
 
     def __init__(self, size: int, resize: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 draft: bool = True, interpolation: str = "bilinear"):  # fmt: skip
+                 draft: bool = True, interpolation: str = "bilinear", round_center: bool = False):  # fmt: skip
         self.size = check_size(size)
+        self.round_center = round_center
         self.resize = check_size(resize, "eval resize") if resize else self.size
         if self.resize < self.size:
             raise DataError(f"eval resize ({self.resize}) must be >= img_size ({self.size})")
@@ -307,7 +316,10 @@ class EvalTransform:
         x, _, keep = _decode(img, None, (th, tw), self.draft)
         out = _resize_hwc(x, (th, tw), keep is not None, self.interpolation)
         del keep
-        top, left = (th - self.size) // 2, (tw - self.size) // 2
+        if self.round_center:
+            top, left = center_offset(th, self.size), center_offset(tw, self.size)
+        else:
+            top, left = (th - self.size) // 2, (tw - self.size) // 2
         return out[:, top : top + self.size, left : left + self.size]
 
     def __call__(self, img, rng: np.random.Generator | None = None) -> torch.Tensor:

@@ -2,6 +2,14 @@
 shared by pre-training and fine-tuning. Torch-free: the study planner reads it.
 
 All quantities are in optimizer steps; the LR values passed in are already scaled to the global batch.
+
+Parameter groups with an ``lr_scale`` (fine-tuning's layer decay) follow one of two rules (``floor_rule``):
+- ``absolute``, the official one: timm's schedulers (microsoft/Swin-Transformer ``lr_scheduler.py``, timm 0.4.12
+  ``scheduler/cosine_lr.py``) take each group's initial LR, ``base_lr x lr_scale`` (``optimizer.py``,
+  ``get_finetune_param_groups``), as that group's peak, and the same absolute ``warmup_lr`` and ``min_lr`` for
+  every group: the group's LR is the schedule with ``peak x lr_scale``;
+- ``scaled``: the whole schedule times ``lr_scale``, warmup start and floor included (pre-training, whose groups
+  all have scale 1, where both rules agree; fine-tuning before schema 7).
 """
 
 from __future__ import annotations
@@ -10,6 +18,8 @@ import math
 from dataclasses import dataclass
 
 from mimscale.config import warmup_steps
+
+FLOOR_RULES = ("absolute", "scaled")
 
 
 def scaled_lr(per_512: float, global_batch: int) -> float:
@@ -70,6 +80,11 @@ class LRSchedule:
     step_gamma: float = 0.1
     decay_fraction: float = 0.2
     decay_shape: str = "linear"
+    floor_rule: str = "scaled"  # how a group's lr_scale applies: "absolute" | "scaled" (module docstring)
+
+    def __post_init__(self):
+        if self.floor_rule not in FLOOR_RULES:
+            raise ValueError(f"floor_rule must be one of {', '.join(FLOOR_RULES)}, got {self.floor_rule!r}")
 
     @classmethod
     def from_config(cls, t, total: int) -> LRSchedule:
@@ -81,22 +96,30 @@ class LRSchedule:
                    t.decay_shape)
 
     @classmethod
-    def in_epochs(cls, cfg, steps_per_epoch: int) -> LRSchedule:
+    def in_epochs(cls, cfg, steps_per_epoch: int, floor_rule: str = "scaled") -> LRSchedule:
         """Fine-tuning's warmup + cosine, from an evaluation config whose lengths are in epochs."""
         total = max(1, cfg.epochs * steps_per_epoch)
         return cls(total, scaled_lr(cfg.base_lr, cfg.batch_size), min(total, round(cfg.warmup_epochs * steps_per_epoch)),
-                   scaled_lr(cfg.warmup_lr, cfg.batch_size), scaled_lr(cfg.min_lr, cfg.batch_size))
+                   scaled_lr(cfg.warmup_lr, cfg.batch_size), scaled_lr(cfg.min_lr, cfg.batch_size),
+                   floor_rule=floor_rule)
 
     def __call__(self, step: int) -> float:
         return lr_at(step, self.total, self.peak, self.warmup_steps, self.warmup_lr, self.min_lr, self.kind,
                      self.step_at, self.step_gamma, self.decay_fraction, self.decay_shape)
 
+    def group_lr(self, step: int, lr_scale: float) -> float:
+        """The LR of a parameter group with ``lr_scale`` at optimizer step ``step``, by ``floor_rule``."""
+        if self.floor_rule == "scaled" or lr_scale == 1.0:
+            return self(step) * lr_scale
+        return lr_at(step, self.total, self.peak * lr_scale, self.warmup_steps, self.warmup_lr, self.min_lr,
+                     self.kind, self.step_at, self.step_gamma, self.decay_fraction, self.decay_shape)
+
     def apply(self, optimizer, step: int) -> float:
-        """Set every group's LR for optimizer step ``step``: the schedule's LR times the group's ``lr_scale``
-        (layer decay; 1 where a group has none). Returns the schedule's LR."""
-        lr = self(step)
-        set_lr(optimizer, lr)
-        return lr
+        """Set every group's LR for optimizer step ``step`` from its ``lr_scale`` (layer decay; 1 where a group has
+        none) by ``floor_rule``. Returns the schedule's LR (a group of scale 1 has it under either rule)."""
+        for group in optimizer.param_groups:
+            group["lr"] = self.group_lr(step, group.get("lr_scale", 1.0))
+        return self(step)
 
 
 def set_lr(optimizer, lr: float) -> None:

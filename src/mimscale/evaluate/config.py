@@ -103,6 +103,12 @@ class EvalConfig:
     warmup_lr: float = key(2.5e-7, "learning rate at the start of the warmup, per 512 images", at_least_zero(),
                            tasks=TUNED)
     min_lr: float = key(2.5e-7, "final learning rate, per 512 images", at_least_zero(), tasks=TUNED)
+    # Added to change the default (since 7): results written before it used "scaled" and keep meaning that.
+    lr_floor_rule: str = key("absolute", "finetune, per layer-decay group: absolute (the official timm schedule: "
+                                         "the group's LR goes from warmup_lr up to base_lr x its layer scale and "
+                                         "down to min_lr) | scaled (warmup_lr and min_lr are scaled by the layer "
+                                         "scale too: mimscale before schema 7)", one_of("absolute", "scaled"),
+                             tasks=("finetune",), since=7, before="scaled")
     weight_decay: float = key(0.05, "AdamW weight decay", at_least_zero(), tasks=TUNED)
     layer_decay: float = key(0.75, "layer-wise LR decay: block i of n gets layer_decay^(n - i)",
                              between(0, 1, True, False), tasks=TUNED)
@@ -125,11 +131,19 @@ class EvalConfig:
     hflip: bool = key(True, "random horizontal flips", FLAG, tasks=TUNED)
     eval_every: int = key(1, "epochs between evaluations (the last epoch is always evaluated)", positive(),
                           tasks=TUNED)
+    # Added to change the default (since 7): results written before it kept the partial batch.
+    drop_last: bool = key(True, "finetune: drop each epoch's last partial global batch, as the official train "
+                                "loader (steps per epoch = images // batch_size); false: train on it too "
+                                "(mimscale before schema 7)", FLAG, tasks=("finetune",), since=7, before=False)
     # The official ImageNet fine-tune: 0.875 (256 -> 224) and bicubic (finetune/finetune.yaml).
     test_crop: float = key(1.0, "test images: shorter side to img_size / test_crop, then a center crop of img_size",
                            between(0, 1, True, False), tasks=ALL, since=3)
     interpolation: str = key("bilinear", "resize interpolation of the test images (and the fine-tuning crops)",
                              one_of("bilinear", "bicubic"), tasks=ALL, since=3)
+    jpeg_draft: bool = key(True, "classification images: decode large JPEGs at 1/2-1/8 scale in the DCT when the "
+                                 "resize keeps >= img_size pixels per side (faster; a slightly different low-pass "
+                                 "than the official full decode, which false gives)", FLAG,
+                           tasks=("finetune", "linear", "knn"), since=7)
     precision: str = key("fp32", "fp32 | bf16 (autocast) | fp16 (autocast; fine-tuning adds a grad scaler)",
                          one_of(*PRECISIONS), tasks=ALL)
     fp16_init_scale: float = FP16_INIT_SCALE.field(tasks=TUNED)

@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from mimscale.data.sources import build_source, parse_spec
-from mimscale.data.transforms import EvalTransform, Normalize, TrainTransform
+from mimscale.data.transforms import EvalTransform, Normalize, TrainTransform, center_offset
 from mimscale.errors import EvalError
 from mimscale.evaluate.augment import rand_augment
 from mimscale.evaluate.config import data_name
+from mimscale.evaluate.engine import check_epoch
 
 # The built-in downstream data: labelled pools generated from seeds disjoint from pre-training's.
 DEFAULT_TRAIN = "shapes:size={size},pool=2000,seed=0,split=probe"
@@ -46,6 +47,8 @@ def check_data(train, test, cfg) -> None:
         _require_masks(test)
     else:
         check_labels(train, test, cfg.num_classes, cfg.task)
+    if cfg.task == "finetune":
+        check_epoch(len(train), cfg.batch_size, cfg.drop_last)
 
 
 def resolve_data(cfg, size: int) -> dict:
@@ -82,18 +85,22 @@ def _load(source, i: int):
 
 class ClassificationData(torch.utils.data.Dataset):
     """(normalised image, label). Training: RandomResizedCrop + flip (+ RandAugment), every draw from
-    a generator seeded by (seed, epoch, index), so augmentation does not depend on worker scheduling."""
+    a generator seeded by (seed, epoch, index), so augmentation does not depend on worker scheduling.
+    ``jpeg_draft``: large JPEGs decoded at a reduced scale where the output size allows (faster; the official
+    pipeline decodes in full: false)."""
 
     def __init__(self, source, size: int, train: bool = False, seed: int = 0, crop_scale=(0.08, 1.0),
                  hflip: bool = True, randaug: tuple[int, float, float] = (0, 0.0, 0.0), test_crop: float = 1.0,
-                 interpolation: str = "bilinear"):
+                 interpolation: str = "bilinear", jpeg_draft: bool = True):
         self.source, self.train, self.seed, self.epoch = source, train, seed, 0
         self.labels = source.labels()
         self.randaug = randaug
         # Test geometry: shorter side to size / test_crop (the ImageNet convention: 224/0.875 = 256), center crop.
-        self.eval_tf = EvalTransform(size, resize=int(size / test_crop), interpolation=interpolation)
+        self.eval_tf = EvalTransform(size, resize=int(size / test_crop), interpolation=interpolation,
+                                     draft=jpeg_draft, round_center=True)
         # The same interpolation for the training crop and RandAugment's warps (timm's create_transform).
-        self.train_tf = TrainTransform(size, scale=tuple(crop_scale), hflip=hflip, interpolation=interpolation)
+        self.train_tf = TrainTransform(size, scale=tuple(crop_scale), hflip=hflip, interpolation=interpolation,
+                                       draft=jpeg_draft)
         self.normalize = Normalize()
 
     def __len__(self) -> int:
@@ -157,7 +164,7 @@ class SegmentationData(torch.utils.data.Dataset):
         _require_masks(source)
         self.source, self.train, self.seed, self.hflip, self.epoch = source, train, seed, hflip, 0
         self.lut = label_lut(label_map)
-        self.tf = EvalTransform(size)
+        self.tf = EvalTransform(size, round_center=True)
         self.size = size
 
     def __len__(self) -> int:
@@ -190,7 +197,7 @@ def _resize_crop_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
     th, tw = (size, max(size, int(size * w / h))) if h <= w else (max(size, int(size * h / w)), size)
     if (th, tw) != (h, w):
         mask = F.interpolate(mask[None, None].float(), size=(th, tw), mode="nearest")[0, 0].long()
-    top, left = (th - size) // 2, (tw - size) // 2
+    top, left = center_offset(th, size), center_offset(tw, size)  # the image's own crop
     return mask[top:top + size, left:left + size]
 
 

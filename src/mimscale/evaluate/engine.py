@@ -2,7 +2,8 @@
 
 - ``batch_size`` is the global batch: each step takes the next ``batch_size`` images of the epoch's
   permutation (seeded by seed and epoch, the same on every rank) and splits them into world x ``accum_steps``
-  micro-batches; each rank runs its ``accum_steps`` of them (DDP synchronises on the last). The loss is
+  micro-batches; each rank runs its ``accum_steps`` of them (DDP synchronises on the last). With ``drop_last``
+  (fine-tuning's default, as the official train loader) an epoch is its full global batches only. The loss is
   weighted so that the update is that of the whole global batch, whatever the split: 2 processes, or
   accumulation, equal one process at the same global batch up to float summation order.
 - Per-sample augmentation is seeded by (seed, epoch, image); batch augmentation (mixup, erasing) by (seed,
@@ -65,20 +66,29 @@ class Tuning:
             setattr(self, k, v)
 
 
-def steps_per_epoch(n: int, global_batch: int, parts: int) -> int:
-    """Every full global batch, and the epoch's tail when each of the ``parts`` micro-batches gets an image
-    (a tail smaller than world x accum_steps is dropped; one process without accumulation keeps every tail)."""
+def steps_per_epoch(n: int, global_batch: int, parts: int, drop_last: bool = False) -> int:
+    """Every full global batch; with ``drop_last`` (the official fine-tuning's train loader) nothing else, so
+    1,281,167 images at 2,048 are 625 steps. Without it also the epoch's tail when each of the ``parts``
+    micro-batches gets an image (a tail smaller than world x accum_steps is dropped; one process without
+    accumulation keeps every tail)."""
     full, tail = divmod(n, global_batch)
-    return full + (1 if tail >= parts else 0)
+    return full + (1 if tail >= parts and not drop_last else 0)
+
+
+def check_epoch(n: int, global_batch: int, drop_last: bool) -> None:
+    """A dataset that cannot fill one global batch trains nothing when the partial batch is dropped."""
+    if drop_last and n < global_batch:
+        raise EvalError(f"the training data has {n} images, fewer than one global batch (batch_size "
+                        f"{global_batch}): lower batch_size or set drop_last=false")
 
 
 def rank_batches(n: int, global_batch: int, world: int, accum: int, rank: int, seed: int, epoch: int,
-                 first: int) -> list[tuple[int, list[list[int]]]]:
+                 first: int, drop_last: bool = False) -> list[tuple[int, list[list[int]]]]:
     """(global batch size, this rank's ``accum`` micro-batches of indices) for each step of the epoch from ``first``."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).numpy()
     parts = world * accum
     out = []
-    for s in range(first, steps_per_epoch(n, global_batch, parts)):
+    for s in range(first, steps_per_epoch(n, global_batch, parts, drop_last)):
         chunk = perm[s * global_batch:(s + 1) * global_batch]
         pieces = np.array_split(chunk, parts)
         out.append((len(chunk), [pieces[a * world + rank].tolist() for a in range(accum)]))
@@ -100,12 +110,14 @@ class Tuner:
 
     def __init__(self, model: nn.Module, train_ds, optimizer, schedule, cfg, device, loss_fn: Callable,
                  evaluate: Callable[[nn.Module], dict], score: str, state_path: Path | None, identity: dict,
-                 batch_fn: Callable | None = None, tag: str = "finetune"):
+                 batch_fn: Callable | None = None, tag: str = "finetune", drop_last: bool = False):
         self.world, self.rank = dist.world_size(), dist.rank()
         self.accum = int(cfg.accum_steps)
         if cfg.batch_size % (self.world * self.accum):
             raise EvalError(f"batch_size {cfg.batch_size} is not divisible by world size {self.world} x "
                             f"accum_steps {self.accum}")
+        check_epoch(len(train_ds), cfg.batch_size, drop_last)
+        self.drop_last = drop_last
         self.model, self.train_ds, self.optimizer, self.schedule = model, train_ds, optimizer, schedule
         self.cfg, self.device, self.loss_fn, self.batch_fn = cfg, device, loss_fn, batch_fn
         self.evaluate, self.score, self.tag = evaluate, score, tag
@@ -113,7 +125,8 @@ class Tuner:
         # find_unused_parameters: a fine-tuned encoder never uses its mask token, and a frozen backbone
         # (segmentation) gets no gradient at all.
         self.ddp = dist.wrap(model, device, find_unused_parameters=True)
-        self.steps = steps_per_epoch(len(train_ds), cfg.batch_size, self.world * self.accum)
+        # The count the schedule was built with (the caller's), the plan of every epoch and the resume point.
+        self.steps = steps_per_epoch(len(train_ds), cfg.batch_size, self.world * self.accum, drop_last)
         # fp16 as the official fine-tune runs it: a dynamic loss scale; an overflowing step is skipped.
         self.scaler = torch.amp.GradScaler(device.type, init_scale=cfg.fp16_init_scale) \
             if cfg.precision == "fp16" else None
@@ -188,7 +201,7 @@ class Tuner:
         t = self.tuning
         self.train_ds.set_epoch(epoch)
         plan = rank_batches(len(self.train_ds), self.cfg.batch_size, self.world, self.accum, self.rank,
-                            self.cfg.seed, epoch, t.step - epoch * self.steps)
+                            self.cfg.seed, epoch, t.step - epoch * self.steps, self.drop_last)
         batches = self._loader(plan)
         self.model.train()
         for n_global, micro in plan:

@@ -61,11 +61,15 @@ def finetune(encoder, train_src, test_src, num_classes: int, cfg, device, img_si
     model = Classifier(encoder, num_classes).to(device)
     randaug = (cfg.randaug_n, cfg.randaug_m, cfg.randaug_mstd)
     train_ds = ClassificationData(train_src, img_size, train=True, seed=cfg.seed, crop_scale=cfg.crop_scale,
-                                  hflip=cfg.hflip, randaug=randaug, interpolation=cfg.interpolation)
-    test_ds = ClassificationData(test_src, img_size, test_crop=cfg.test_crop, interpolation=cfg.interpolation)
+                                  hflip=cfg.hflip, randaug=randaug, interpolation=cfg.interpolation,
+                                  jpeg_draft=cfg.jpeg_draft)
+    test_ds = ClassificationData(test_src, img_size, test_crop=cfg.test_crop, interpolation=cfg.interpolation,
+                                 jpeg_draft=cfg.jpeg_draft)
     optimizer = layer_decay_optimizer(model, cfg)
     parts = dist.world_size() * cfg.accum_steps
-    schedule = LRSchedule.in_epochs(cfg, steps_per_epoch(len(train_ds), cfg.batch_size, parts))
+    # The Tuner plans every epoch, and resumes, with this same count (drop_last: full global batches only).
+    steps = steps_per_epoch(len(train_ds), cfg.batch_size, parts, cfg.drop_last)
+    schedule = LRSchedule.in_epochs(cfg, steps, cfg.lr_floor_rule)
     mix = MixupCutmix(num_classes, cfg.mixup, cfg.cutmix, cfg.mixup_prob, cfg.mixup_switch_prob,
                       cfg.label_smoothing)
 
@@ -77,7 +81,7 @@ def finetune(encoder, train_src, test_src, num_classes: int, cfg, device, img_si
 
     tuning = Tuner(model, train_ds, optimizer, schedule, cfg, device, soft_cross_entropy,
                    lambda m: evaluate_classifier(m, test_ds, cfg, device), "top1", state_path, identity or {},
-                   batch_fn, tag="finetune").run(cfg.epochs)
+                   batch_fn, tag="finetune", drop_last=cfg.drop_last).run(cfg.epochs)
     best, final = tuning.best, tuning.history[-1]
     metrics = {"top1": best["top1"], "best_epoch": best["epoch"], "final_top1": final["top1"],
                "final_epoch": final["epoch"]}
@@ -85,5 +89,5 @@ def finetune(encoder, train_src, test_src, num_classes: int, cfg, device, img_si
         metrics.update(top5=best["top5"], final_top5=final["top5"])
     notes = (f"top1/top5: best over per-epoch evaluations (epoch {best['epoch']}; the paper's convention); "
              f"final_top1/final_top5: after the last epoch; global batch {cfg.batch_size} over "
-             f"{dist.world_size()} process(es) x {cfg.accum_steps} accumulation step(s)")
+             f"{dist.world_size()} process(es) x {cfg.accum_steps} accumulation step(s), {steps} steps per epoch")
     return {"metrics": metrics, "history": tuning.history, "notes": notes}

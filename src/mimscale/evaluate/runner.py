@@ -74,7 +74,8 @@ def _finished(path: Path, cfg, run_dir: RunDir) -> dict | None:
 
 def _probe(encoder, train, test, num_classes: int, cfg, device, img_size: int) -> dict:
     def feats(src):
-        data = D.ClassificationData(src, img_size, test_crop=cfg.test_crop, interpolation=cfg.interpolation)
+        data = D.ClassificationData(src, img_size, test_crop=cfg.test_crop, interpolation=cfg.interpolation,
+                                    jpeg_draft=cfg.jpeg_draft)
         dl = D.loader(data, cfg.batch_size, False, cfg.num_workers, cfg.seed)
         return extract_features(encoder, dl, cfg.features, device, cfg.feature_blocks)
 
