@@ -4,6 +4,12 @@ splits and labels (``evaluate.data.resolve_data``), so ``study plan`` names the 
 
 Sources are listed, never decoded, and each distinct (eval entry, image size) is resolved once: seconds for
 any grid.
+
+Settings that run but would mislead are warned about, not refused (``check_study``): an evaluation whose test
+images are among its training images, or among the images its run pre-trains on (a folder ROOT read whole
+because it holds more than train/, val/ and test/), and fractions of one source that select the same images
+or none (per-class rounding on small pools). Which images a source holds is judged from its description
+(``evaluate.overlap``); the pre-training source is built once per check, as pre-training builds it.
 """
 
 from __future__ import annotations
