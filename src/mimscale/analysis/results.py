@@ -318,7 +318,7 @@ def _without_duplicates(df: pd.DataFrame, messages: list[str]) -> pd.DataFrame:
     """Rows repeated exactly (a table concatenated twice) counted once, with a note: they would pass for runs
     and narrow every CI. Two different rows for one run (its ``run`` name) cannot both be right: refused."""
     df = df.copy()
-    repeated = df.duplicated(keep="first")
+    repeated = df.astype(str).duplicated(keep="first")  # as text: a cell may hold a list; NaN equals NaN
     if repeated.any():
         messages.append(f"{int(repeated.sum())} row(s) repeating another row exactly{_where(df, repeated)}: "
                         f"counted once")
