@@ -94,7 +94,7 @@ def _built(source: str, built: dict):
     if source not in built:
         try:
             built[source] = build_source(source)
-        except (UserError, OSError):
+        except (UserError, OSError, ValueError):
             built[source] = None
     return built[source]
 
@@ -136,9 +136,11 @@ def fraction_warnings(study: Study, built: dict | None = None) -> list[str]:
         try:
             # As data.plan_data draws them: from the pool left after the held-out split (none with val_source).
             pool = None if val_source else _holdout_info(src, "auto", 0)[0]
-        except (UserError, OSError):
+        except (UserError, OSError, ValueError):
             continue
-        by_images: dict[tuple[int, ...], list[float]] = {}
+        # The subsets of one source, seed and pool are nested (data.subsets), so two fractions select the same
+        # images exactly when they select as many.
+        by_images: dict[int, list[float]] = {}
         for f in sorted(fractions):
             try:
                 chosen = subset_indices(src, f, seed, pool)
@@ -146,11 +148,11 @@ def fraction_warnings(study: Study, built: dict | None = None) -> list[str]:
                 lines.append(f"data.fraction {f:g} of {source} selects no image (the pool has "
                              f"{len(src) if pool is None else len(pool)}): that run will fail; use a larger fraction")
                 continue
-            by_images.setdefault(tuple(chosen.tolist()), []).append(f)
-        for chosen, same in by_images.items():
+            by_images.setdefault(len(chosen), []).append(f)
+        for count, same in by_images.items():
             if len(same) > 1:
                 lines.append(f"data.fraction {' and '.join(f'{f:g}' for f in same)} of {source} select the same "
-                             f"{len(chosen)} images: their runs differ only in name; keep one of them")
+                             f"{count} images: their runs differ only in name; keep one of them")
     return lines
 
 
