@@ -1,16 +1,19 @@
 """Fit on the runs a ``runs: spanning`` eval measures, predict the rest: the rows chosen from a results table, and
 the errors on the synthetic paper grid that BENCHMARKS.md reports (benchmarks/prediction.py)."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from paper_grid import paper_grid
 
 from mimscale.analysis.predict import predict_metric, spanning_error, spanning_rows
-from mimscale.analysis.results import clean_runs
+from mimscale.analysis.results import clean_runs, load_results
 from mimscale.study.spec import spanning_runs
 
 METRIC = "eval_finetune_top1"
+DEMO_QUICK = Path(__file__).resolve().parents[1] / "fixtures" / "demo-quick"
 
 
 def test_the_demo_grid_measures_a_quarter_spanning_every_model_size_and_length():
@@ -36,3 +39,17 @@ def test_paper_grid_errors_as_benchmarked(seeds, loo, n_fit, n_test, mae, max_er
     assert (err["n_fit"], err["n_test"], err["features"]) == (n_fit, n_test, "val_loss + log10(params)")
     assert err["mae"] == pytest.approx(mae, rel=1e-6) and err["max_error"] == pytest.approx(max_error, rel=1e-6)
     assert err["mae"] < 1.1 * loo + 0.0005  # a quarter of the runs predicts the rest about as well as LOO on all
+
+
+@pytest.mark.parametrize("seed, loo, loo_features, mae, max_error", [
+    (0, 0.010142888087856645, "val_loss + log10(params)", 0.011159719187445027, 0.02429775496868393),
+    (1, 0.009659355309961303, "val_loss", 0.009522137028179337, 0.01846391967768464),
+])
+def test_quick_demo_errors_as_benchmarked(seed, loo, loo_features, mae, max_error):
+    runs, messages = clean_runs(load_results(DEMO_QUICK / f"seed{seed}.csv")[0])
+    assert len(runs) == 8 and messages == []
+    summary = predict_metric(runs, METRIC)[0]
+    assert summary["loo_mae"] == pytest.approx(loo, rel=1e-6) and summary["features"] == loo_features
+    err = spanning_error(runs, METRIC)  # 4 of the 2 x 2 x 2 runs: the longest axis has 2 values, the rest 4
+    assert (err["n_fit"], err["n_test"], err["features"]) == (4, 4, "val_loss")
+    assert err["mae"] == pytest.approx(mae, rel=1e-6) and err["max_error"] == pytest.approx(max_error, rel=1e-6)
