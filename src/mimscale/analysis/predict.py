@@ -117,7 +117,43 @@ def split_error(runs: pd.DataFrame, metric: str, fraction: float = 0.25, seed: i
     n_fit = max(MIN_RUNS, int(round(fraction * len(have))))
     pick = np.zeros(len(have), bool)
     pick[rng.choice(len(have), n_fit, replace=False)] = True
+    return _held_out_error(have, pick, metric)
+
+
+GRID_AXES = ("model", "data_size", "iters", "seed")  # a results table's grid, for ``spanning_error``
+
+
+def spanning_rows(runs: pd.DataFrame) -> np.ndarray:
+    """Which rows of a results table a study's ``runs: spanning`` eval would have measured (``study.spec.
+    spanning_runs`` on the table's grid: models by size, data sizes, lengths, seeds; every value of each at
+    least once). A position the table lacks (an unbalanced grid) is simply not there."""
+    from mimscale.study.spec import spanning_runs
+
+    axes = [a for a in GRID_AXES if a in runs.columns]
+    values = {a: sorted(runs[a].dropna().unique()) for a in axes}
+    if "model" in values:  # models in order of size, as a study lists them
+        size = runs.groupby("model")["params"].median()
+        values["model"] = sorted(values["model"], key=lambda m: (size[m], m))
+    shape = [len(values[a]) for a in axes]
+    chosen = spanning_runs(shape)
+    position = np.zeros(len(runs), dtype=np.int64)
+    for a, n in zip(axes, shape):
+        position = position * n + runs[a].map({v: i for i, v in enumerate(values[a])}).to_numpy(np.int64)
+    return np.isin(position, sorted(chosen))
+
+
+def spanning_error(runs: pd.DataFrame, metric: str) -> dict:
+    """Fit on the ``spanning`` runs (about a quarter of a model x data x length grid), predict the others:
+    {n_fit, n_test, features, mae, max_error} (the saving ``runs: spanning`` buys, and what it costs)."""
+    have = runs[runs[metric].notna()]
+    return _held_out_error(have, spanning_rows(have), metric)
+
+
+def _held_out_error(have: pd.DataFrame, pick: np.ndarray, metric: str) -> dict:
     best = choose_fit(have[pick], metric)
+    if best is None:
+        return {"n_fit": int(pick.sum()), "n_test": int((~pick).sum()), "features": None, "mae": None,
+                "max_error": None}
     test = have[~pick]
     err = test[metric].to_numpy(float) - _design(test, FEATURES[best["features"]]) @ best["coef"]
     return {"n_fit": int(pick.sum()), "n_test": int(len(test)), "features": best["features"],

@@ -63,6 +63,10 @@ _SUMMARY_RENAME = {"final_val_loss": "val_loss", "final_train_probe_loss": "trai
                    "final_train_loss": "train_loss"}
 CURVE_COLUMNS = ("run", "step", "split", "name", "value")
 USABLE_STATUS = (R.RunState.DONE, R.RunState.PARTIAL)
+# The SimMIM losses of a row (an L1 distance: never negative).
+SIMMIM_LOSSES = ("val_loss", "train_probe_loss", "best_val_loss", "train_loss")
+# Larger numbers are no measurement (a diverged run's 1e308): they are treated as missing, like inf.
+LARGEST_VALUE = 1e30
 UNNAMED_DATASET = "unnamed"
 
 
@@ -302,6 +306,35 @@ def _run_labels(df: pd.DataFrame) -> pd.Series:
     return base.where(dup == 0, base + "#" + dup.astype(str))
 
 
+def _where(df: pd.DataFrame, rows: pd.Series) -> str:
+    """", run(s) a, b" (or ", CSV line(s) 2, 3" without run names) for the rows of a message, at most 10."""
+    if "run" in df.columns and df.loc[rows, "run"].notna().all():
+        return ", run(s) " + ", ".join(df.loc[rows, "run"].astype(str)[:10])
+    # a CSV row i is on line i + 2 (header line, 1-based)
+    return ", CSV line(s) " + ", ".join(str(i + 2) for i in df.index[rows][:10])
+
+
+def _without_duplicates(df: pd.DataFrame, messages: list[str]) -> pd.DataFrame:
+    """Rows repeated exactly (a table concatenated twice) counted once, with a note: they would pass for runs
+    and narrow every CI. Two different rows for one run (its ``run`` name) cannot both be right: refused."""
+    df = df.copy()
+    repeated = df.astype(str).duplicated(keep="first")  # as text: a cell may hold a list; NaN equals NaN
+    if repeated.any():
+        messages.append(f"{int(repeated.sum())} row(s) repeating another row exactly{_where(df, repeated)}: "
+                        f"counted once")
+        df = df[~repeated]
+    if "run" in df.columns:
+        named = df["run"].notna()
+        clash = df[named & df["run"].duplicated(keep=False)]
+        if not clash.empty:
+            run = clash["run"].iloc[0]
+            rows = clash[clash["run"] == run]
+            differ = [c for c in rows.columns if rows[c].astype(str).nunique() > 1]
+            raise ResultsError(f"run {run} has {len(rows)} rows with different values (in {', '.join(differ[:5])}); "
+                               f"keep one row per run")
+    return df
+
+
 def clean_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Validate a raw results table: (usable rows, messages about what was dropped or coerced).
 
@@ -310,7 +343,7 @@ def clean_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     messages: list[str] = []
     if df.empty:
         raise ResultsError("no usable runs: the table has no rows")
-    df = df.copy()
+    df = _without_duplicates(df, messages)
     if "status" in df.columns:
         # "partial" (the study runner's word for pre-training finished, an evaluation still missing)
         # has a valid val_loss; its missing eval_* values are simply empty.
@@ -333,21 +366,28 @@ def clean_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     for col in [*REQUIRED[1:], *[c for c in NUMERIC_OPTIONAL if c in df.columns], *eval_columns(df)]:
         raw = df[col]
         num = pd.to_numeric(raw, errors="coerce")
-        num = num.where(num.abs() != math.inf)
         bad = num.isna() & raw.notna()
         if bad.any():
             examples = ", ".join(repr(v) for v in raw[bad].astype(str).unique()[:3])
             messages.append(f"column {col}: {int(bad.sum())} non-numeric value(s) ({examples}) "
                             f"treated as missing")
-        df[col] = num.astype(float)
+        # inf, and numbers no loss or metric reaches (1e308: a diverged run's float), would overflow every fit
+        # and figure: missing, said once per column.
+        huge = num.notna() & ~(num.abs() <= LARGEST_VALUE)
+        if huge.any():
+            examples = ", ".join(f"{v:g}" for v in num[huge].unique()[:3])
+            messages.append(f"column {col}: {int(huge.sum())} value(s) not finite or above {LARGEST_VALUE:g} "
+                            f"({examples}{_where(df, huge)}) treated as missing")
+        df[col] = num.where(~huge).astype(float)
+    for col in [c for c in SIMMIM_LOSSES if c in df.columns]:
+        negative = pd.to_numeric(df[col], errors="coerce") < 0
+        if negative.any():
+            messages.append(f"column {col}: {int(negative.sum())} negative value(s) ({_where(df, negative)[2:]}): "
+                            f"a SimMIM L1 loss cannot be negative; check how this table was made")
     incomplete = df[list(REQUIRED)].isna().any(axis=1) | (df["model"] == "") | (df["model"] == "nan")
     if incomplete.any():
-        if "run" in df.columns and df.loc[incomplete, "run"].notna().all():
-            where = "run(s) " + ", ".join(df.loc[incomplete, "run"].astype(str)[:10])
-        else:  # a CSV row i is on line i + 2 (header line, 1-based)
-            where = "CSV line(s) " + ", ".join(str(i + 2) for i in df.index[incomplete][:10])
         messages.append(f"dropped {int(incomplete.sum())} run(s) with a missing or non-numeric required "
-                        f"value ({where})")
+                        f"value ({_where(df, incomplete)[2:]})")
     df = df[~incomplete]
     for col in ("params", "data_size", "iters"):
         nonpos = df[col] <= 0

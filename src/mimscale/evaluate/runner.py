@@ -40,6 +40,7 @@ from mimscale.evaluate.config import (
 from mimscale.evaluate.engine import log
 from mimscale.evaluate.finetune import finetune
 from mimscale.evaluate.loading import eval_home, load_encoder
+from mimscale.evaluate.overlap import same_images_warning
 from mimscale.evaluate.probes import extract_features, knn_eval, linear_probe, logistic_probe
 from mimscale.evaluate.segment import segment
 from mimscale.rundir import RunDir, atomic_write_json
@@ -155,6 +156,8 @@ def run(run_dir: str | Path, cfg=None, force: bool = False) -> dict:
     data = {"train": train.describe(), "test": test.describe()}
     data["name"] = data_name(data["train"], data["test"])
     log(f"[evaluate] {result_name(cfg)}: {cfg.task} on {data['name']}")
+    if (warning := same_images_warning(data["train"], data["test"])) is not None:
+        log(f"[evaluate] warning: {result_name(cfg)}: {warning}")
     state = run_dir.eval_state(result_name(cfg))  # a fine-tuning resumes from it; --force starts over
     if force and dist.is_main():
         state.unlink(missing_ok=True)

@@ -125,6 +125,38 @@ def _tables(res: dict, same: dict[str, list[str]]) -> dict[str, str]:
     }
 
 
+PREDICTION_TITLE = "Downstream metrics predicted from held-out loss"
+
+
+def _prediction(res: dict, same: dict[str, list[str]]) -> str | None:
+    """The fits (features, leave-one-out error, interval) and one row per run: measured and predicted side by
+    side, each row saying whether its number was measured or is a prediction. None without any metric."""
+    fits = _once(res.get("prediction", {}).get("fits") or [], same)
+    if not fits:
+        return None
+    rows = pd.DataFrame(_once(res["prediction"].get("rows") or [], same))
+    if not rows.empty:
+        rows["value_is"] = rows["predicted"].map({True: "predicted", False: "measured"})
+    fit_table = flatten_rows(fits)
+    if "residual_interval" in fit_table.columns:  # [lo, hi] of the leave-one-out residuals
+        fit_table[["interval_lo", "interval_hi"]] = pd.DataFrame(
+            [v if isinstance(v, list) else [None, None] for v in fit_table.pop("residual_interval")],
+            index=fit_table.index)
+    level = f"{100 * float(fits[0].get('ci_level') or 0.95):.0f}%"
+    return (
+        "<p>Each downstream metric fitted by least squares on the runs that have it, from held-out loss (and "
+        "log10 of the parameter count where that lowers the leave-one-out error). loo_mae: the mean absolute "
+        "error of predicting each run from a fit without it (the error to expect on a run that was not "
+        f"fine-tuned). A run without the metric gets a prediction with a {level} interval from the leave-one-out "
+        "errors; for a measured run the prediction is its leave-one-out one. value_is says which numbers were "
+        "measured and which are predictions: a predicted value is never a measurement.</p>"
+        + H.table(fit_table, ["metric", "features", "n_fit", "n_predicted", "loo_mae", "loo_max_error",
+                              "interval_lo", "interval_hi", "message"], name="Prediction fits")
+        + "<h3>Measured and predicted, per run</h3>"
+        + H.table(rows, ["metric", "run", "model", "data_size", "iters", "seed", "val_loss", "value_is", "measured",
+                         "prediction", "prediction_lo", "prediction_hi"], name="Predictions"))
+
+
 def _eval_data_note(runs: pd.DataFrame) -> str:
     """Which data each evaluation's metrics were measured on (the eval_<name>_data columns), so a downstream
     number is never read without its data set."""
@@ -177,6 +209,9 @@ def build_report(input_path, out_dir=None, extra_sections: dict[str, str] | None
             "<p>These runs were trained from a longer run's checkpoint at the step where their learning-rate "
             "schedules part (the same run it would have been alone, for less compute).</p>"
             + H.table(shared, ["run", "model", "data_size", "iters", "branched_from"]))
+    predicted = _prediction(res, same)
+    if predicted is not None:
+        tables[PREDICTION_TITLE] = predicted
     tables.update(extra_sections or {})
     atomic_write_text(path, H.page(res, figs, tables, gallery, res["summary"],
                                    fig_out.formats))

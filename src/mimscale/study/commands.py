@@ -10,7 +10,7 @@ from pathlib import Path
 from mimscale.errors import StudyError
 from mimscale.rundir import RunState
 from mimscale.study import store
-from mimscale.study.eval_check import eval_data_text, resolve_evals
+from mimscale.study.eval_check import check_study, eval_data_text
 from mimscale.study.spec import Study, load_study
 
 PROG = "mimscale study"  # the prefix of the messages below
@@ -32,9 +32,16 @@ def open_dir(arg: str) -> tuple[Study, Path]:
 def check_evals(study: Study) -> dict[tuple[str, str], str]:
     """Resolve every evaluation of every run before anything trains: every problem as a one-line error (the
     last one raised: exit 2). Returns (run id, eval name) -> the data it evaluates on."""
-    data, problems = resolve_evals(study)
-    refuse(problems)
-    return data
+    check = check_study(study)
+    warn(check.warnings)
+    refuse(check.problems)
+    return check.data
+
+
+def warn(warnings: list[str]) -> None:
+    """Each suspect-but-valid setting as one line on stderr (results that would mislead; nothing is refused)."""
+    for line in warnings:
+        print(f"{PROG}: warning: {line}", file=sys.stderr, flush=True)
 
 
 def refuse(problems: list[str]) -> None:
@@ -52,7 +59,8 @@ def cmd_plan(args) -> int:
     study = load_study(args.study)
     # The plan is printed even when an evaluation cannot run here (the cost of a cluster's grid can be read on
     # a laptop without its data); the problems follow it, and the exit code is 2.
-    eval_data, problems = resolve_evals(study)
+    check = check_study(study)
+    eval_data, problems = check.data, check.problems
     costs = [run_cost(r, flops=not args.no_flops) for r in study.runs]
     branches, alone = sharing.plan(study, not args.no_share)
     for r, c in zip(study.runs, costs):  # what each run costs with sharing: a branch only from its departure
@@ -74,7 +82,7 @@ def cmd_plan(args) -> int:
                "eval_data": eval_data_text(study, eval_data),
                "runs": [{"run": r.id, "axes": r.axes, **c,
                          "eval_data": {e["name"]: eval_data.get((r.id, e["name"])) for e in r.evals}}
-                        for r, c in zip(study.runs, costs)], "eval_problems": problems,
+                        for r, c in zip(study.runs, costs)], "eval_problems": problems, "eval_warnings": check.warnings,
                "total": {"runs": len(study.runs), "images": tot_images, "flops": tot_flops_shared,
                          "flops_unshared": tot_flops, "train_iterations": shared,
                          "train_iterations_unshared": unshared, "branches": len(branches)}}
@@ -105,6 +113,7 @@ def cmd_plan(args) -> int:
         reasons = sorted({why for why in alone.values()})
         print(f"shared prefixes: none ({'; '.join(reasons)})")
     sys.stdout.flush()  # the plan before the problems
+    warn(check.warnings)
     refuse(problems)
     return 0
 

@@ -4,47 +4,156 @@ splits and labels (``evaluate.data.resolve_data``), so ``study plan`` names the 
 
 Sources are listed, never decoded, and each distinct (eval entry, image size) is resolved once: seconds for
 any grid.
+
+Settings that run but would mislead are warned about, not refused (``check_study``): an evaluation whose test
+images are among its training images, or among the images its run pre-trains on (a folder ROOT read whole
+because it holds more than train/, val/ and test/), and fractions of one source that select the same images
+or none (per-class rounding on small pools). Which images a source holds is judged from its description
+(``evaluate.overlap``); the pre-training source is built once per check, as pre-training builds it.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 from mimscale.errors import UserError
 from mimscale.study.spec import Study
 
 
+@dataclass
+class EvalCheck:
+    """What ``study plan`` / ``study run`` learn before any compute."""
+
+    data: dict[tuple[str, str], str]  # (run id, eval name) -> the data that evaluation uses, in words
+    problems: list[str]  # evaluations that would fail: the study is refused
+    warnings: list[str]  # results that would run but mislead: said, not refused
+
+
 def resolve_evals(study: Study) -> tuple[dict[tuple[str, str], str], list[str]]:
     """(run id, eval name) -> the data that evaluation uses, in words; and one line per problem (an eval
     failing the same way on several runs is one line naming them, on every run one line naming none)."""
+    check = check_study(study)
+    return check.data, check.problems
+
+
+def check_study(study: Study) -> EvalCheck:
+    """Every evaluation resolved (``resolve_evals``), and the warnings: an evaluation testing on its own training
+    images, an evaluation testing on images its run pre-trained on, two fractions selecting the same images."""
     from mimscale.evaluate.config import from_spec
     from mimscale.evaluate.data import resolve_data
+    from mimscale.evaluate.overlap import same_images_warning
 
     data: dict[tuple[str, str], str] = {}
     problems: dict[tuple[str, str], list[str]] = {}  # (eval name, message) -> run ids
-    done: dict[tuple[str, int], tuple[str | None, str | None]] = {}
+    warned: dict[tuple[str, str], list[str]] = {}  # the same for warnings
+    done: dict[tuple[str, int], tuple[dict | None, str | None]] = {}
+    built: dict = {}  # pre-training source spec -> its Source (or None), built once
+    written = {e["name"]: e for e in study.evals}
     for run in study.runs:
         size = int(run.cfg.data.img_size)
-        for spec, written in zip(run.evals, study.evals):
+        for spec in run.evals:  # a run outside an eval's `runs` subset does not have it
             key = (json.dumps(spec, sort_keys=True, default=str), size)
             if key not in done:
                 # An entry without train_source evaluates on the run's own pre-training images: say so.
-                implicit = "no train_source given, so the run's own images: " if spec is not written else ""
+                implicit = ("no train_source given, so the run's own images: "
+                            if spec.get("train_source") and not written[spec["name"]].get("train_source") else "")
                 try:
                     cfg = from_spec(spec)
-                    done[key] = (resolve_data(cfg, int(cfg.img_size) or size)["name"], None)
+                    done[key] = (resolve_data(cfg, int(cfg.img_size) or size), None)
                 except (UserError, OSError) as e:
                     done[key] = (None, implicit + " ".join(str(e).split()))
-            name, problem = done[key]
-            if problem is None:
-                data[(run.id, spec["name"])] = name
-            else:
+            resolved, problem = done[key]
+            if problem is not None:
                 problems.setdefault((spec["name"], problem), []).append(run.id)
+                continue
+            data[(run.id, spec["name"])] = resolved["name"]
+            if (same := same_images_warning(resolved["train"], resolved["test"])) is not None:
+                warned.setdefault((spec["name"], same), []).append(run.id)
+            if (seen := _pretraining_overlap(run.cfg, resolved["test"], built)) is not None:
+                warned.setdefault((spec["name"], seen), []).append(run.id)
+    warnings = _per_eval(study, warned) + fraction_warnings(study, built)
+    return EvalCheck(data, _per_eval(study, problems), warnings)
+
+
+def _per_eval(study: Study, found: dict[tuple[str, str], list[str]]) -> list[str]:
     lines = []
-    for (eval_name, problem), ids in problems.items():
-        who = "" if len(ids) == len(study.runs) else f" (run{'s' if len(ids) > 1 else ''} {', '.join(ids)})"
-        lines.append(f"eval '{eval_name}'{who}: {problem}")
-    return data, lines
+    for (eval_name, message), ids in found.items():
+        n_runs = sum(any(e["name"] == eval_name for e in r.evals) for r in study.runs)
+        who = "" if len(ids) == n_runs else f" (run{'s' if len(ids) > 1 else ''} {', '.join(ids)})"
+        lines.append(f"eval '{eval_name}'{who}: {message}")
+    return lines
+
+
+def _built(source: str, built: dict):
+    """The pre-training source ``source`` built once per check (None when it does not build: pre-training reports
+    that itself). A folder is listed; a built-in pool is generated, as pre-training does."""
+    from mimscale.data.sources import build_source
+
+    if source not in built:
+        try:
+            built[source] = build_source(source)
+        except (UserError, OSError, ValueError):
+            built[source] = None
+    return built[source]
+
+
+def _pretraining_overlap(cfg, test: dict, built: dict) -> str | None:
+    """One line when an evaluation's test images are among the images its run pre-trains on (``data.source:
+    folder:ROOT`` reads ROOT/train when ROOT holds only train/, val/ and test/, else all of ROOT)."""
+    from mimscale.evaluate.overlap import images_folder, shared_images
+
+    source = str(cfg.data.source)
+    src = _built(source, built)
+    pool = src.describe() if src is not None else None
+    if pool is None or not shared_images(pool, test):
+        return None
+    folder = images_folder(pool)
+    hint = (f"; point data.source at a folder without them (e.g. folder:{folder}/train)"
+            if folder is not None and Path(folder, "train").is_dir() else "; pre-train on other images")
+    return (f"its test images are in the pre-training data (data.source {source}): pre-training saw them "
+            f"(without labels), which is not the ImageNet-train-only protocol" + hint)
+
+
+def fraction_warnings(study: Study, built: dict | None = None) -> list[str]:
+    """Fractions of one pre-training source that select the same images (0.1 and 0.11 of 50 images are both 5)
+    or none at all (training would fail): the data-size axis then has fewer points than it seems."""
+    from mimscale.data.subsets import _holdout_info, subset_indices
+    from mimscale.errors import DataError
+
+    groups: dict[tuple[str, str, int], set[float]] = {}
+    for run in study.runs:
+        d = run.cfg.data
+        groups.setdefault((str(d.source), str(d.val_source or ""), int(d.subset_seed)), set()).add(float(d.fraction))
+    lines = []
+    for (source, val_source, seed), fractions in groups.items():
+        if fractions == {1.0}:
+            continue  # the whole pool: nothing to collide
+        src = _built(source, {} if built is None else built)
+        if src is None:
+            continue  # pre-training reports a bad source itself
+        try:
+            # As data.plan_data draws them: from the pool left after the held-out split (none with val_source).
+            pool = None if val_source else _holdout_info(src, "auto", 0)[0]
+        except (UserError, OSError, ValueError):
+            continue
+        # The subsets of one source, seed and pool are nested (data.subsets), so two fractions select the same
+        # images exactly when they select as many.
+        by_images: dict[int, list[float]] = {}
+        for f in sorted(fractions):
+            try:
+                chosen = subset_indices(src, f, seed, pool)
+            except DataError:
+                lines.append(f"data.fraction {f:g} of {source} selects no image (the pool has "
+                             f"{len(src) if pool is None else len(pool)}): that run will fail; use a larger fraction")
+                continue
+            by_images.setdefault(len(chosen), []).append(f)
+        for count, same in by_images.items():
+            if len(same) > 1:
+                lines.append(f"data.fraction {' and '.join(f'{f:g}' for f in same)} of {source} select the same "
+                             f"{count} images: their runs differ only in name; keep one of them")
+    return lines
 
 
 def eval_data_text(study: Study, data: dict[tuple[str, str], str]) -> dict[str, str]:

@@ -13,12 +13,18 @@ A study file (YAML)::
     evals:                           # run after each pre-training: mimscale.evaluate keys (docs/CONFIG.md)
       - {name: knn, task: knn, knn_k: 20}   # without train_source: the run's own images' labelled splits
                                             # (built-in shapes when it pre-trains on a built-in source)
+      - {name: ft, task: finetune, runs: spanning}  # only a subset of the runs (``EVAL_RUNS``)
     out: runs/cpu-small              # optional study directory (default runs/<name>)
 
 The *definition* (everything but ``out``, with ``base_config`` inlined and keys dotted) is what
 ``STUDY_DIR/study.yaml`` holds. Two studies sharing a directory must agree on its pre-training part
 (``pretraining()``: everything but the evals); the evals may change: each run's evaluations are looked up
 by their own identity, so a changed or added eval runs on the finished checkpoints, nothing re-trains.
+
+An eval entry's ``runs`` says which runs it evaluates (``spanning_runs``): ``all`` (the default) or
+``spanning``, a fixed subset that holds every value of every axis, so an expensive fine-tuning can be run on
+a quarter of a grid and predicted for the rest from held-out loss (``mimscale analyze``: prediction). A run
+outside the subset does not have that eval at all (``StudyRun.evals``): it is never run or waited for there.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ TOP_KEYS = ("name", "description", "base_config", "base", "axes", "zip", "evals"
 # either be ignored or put two runs in one directory.
 RESERVED_KEYS = ("run_dir", "out", "name", "threads")
 _EVAL_NAME = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_.-]+$")  # not . or ..: a name stays inside its directory
+# An eval entry's own key (not an evaluation setting): which runs of the grid it evaluates.
+EVAL_RUNS = "runs"
+EVAL_RUNS_CHOICES = ("all", "spanning")
 
 
 @dataclass
@@ -175,6 +184,9 @@ def _parse_evals(raw: Any, base_dir: Path | None) -> list[dict]:
             raise StudyError(f"evals[{i}] name '{e['name']}' must use only letters, digits, '_', '.', '-'")
         if e["name"] in names:
             raise StudyError(f"two evals are named '{e['name']}'; names must be unique")
+        if e.get(EVAL_RUNS, "all") not in EVAL_RUNS_CHOICES:
+            raise StudyError(f"evals[{i}] ({e['name']}) runs: {e[EVAL_RUNS]!r}; choose one of "
+                             f"{', '.join(EVAL_RUNS_CHOICES)}")
         names.add(e["name"])
         evals.append(e)
     return evals
@@ -260,6 +272,7 @@ def expand(study: Study) -> list[StudyRun]:
         dims.append([{k: group[k][i] for k in group} for i in range(n)])
     runs: list[StudyRun] = []
     seen: dict[str, StudyRun] = {}
+    spanning = spanning_runs([len(d) for d in dims])
     for index, combo in enumerate(itertools.product(*dims)):
         point: dict[str, Any] = {}
         for part in combo:
@@ -270,7 +283,8 @@ def expand(study: Study) -> list[StudyRun]:
             where = " ".join(f"{k}={axis_text(v)}" for k, v in point.items()) or "the base config"
             raise StudyError(f"run {where}: {e}") from None
         rid = C.run_id(cfg)
-        evals = [resolve_spec(e, cfg.data.source) for e in study.evals]
+        evals = [resolve_spec(_eval_settings(e), cfg.data.source) for e in study.evals
+                 if e.get(EVAL_RUNS, "all") == "all" or index in spanning]
         run = StudyRun(id=rid, index=index, axes=point, cfg=cfg, evals=evals)
         if rid in seen:
             raise StudyError(f"runs '{seen[rid].label()}' and '{run.label()}' resolve to the same config "
@@ -278,6 +292,47 @@ def expand(study: Study) -> list[StudyRun]:
         seen[rid] = run
         runs.append(run)
     return runs
+
+
+def _eval_settings(entry: dict) -> dict:
+    """An eval entry as mimscale.evaluate reads it: without the study's own ``runs`` key."""
+    return {k: v for k, v in entry.items() if k != EVAL_RUNS} if EVAL_RUNS in entry else entry
+
+
+def spanning_runs(shape: list[int]) -> set[int]:
+    """Grid positions (row-major over ``shape``, the order of ``expand``) of the ``spanning`` subset: every
+    value of every axis at least once, in max(L, P) runs where L is the longest axis and P the number of
+    combinations of the others. Run t of the subset pairs combination t mod P of the other axes (in grid
+    order) with value t mod L of the longest axis (the first such axis on a tie): a 3 models x 4 data sizes
+    x 2 lengths grid gives 6 of its 24 runs, each model, data size and length among them."""
+    if not shape:
+        return {0}
+    longest = max(range(len(shape)), key=lambda i: (shape[i], -i))
+    others = [n for i, n in enumerate(shape) if i != longest]
+    n_other = 1
+    for n in others:
+        n_other *= n
+    chosen = set()
+    for t in range(max(shape[longest], n_other)):
+        rest = list(_unravel(t % n_other, others))
+        position = rest[:longest] + [t % shape[longest]] + rest[longest:]
+        chosen.add(_ravel(position, shape))
+    return chosen
+
+
+def _unravel(i: int, shape: list[int]) -> list[int]:
+    out = []
+    for n in reversed(shape):
+        out.append(i % n)
+        i //= n
+    return out[::-1]
+
+
+def _ravel(position: list[int], shape: list[int]) -> int:
+    i = 0
+    for p, n in zip(position, shape):
+        i = i * n + p
+    return i
 
 
 def images_of(cfg: DictConfig) -> int | None:
