@@ -27,6 +27,7 @@ COMMANDS = {
     "finetune": ("mimscale.evaluate.cli", "finetune_main", "fine-tune / linear-probe / kNN / segment a run"),
     "val-loss": ("mimscale.evaluate.cli", "val_loss_main", "held-out SimMIM loss of any checkpoint (mimscale, "
                  "official, transformers)"),
+    "init": ("mimscale.study.cli", "init_main", "write a starting study file (--data ROOT: your images)"),
     "study": ("mimscale.study.cli", "study_main", "plan / run / status / results of a grid of runs"),
     "analyze": ("mimscale.analysis.cli", "analyze_main", "overfitting, scaling fits, correlations -> tables"),
     "report": ("mimscale.report.cli", "report_main", "self-contained report.html with figures and tables"),
