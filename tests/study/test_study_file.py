@@ -75,7 +75,7 @@ def test_the_documented_example_plans_and_runs_as_written(tmp_path, images, caps
 def test_init_writes_a_study_that_runs_and_never_overwrites(tmp_path, images, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     study = tmp_path / "mine.yaml"
-    assert main(["init", "--data", str(images), "--out", str(study), "--iters", "2"]) == 0
+    assert main(["init", "--data", str(images), "--out", str(study), "--iters", "1"]) == 0
     text = study.read_text()
     doc = yaml.safe_load(text)
     assert doc["base"]["data.source"] == f"folder:{images.resolve()}"

@@ -52,7 +52,7 @@ def refuse(problems: list[str]) -> None:
 
 def cmd_plan(args) -> int:
     from mimscale.study import sharing
-    from mimscale.study.cost import ASSUMED_UTILISATION, clock, estimate_seconds, human, run_cost
+    from mimscale.study.cost import ASSUMED_UTILISATION, RUN_OVERHEAD_S, clock, estimate_seconds, human, run_cost
 
     study = load_study(args.study)
     out_dir = _study_dir(study, args.out)
@@ -78,7 +78,7 @@ def cmd_plan(args) -> int:
     shared = sharing.iterations(study, branches) if unshared is not None else None
     evals_f = [c["eval_flops"] for c in costs]
     tot_eval_flops = sum(evals_f) if None not in evals_f and not args.no_flops else None
-    train_s = estimate_seconds(tot_flops_shared)
+    train_s = estimate_seconds(tot_flops_shared, len(study.runs))
     eval_s = estimate_seconds(tot_eval_flops)
     if args.json:
         doc = {"study": study.name, "study_dir": str(out_dir), "evals": study.evals,
@@ -122,8 +122,9 @@ def cmd_plan(args) -> int:
         print(f"shared prefixes: none ({'; '.join(reasons)})")
     if train_s is not None:
         print(f"estimated time on this machine: {clock(train_s + (eval_s or 0))} (pre-training {clock(train_s)}, "
-              f"evaluations {clock(eval_s)}; at {ASSUMED_UTILISATION:.0%} of its measured matmul speed, one run "
-              f"at a time: a rough guide, `study status` gives the ETA from the runs' own speed)")
+              f"evaluations {clock(eval_s)}; at {ASSUMED_UTILISATION:.0%} of its measured matmul speed and "
+              f"{RUN_OVERHEAD_S:g} s per run, one run at a time: a rough guide; `study status` gives the ETA from "
+              f"the runs' own speed)")
     if pre.disk is not None:
         print(f"disk: checkpoints need about {human(pre.disk['needed'], 'B')}; {human(pre.disk['free'], 'B')} "
               f"free at {pre.disk['path']}")

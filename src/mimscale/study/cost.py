@@ -5,7 +5,8 @@ device (shapes only: a 1B-parameter model costs no memory and about a second), s
 code instead of a formula; training = 3 x forward (the backward of a matmul or conv costs twice its
 forward), within 1% of counting the backward too and three times faster to plan. Anything that fails
 (a model family that cannot run on meta, an import that is not there yet) degrades to None, shown as
-"n/a": the plan is still useful without it.
+"n/a": the plan is still useful without it. ``eval_flops`` counts the evaluations the same way, and
+``estimate_seconds`` turns FLOPs into a rough time on this machine.
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ def eval_flops(task: str, train_images: int, test_images: int, epochs: int, flop
 # Share of this machine's measured matmul speed that training reaches: about 65% for the larger CPU models
 # (BENCHMARKS.md, MFU), less for the smallest ones and for evaluation's loaders; a plan is an estimate.
 ASSUMED_UTILISATION = 0.3
+# Seconds each run spends outside its FLOPs: a worker process starting, imports, the model and data built, the
+# held-out set screened, checkpoints written. It dominates the tiniest runs.
+RUN_OVERHEAD_S = 10.0
 
 
 @lru_cache(maxsize=1)
@@ -152,10 +156,11 @@ def machine_flops_per_s() -> float | None:
         return None
 
 
-def estimate_seconds(flops: float | None) -> float | None:
-    """Seconds for ``flops`` on this machine at ``ASSUMED_UTILISATION`` of its matmul speed; None when unknown."""
+def estimate_seconds(flops: float | None, runs: int = 0) -> float | None:
+    """Seconds for ``flops`` on this machine at ``ASSUMED_UTILISATION`` of its matmul speed, plus
+    ``RUN_OVERHEAD_S`` for each of ``runs``; None when unknown."""
     speed = machine_flops_per_s() if flops is not None else None
-    return flops / (speed * ASSUMED_UTILISATION) if speed else None
+    return flops / (speed * ASSUMED_UTILISATION) + runs * RUN_OVERHEAD_S if speed else None
 
 
 def human(n: float | None, unit: str = "") -> str:
