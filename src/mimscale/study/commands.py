@@ -51,15 +51,14 @@ def refuse(problems: list[str]) -> None:
 
 
 def cmd_plan(args) -> int:
-    from mimscale.study import sharing
-    from mimscale.study.cost import ASSUMED_UTILISATION, RUN_OVERHEAD_S, clock, estimate_seconds, human, run_cost
+    from mimscale.study import cost, sharing
 
     study = load_study(args.study)
     out_dir = _study_dir(study, args.out)
     # The plan is printed even when an evaluation cannot run here (the cost of a cluster's grid can be read on
     # a laptop without its data); the problems follow it, and the exit code is 2.
     eval_data, pre, problems = check_all(study, out_dir)
-    costs = [run_cost(r, flops=not args.no_flops) for r in study.runs]
+    costs = [cost.run_cost(r, flops=not args.no_flops) for r in study.runs]
     branches, alone = sharing.plan(study, not args.no_share)
     for r, c in zip(study.runs, costs):  # what each run costs with sharing: a branch only from its departure
         b = branches.get(r.id)
@@ -78,8 +77,8 @@ def cmd_plan(args) -> int:
     shared = sharing.iterations(study, branches) if unshared is not None else None
     evals_f = [c["eval_flops"] for c in costs]
     tot_eval_flops = sum(evals_f) if None not in evals_f and not args.no_flops else None
-    train_s = estimate_seconds(tot_flops_shared, len(study.runs))
-    eval_s = estimate_seconds(tot_eval_flops)
+    train_s = cost.estimate_seconds(tot_flops_shared, len(study.runs))
+    eval_s = cost.estimate_seconds(tot_eval_flops)
     if args.json:
         doc = {"study": study.name, "study_dir": str(out_dir), "evals": study.evals,
                "eval_data": eval_data_text(study, eval_data),
@@ -98,9 +97,11 @@ def cmd_plan(args) -> int:
     from mimscale.study.status import format_table
 
     axes = study.axis_keys()
+    human = cost.human
     rows = [[r.id, *(axis_text(r.axes[k]) for k in axes), human(c["params"]), str(r.cfg.train.batch_size),
-             str(c.get("train_images", "?")), human(c["images"]), human(c["flops"]), f"{c['branch']['trunk']}@{c['branch']['step']}" if c["branch"]
-             else "-"] for r, c in zip(study.runs, costs)]
+             str(c.get("train_images", "?")), human(c["images"]), human(c["flops"]),
+             f"{c['branch']['trunk']}@{c['branch']['step']}" if c["branch"] else "-"]
+            for r, c in zip(study.runs, costs)]
     shape = " x ".join(f"{k} ({len(v)})" for k, v in study.axes.items())
     shape += "".join(f" x zip[{', '.join(g)}] ({len(next(iter(g.values())))})" for g in study.zip)
     print(f"study {study.name}: {len(study.runs)} runs = {shape or 'the base config'}; evals: {_evals_text(study)}")
@@ -121,10 +122,10 @@ def cmd_plan(args) -> int:
         reasons = sorted({why for why in alone.values()})
         print(f"shared prefixes: none ({'; '.join(reasons)})")
     if train_s is not None:
-        print(f"estimated time on this machine: {clock(train_s + (eval_s or 0))} (pre-training {clock(train_s)}, "
-              f"evaluations {clock(eval_s)}; at {ASSUMED_UTILISATION:.0%} of its measured matmul speed and "
-              f"{RUN_OVERHEAD_S:g} s per run, one run at a time: a rough guide; `study status` gives the ETA from "
-              f"the runs' own speed)")
+        print(f"estimated time on this machine: {cost.clock(train_s + (eval_s or 0))} (pre-training "
+              f"{cost.clock(train_s)}, evaluations {cost.clock(eval_s)}; at {cost.ASSUMED_UTILISATION:.0%} of its "
+              f"measured matmul speed and {cost.RUN_OVERHEAD_S:g} s per run, one run at a time: a rough guide; "
+              f"`study status` gives the ETA from the runs' own speed)")
     if pre.disk is not None:
         print(f"disk: checkpoints need about {human(pre.disk['needed'], 'B')}; {human(pre.disk['free'], 'B')} "
               f"free at {pre.disk['path']}")
