@@ -122,8 +122,8 @@ def cmd_plan(args) -> int:
         reasons = sorted({why for why in alone.values()})
         print(f"shared prefixes: none ({'; '.join(reasons)})")
     if train_s is not None:
-        print(f"estimated time on this machine: {cost.clock(train_s + (eval_s or 0))} (pre-training "
-              f"{cost.clock(train_s)}, evaluations {cost.clock(eval_s)}; at {cost.ASSUMED_UTILISATION:.0%} of its "
+        print(f"estimated time on this machine: {cost.duration(train_s + (eval_s or 0))} (pre-training "
+              f"{cost.duration(train_s)}, evaluations {cost.duration(eval_s)}; at {cost.ASSUMED_UTILISATION:.0%} of its "
               f"measured matmul speed and {cost.RUN_OVERHEAD_S:g} s per run, one run at a time: a rough guide; "
               f"`study status` gives the ETA from the runs' own speed)")
     if pre.disk is not None:

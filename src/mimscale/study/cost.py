@@ -199,3 +199,11 @@ def clock(seconds: float | None) -> str:
         return "-"
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def duration(seconds: float | None) -> str:
+    """A planned time: ``clock`` up to two days, then days, then years (a cluster's grid planned on a laptop)."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 2 * 86400:
+        return clock(seconds)
+    days = seconds / 86400
+    return f"{days:.3g} days" if days < 730 else f"{days / 365.25:.3g} years"
