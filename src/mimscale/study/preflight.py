@@ -10,6 +10,7 @@ runs and evaluations reading it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -128,10 +129,19 @@ def _eval_images(study: Study, sources: Sources, out: Preflight, world: int) -> 
 
     problems: dict[str, list[str]] = {}
     warnings: dict[str, list[str]] = {}
+    configs: dict[str, object] = {}  # each distinct entry resolved once, whatever the number of runs
     for run in study.runs:
         for spec in run.evals:
+            key = json.dumps(spec, sort_keys=True, default=str)
             try:
-                cfg = from_spec(spec)
+                if key not in configs:
+                    try:
+                        configs[key] = from_spec(spec)
+                    except UserError as e:
+                        configs[key] = e
+                if isinstance(configs[key], UserError):
+                    continue
+                cfg = configs[key]
                 size = int(cfg.img_size) or int(run.cfg.data.img_size)
                 train_spec = cfg.train_source or DEFAULT_TRAIN.format(size=size)
                 train = sources.get(train_spec)
