@@ -32,14 +32,16 @@ def open_dir(arg: str) -> tuple[Study, Path]:
 def check_all(study: Study, study_dir: Path, world: int = 1):
     """Every check before compute: the evaluations (``eval_check``) and the rest (``preflight``: data per
     fraction against the batch, evaluation data against its task, model names, disk space). Returns the eval
-    data, the Preflight and every problem, one line each; warnings are printed here."""
+    data, the Preflight (its ``problems``: every problem, one line each) and the evaluations' problems alone;
+    warnings are printed here."""
     from mimscale.study.preflight import preflight
 
-    data, problems = resolve_evals(study)
+    data, eval_problems = resolve_evals(study)
     pre = preflight(study, study_dir, world=world)
     for line in pre.warnings:
         print(f"{PROG}: warning: {line}", file=sys.stderr)
-    return data, pre, problems + pre.problems
+    pre.problems = eval_problems + pre.problems
+    return data, pre, eval_problems
 
 
 def refuse(problems: list[str]) -> None:
@@ -57,7 +59,8 @@ def cmd_plan(args) -> int:
     out_dir = _study_dir(study, args.out)
     # The plan is printed even when an evaluation cannot run here (the cost of a cluster's grid can be read on
     # a laptop without its data); the problems follow it, and the exit code is 2.
-    eval_data, pre, problems = check_all(study, out_dir)
+    eval_data, pre, eval_problems = check_all(study, out_dir)
+    problems = pre.problems
     costs = [cost.run_cost(r, flops=not args.no_flops) for r in study.runs]
     branches, alone = sharing.plan(study, not args.no_share)
     for r, c in zip(study.runs, costs):  # what each run costs with sharing: a branch only from its departure
@@ -84,7 +87,8 @@ def cmd_plan(args) -> int:
                "eval_data": eval_data_text(study, eval_data),
                "runs": [{"run": r.id, "axes": r.axes, **c,
                          "eval_data": {e["name"]: eval_data.get((r.id, e["name"])) for e in r.evals}}
-                        for r, c in zip(study.runs, costs)], "eval_problems": problems,
+                        for r, c in zip(study.runs, costs)], "eval_problems": eval_problems,
+               "problems": problems, "warnings": pre.warnings,
                "total": {"runs": len(study.runs), "images": tot_images, "flops": tot_flops_shared,
                          "flops_unshared": tot_flops, "train_iterations": shared,
                          "train_iterations_unshared": unshared, "branches": len(branches),
@@ -176,8 +180,8 @@ def cmd_run(args) -> int:
     eval_data = None
     if args.run_fn is None:  # an injected run function decides itself what data and evals mean
         world = args.gpus_per_run if args.executor == "slurm" else 1
-        eval_data, _, problems = check_all(study, study_dir, world)
-        refuse(problems)
+        eval_data, pre, _ = check_all(study, study_dir, world)
+        refuse(pre.problems)
     store.init_study_dir(study, study_dir)
     for name, data in eval_data_text(study, eval_data or {}).items():
         print(f"study {study.name}: eval {name} on {data}", file=sys.stderr, flush=True)

@@ -19,7 +19,6 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mimscale.errors import UserError
-from mimscale.rundir import RunState
 from mimscale.study import store
 from mimscale.study.spec import Study, StudyRun, total_steps_of
 
@@ -123,6 +122,7 @@ def _eval_images(study: Study, sources: Sources, out: Preflight, world: int) -> 
     """Train and test images of every evaluation, and what its task needs of them: a fine-tuning step needs an
     image for each process and accumulation step; kNN needs at least k training images. An evaluation whose
     config or data fails is left to ``eval_check`` (it names the problem)."""
+    from mimscale.data.sources import parse_spec
     from mimscale.evaluate.config import TUNED, from_spec
     from mimscale.evaluate.data import DEFAULT_TEST, DEFAULT_TRAIN
     from mimscale.evaluate.engine import steps_per_epoch
@@ -143,16 +143,17 @@ def _eval_images(study: Study, sources: Sources, out: Preflight, world: int) -> 
                     continue
                 cfg = configs[key]
                 size = int(cfg.img_size) or int(run.cfg.data.img_size)
-                train_spec = cfg.train_source or DEFAULT_TRAIN.format(size=size)
-                train = sources.get(train_spec)
-                test_spec = cfg.test_source or ("" if cfg.train_source else DEFAULT_TEST.format(size=size))
-                test = sources.get(test_spec) if test_spec else train.validation()
+                if not cfg.train_source and not cfg.test_source:  # the built-in pools: counted, not generated
+                    n, n_test = (int(parse_spec(s.format(size=size))["pool"]) for s in (DEFAULT_TRAIN, DEFAULT_TEST))
+                else:
+                    train = sources.get(cfg.train_source or DEFAULT_TRAIN.format(size=size))
+                    test = sources.get(cfg.test_source) if cfg.test_source else train.validation()
+                    if test is None:
+                        continue
+                    n, n_test = len(train.ids), len(test.ids)
             except UserError:
                 continue
-            if test is None:
-                continue
-            n = len(train.ids)
-            out.eval_images[(run.id, spec["name"])] = {"train": n, "test": len(test.ids), "task": cfg.task,
+            out.eval_images[(run.id, spec["name"])] = {"train": n, "test": n_test, "task": cfg.task,
                                                        "epochs": int(cfg.epochs), "img_size": size}
             name = spec["name"]
             if cfg.task in TUNED:
@@ -205,12 +206,11 @@ def nearest_existing(path: Path) -> Path:
 
 
 def _disk(study: Study, study_dir: Path, out: Preflight) -> None:
-    """Checkpoint bytes of the runs not done yet (weights + AdamW state per parameter, times the checkpoints
+    """Checkpoint bytes of the runs whose pre-training is not finished (weights + AdamW state per parameter, times the checkpoints
     kept per run) against the free space of the study directory's filesystem."""
     from mimscale.study.cost import CHECKPOINT_BYTES_PER_PARAM, checkpoint_params, human
 
-    todo = [r for r in study.runs
-            if not (study_dir / "runs" / r.id).is_dir() or store.run_state(study_dir, r.id, r.evals) != RunState.DONE]
+    todo = [r for r in study.runs if not store.run_dir(study_dir, r.id).summary.exists()]  # pre-training to do
     needed, largest, kept_max = 0, 0, 0
     for run in todo:
         params = checkpoint_params(run.cfg)
