@@ -82,7 +82,7 @@ def test_init_writes_a_study_that_runs_and_never_overwrites(tmp_path, images, ca
     assert doc["base"]["train.batch_size"] == 64  # the 0.5 fraction selects 80 images
     assert doc["name"] == "mine" and text.startswith("# A mimscale study")
     out = tmp_path / "out"
-    assert main(["study", "run", str(study), "--out", str(out)]) == 0
+    assert main(["study", "run", str(study), "--out", str(out), "--workers", "2"]) == 0
     assert main(["study", "results", str(out)]) == 0
     runs = pd.read_csv(out / "results.csv")
     assert len(runs) == 4 and set(runs["status"]) == {"done"}
@@ -165,3 +165,19 @@ def test_checkpoints_that_cannot_fit_are_refused_and_close_ones_warned(tmp_path,
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 * needed, 0, 2 * needed))
     assert main(["study", "plan", str(path), "--no-flops"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_model_names_and_fine_tuning_data_are_checked_before_compute(tmp_path, capsys):
+    write_jpegs(tmp_path / "few", classes=2, train=2, val=1)  # 4 training images
+    few = f"folder:{tmp_path / 'few'}"
+    tune = {"task": "finetune", "train_source": few, "epochs": 1}
+    path = _study(tmp_path, {}, axes={"model.name": ["swinv2-cpu-t", "swinv2-nope"]},
+                  evals=[{"name": "ft", **tune}, {"name": "ft8", **tune, "batch_size": 8, "accum_steps": 8}])
+    assert main(["study", "plan", str(path), "--no-flops"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "warning: eval 'ft': 4 training images, fewer than its batch_size 64: each epoch is one step" in err[0]
+    problems = [line.removeprefix("mimscale study: error: ") for line in err[1:]]
+    assert any(re.fullmatch(r"run \w+: model.name: unknown model 'swinv2-nope'.*", p) for p in problems)
+    assert "eval 'ft8': its 4 training images are fewer than one per process and accumulation step (8); a " \
+           "fine-tuning epoch would have no step" in problems
+    assert len(problems) == 2
