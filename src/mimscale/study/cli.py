@@ -110,9 +110,9 @@ def build_init_parser() -> argparse.ArgumentParser:
                        "  mimscale init                      # the built-in shapes, into my-study.yaml",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", metavar="ROOT", help="your images: ROOT/train/<class>/*.jpg and ROOT/val/<class>/*.jpg")
-    p.add_argument("--out", default="my-study.yaml", help="the study file to write (default %(default)s; never "
+    p.add_argument("--out", metavar="FILE", default="my-study.yaml", help="the study file to write (default %(default)s; never "
                                                           "overwritten)")
-    p.add_argument("--iters", default="250,1000",
+    p.add_argument("--iters", metavar="N,N", default="250,1000",
                    help="training lengths in steps, comma-separated (default %(default)s)")
     return p
 

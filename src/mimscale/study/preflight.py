@@ -114,7 +114,7 @@ def _pretraining_images(study: Study, sources: Sources, out: Preflight) -> None:
                     f"data.fraction={d.fraction:g} selects {n} of the {pool} training images of {spec}, fewer than "
                     f"one batch (train.batch_size {t.batch_size}"
                     f"{f' / train.accum_steps {t.accum_steps}' if t.accum_steps > 1 else ''}); lower "
-                    f"train.batch_size to at most {n} or use a larger fraction", []).append(run.id)
+                    f"train.batch_size to at most {n * int(t.accum_steps)} or use a larger fraction", []).append(run.id)
     out.problems += _grouped(problems, study)
 
 
