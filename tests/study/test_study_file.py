@@ -181,3 +181,11 @@ def test_model_names_and_fine_tuning_data_are_checked_before_compute(tmp_path, c
     assert "eval 'ft8': its 4 training images are fewer than one per process and accumulation step (8); a " \
            "fine-tuning epoch would have no step" in problems
     assert len(problems) == 2
+
+
+def test_a_source_at_root_train_beside_root_val_is_pointed_to_root(tmp_path, images, capsys):
+    path = _study(tmp_path, {"data.source": f"folder:{images / 'train'}", "train.batch_size": 8})
+    assert main(["study", "plan", str(path), "--no-flops"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: data.source folder:{images / 'train'} is a train/ folder beside {images / 'val'}" in err
+    assert f"with data.source: folder:{images} the runs pre-train on all of train/" in err

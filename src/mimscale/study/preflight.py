@@ -96,6 +96,7 @@ def _pretraining_images(study: Study, sources: Sources, out: Preflight) -> None:
         except UserError as e:
             problems.setdefault(f"data.source: {e}", []).extend(r.id for r in runs)
             continue
+        _warn_split_root(spec, source, out)
         counts = {m.fraction: len(m.ids) for m in manifests if m.split == "train"}
         held = next((len(m.ids) for m in manifests if m.split == "heldout"), None)
         if held is None:  # the source's own validation split, or data.val_source
@@ -116,6 +117,17 @@ def _pretraining_images(study: Study, sources: Sources, out: Preflight) -> None:
                     f"{f' / train.accum_steps {t.accum_steps}' if t.accum_steps > 1 else ''}); lower "
                     f"train.batch_size to at most {n * int(t.accum_steps)} or use a larger fraction", []).append(run.id)
     out.problems += _grouped(problems, study)
+
+
+def _warn_split_root(spec: str, source, out: Preflight) -> None:
+    """data.source at ROOT/train beside a ROOT/val: the runs hold out part of ROOT/train and leave ROOT/val unused
+    (and the evaluations without test_source have no test split); folder:ROOT is what was meant, mostly."""
+    described = source.describe()
+    top = Path(str(described.get("path", "")))
+    if described.get("kind") == "folder" and top.name == "train" and (top.parent / "val").is_dir():
+        out.warnings.append(f"data.source {spec} is a train/ folder beside {top.parent / 'val'}: with "
+                            f"data.source: folder:{top.parent} the runs pre-train on all of train/ and hold out "
+                            f"val/, and the evaluations test on it")
 
 
 def _eval_images(study: Study, sources: Sources, out: Preflight, world: int) -> None:
