@@ -24,6 +24,7 @@ PARSERS = {
     "pretrain": ("mimscale.cli", "build_pretrain_parser"),
     "finetune": ("mimscale.evaluate.cli", "build_parser"),
     "val-loss": ("mimscale.evaluate.cli", "build_val_loss_parser"),
+    "init": ("mimscale.study.cli", "build_init_parser"),
     "study": ("mimscale.study.cli", "build_parser"),
     "analyze": ("mimscale.analysis.cli", "build_parser"),
     "report": ("mimscale.report.cli", "build_parser"),

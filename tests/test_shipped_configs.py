@@ -58,6 +58,8 @@ def test_the_demos_fine_tuning_is_the_shipped_cpu_recipe(backbone):
 def test_bench_reports_throughput_and_mfu(capsys):
     assert main(["bench", "--model", "swinv2-cpu-t", "--steps", "1", "--batch", "8", "--workers", "0",
                  "--json"]) == 0
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    printed = capsys.readouterr()
+    out = json.loads(printed.out.strip().splitlines()[-1])
+    assert printed.err.startswith(f"bench swinv2-cpu-t: {out['images_per_s']:.1f} train images/s")
     assert out["images_per_s"] > 0 and out["flops_per_image"] > 0 and 0 < out["mfu"] < 1
     assert out["loader_images_per_s"] > 0 and out["peak_memory_mb"] > 0

@@ -27,6 +27,7 @@ COMMANDS = {
     "finetune": ("mimscale.evaluate.cli", "finetune_main", "fine-tune / linear-probe / kNN / segment a run"),
     "val-loss": ("mimscale.evaluate.cli", "val_loss_main", "held-out SimMIM loss of any checkpoint (mimscale, "
                  "official, transformers)"),
+    "init": ("mimscale.study.cli", "init_main", "write a starting study file (--data ROOT: your images)"),
     "study": ("mimscale.study.cli", "study_main", "plan / run / status / results of a grid of runs"),
     "analyze": ("mimscale.analysis.cli", "analyze_main", "overfitting, scaling fits, correlations -> tables"),
     "report": ("mimscale.report.cli", "report_main", "self-contained report.html with figures and tables"),
@@ -54,19 +55,52 @@ def build_pretrain_parser() -> argparse.ArgumentParser:
 
 def pretrain_main(argv: list[str]) -> int:
     args = build_pretrain_parser().parse_args(argv)
-    from mimscale.config import dump_yaml, load_config
+    from mimscale.config import load_config
 
-    cfg = load_config(args.config, args.overrides)
     if args.print_config:
-        print(dump_yaml(cfg), end="")
+        print(_printable_config(args.config, args.overrides), end="")
         return 0
+    cfg = load_config(args.config, args.overrides)
     from mimscale.train import pretrain, resolve_run_dir
 
     summary = pretrain(cfg)
     print(json.dumps({k: summary.get(k) for k in ("status", "final_val_loss", "best_val_loss", "best_val_step",
                                                      "images_per_s")}))
     print(f"run directory: {resolve_run_dir(cfg)}")
+    print(_summary_line(summary), file=sys.stderr)  # for people; stdout stays JSON first
     return 0
+
+
+def _printable_config(path, overrides) -> str:
+    """The resolved config as YAML. A config without a training length is printed too, with the length unset
+    and a note: it is what ``pretrain`` would refuse, and printing it is how one finds that out."""
+    from mimscale.config import Config, dump_yaml, load_layered, normalise_and_validate
+
+    unset = []
+
+    def check(cfg) -> None:
+        t = cfg.train
+        if not (t.iters > 0 or t.epochs > 0 or t.samples > 0):
+            unset.append(True)
+            t.iters = 1  # only so that the other checks run; set back to 0 below
+        normalise_and_validate(cfg)
+        if unset:
+            t.iters = 0
+
+    text = dump_yaml(load_layered(Config(), path, overrides, check))
+    if unset:
+        text += "# no training length: give one of train.iters, train.epochs, train.samples to run it\n"
+    return text
+
+
+def _summary_line(summary: dict) -> str:
+    def num(key: str, fmt: str) -> str:
+        v = summary.get(key)
+        return format(v, fmt) if isinstance(v, (int, float)) else "n/a"
+
+    return (f"pretrain {summary.get('status')}: final held-out loss {num('final_val_loss', '.4f')}, best "
+            f"{num('best_val_loss', '.4f')} at step {summary.get('best_val_step', 'n/a')}, "
+            f"{num('images_per_s', '.1f')} images/s")
 
 
 def main(argv: list[str] | None = None) -> int:

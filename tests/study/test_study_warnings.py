@@ -11,7 +11,7 @@ from study_helpers import write_study
 from mimscale.cli import main
 from mimscale.evaluate.overlap import same_images_warning, shared_images
 from mimscale.study import load_study
-from mimscale.study.commands import check_evals
+from mimscale.study.commands import check_all
 from mimscale.study.eval_check import check_study
 
 BASE = {"model.name": "swinv2-cpu-t", "data.val_size": 8, "data.probe_size": 8, "train.batch_size": 8,
@@ -57,7 +57,7 @@ def test_an_eval_testing_on_its_training_images_is_warned_and_a_real_split_is_no
     apart = study_file(tmp_path, [{"name": "knn", "task": "knn", "train_source": f"folder:{root}"}])  # train / val
     assert plan_warnings(apart, capsys) == []
     # study run's check before any compute says it too, and goes on
-    assert check_evals(load_study(same))
+    assert check_all(load_study(same), tmp_path / "out")[0]
     assert "warning: eval 'knn': train_source and test_source share images" in capsys.readouterr().err
 
 
@@ -85,7 +85,7 @@ def test_fractions_selecting_the_same_images_or_none_are_named(tmp_path, capsys)
     assert "data.fraction 0.1 and 0.11 of shapes:size=32,pool=50,seed=0 select the same 10 images" in lines[1]
     assert plan_warnings(study_file(tmp_path, evals, fractions=(0.1, 0.5, 1.0)), capsys) == []
     assert main(["study", "plan", str(study_file(tmp_path, evals, fractions=(0.1, 0.11))), "--json", "--no-flops"]) == 0
-    assert len(json.loads(capsys.readouterr().out)["eval_warnings"]) == 1
+    assert len(json.loads(capsys.readouterr().out)["warnings"]) == 1
 
 
 def test_overlap_rule_on_descriptions():

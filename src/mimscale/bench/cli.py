@@ -55,6 +55,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     out = bench(a.model, a.batch, a.img_size, a.steps, a.precision, a.device, a.threads, a.workers)
     if a.json:
         print(json.dumps(out))
+        print(f"bench {a.model}: {out['images_per_s']:.1f} train images/s, MFU {100 * out['mfu']:.1f}%, "
+              f"{out['peak_memory_mb']:.0f} MiB peak", file=sys.stderr)  # for people; stdout is the JSON line
         return 0
     peak = out["matmul_peak_flops"]
     rows = [("model", f"{a.model} ({out['params'] / 1e6:.2f}M params, {out['img_size']} px, batch {a.batch}, "

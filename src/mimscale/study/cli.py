@@ -122,6 +122,42 @@ def check_run_args(args: argparse.Namespace) -> None:
         positive()("--mem-gb", args.mem_gb)
 
 
+def build_init_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mimscale init",
+                description="Write a starting study file: commented, valid, ready for `mimscale study plan`. With "
+                            "--data, the folder's layout (ROOT/train/<class>/*.jpg, ROOT/val/<class>/*.jpg) is "
+                            "checked and the file pre-trains on ROOT/train and evaluates on ROOT/val.",
+                epilog="examples:\n  mimscale init --data ~/my-images --out my-study.yaml\n"
+                       "  mimscale init                      # the built-in shapes, into my-study.yaml",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", metavar="ROOT", help="your images: ROOT/train/<class>/*.jpg and ROOT/val/<class>/*.jpg")
+    p.add_argument("--out", metavar="FILE", default="my-study.yaml", help="the study file to write (default %(default)s; never "
+                                                          "overwritten)")
+    p.add_argument("--iters", metavar="N,N", default="250,1000",
+                   help="training lengths in steps, comma-separated (default %(default)s)")
+    return p
+
+
+def init_main(argv: list[str] | None = None) -> int:
+    """``mimscale init``: write a starting study file."""
+    args = build_init_parser().parse_args(argv)
+    from pathlib import Path
+
+    from mimscale.errors import StudyError
+    from mimscale.study.init import write_study_file
+
+    try:
+        iters = [int(x) for x in args.iters.split(",") if x.strip()]
+    except ValueError:
+        iters = []
+    if not iters or min(iters) < 1:
+        raise StudyError(f"--iters must be positive step counts separated by commas, got '{args.iters}'")
+    out = Path(args.out)
+    write_study_file(out, Path(args.data) if args.data else None, iters)
+    print(f"wrote {out}; next: mimscale study plan {out}")
+    return 0
+
+
 def study_main(argv: list[str] | None = None) -> int:
     """``mimscale study ...``; returns the exit code. Bad input raises a UserError (``mimscale.cli``: exit 2)."""
     try:

@@ -29,13 +29,19 @@ def open_dir(arg: str) -> tuple[Study, Path]:
     return store.load_study_dir(path), path
 
 
-def check_evals(study: Study) -> dict[tuple[str, str], str]:
-    """Resolve every evaluation of every run before anything trains: every problem as a one-line error (the
-    last one raised: exit 2). Returns (run id, eval name) -> the data it evaluates on."""
+def check_all(study: Study, study_dir: Path, world: int = 1):
+    """Every check before compute: the evaluations (``eval_check``: their data, and the warnings for suspect
+    settings) and the rest (``preflight``: data per fraction against the batch, evaluation data against its task,
+    model names, disk space). Returns the eval data, the Preflight (its ``problems``: every problem, one line
+    each; its ``warnings``: every warning) and the evaluations' problems alone. Warnings are printed here."""
+    from mimscale.study.preflight import preflight
+
     check = check_study(study)
-    warn(check.warnings)
-    refuse(check.problems)
-    return check.data
+    pre = preflight(study, study_dir, world=world)
+    pre.warnings = check.warnings + pre.warnings
+    warn(pre.warnings)
+    pre.problems = check.problems + pre.problems
+    return check.data, pre, check.problems
 
 
 def warn(warnings: list[str]) -> None:
@@ -53,15 +59,15 @@ def refuse(problems: list[str]) -> None:
 
 
 def cmd_plan(args) -> int:
-    from mimscale.study import sharing
-    from mimscale.study.cost import human, run_cost
+    from mimscale.study import cost, sharing
 
     study = load_study(args.study)
+    out_dir = _study_dir(study, args.out)
     # The plan is printed even when an evaluation cannot run here (the cost of a cluster's grid can be read on
     # a laptop without its data); the problems follow it, and the exit code is 2.
-    check = check_study(study)
-    eval_data, problems = check.data, check.problems
-    costs = [run_cost(r, flops=not args.no_flops) for r in study.runs]
+    eval_data, pre, eval_problems = check_all(study, out_dir)
+    problems = pre.problems
+    costs = [cost.run_cost(r, flops=not args.no_flops) for r in study.runs]
     branches, alone = sharing.plan(study, not args.no_share)
     for r, c in zip(study.runs, costs):  # what each run costs with sharing: a branch only from its departure
         b = branches.get(r.id)
@@ -69,6 +75,8 @@ def cmd_plan(args) -> int:
         c["not_shared"] = alone.get(r.id)
         share = (1 - b.step / int(r.cfg.train.iters)) if b else 1.0
         c["flops_shared"] = c["flops"] * share if c["flops"] is not None else None
+        c.update({f"{k}_images": v for k, v in (pre.images.get(r.id) or {}).items() if k in ("train", "heldout")})
+        c["eval_flops"] = _eval_flops(r, c, pre)
     flops = [c["flops"] for c in costs]
     images = [c["images"] for c in costs]
     tot_images = sum(images) if None not in images else None
@@ -76,16 +84,22 @@ def cmd_plan(args) -> int:
     tot_flops_shared = sum(c["flops_shared"] for c in costs) if tot_flops is not None else None
     unshared = sum(int(r.cfg.train.iters) for r in study.runs) if all(r.cfg.train.iters > 0 for r in study.runs) else None
     shared = sharing.iterations(study, branches) if unshared is not None else None
-    out_dir = _study_dir(study, args.out)
+    evals_f = [c["eval_flops"] for c in costs]
+    tot_eval_flops = sum(evals_f) if None not in evals_f and not args.no_flops else None
+    train_s = cost.estimate_seconds(tot_flops_shared, len(study.runs))
+    eval_s = cost.estimate_seconds(tot_eval_flops)
     if args.json:
         doc = {"study": study.name, "study_dir": str(out_dir), "evals": study.evals,
                "eval_data": eval_data_text(study, eval_data),
                "runs": [{"run": r.id, "axes": r.axes, **c,
                          "eval_data": {e["name"]: eval_data.get((r.id, e["name"])) for e in r.evals}}
-                        for r, c in zip(study.runs, costs)], "eval_problems": problems, "eval_warnings": check.warnings,
+                        for r, c in zip(study.runs, costs)], "eval_problems": eval_problems,
+               "problems": problems, "warnings": pre.warnings,
                "total": {"runs": len(study.runs), "images": tot_images, "flops": tot_flops_shared,
                          "flops_unshared": tot_flops, "train_iterations": shared,
-                         "train_iterations_unshared": unshared, "branches": len(branches)}}
+                         "train_iterations_unshared": unshared, "branches": len(branches),
+                         "eval_flops": tot_eval_flops, "train_seconds": train_s, "eval_seconds": eval_s},
+               "data": _data_lines(study, pre), "disk": pre.disk}
         print(json.dumps(doc, indent=2, default=str))
         refuse(problems)
         return 0
@@ -93,18 +107,23 @@ def cmd_plan(args) -> int:
     from mimscale.study.status import format_table
 
     axes = study.axis_keys()
+    human = cost.human
     rows = [[r.id, *(axis_text(r.axes[k]) for k in axes), human(c["params"]), str(r.cfg.train.batch_size),
-             human(c["images"]), human(c["flops"]), f"{c['branch']['trunk']}@{c['branch']['step']}" if c["branch"]
-             else "-"] for r, c in zip(study.runs, costs)]
+             str(c.get("train_images", "?")), human(c["images"]), human(c["flops"]),
+             f"{c['branch']['trunk']}@{c['branch']['step']}" if c["branch"] else "-"]
+            for r, c in zip(study.runs, costs)]
     shape = " x ".join(f"{k} ({len(v)})" for k, v in study.axes.items())
     shape += "".join(f" x zip[{', '.join(g)}] ({len(next(iter(g.values())))})" for g in study.zip)
     print(f"study {study.name}: {len(study.runs)} runs = {shape or 'the base config'}; evals: {_evals_text(study)}")
     for name, data in eval_data_text(study, eval_data).items():
         print(f"eval {name} data: {data}")
+    for line in _data_lines(study, pre):
+        print(f"data {line['source']}: {line['pool']} training images, {line['heldout']} held out; per fraction: "
+              + ", ".join(f"{f:g} -> {n}" for f, n in line["fractions"].items()))
     print(f"study directory: {out_dir}\n")
-    print(format_table(["run", *axes, "params", "batch", "images", "FLOPs", "branches from"], rows))
+    print(format_table(["run", *axes, "params", "batch", "subset", "images", "FLOPs", "branches from"], rows))
     print(f"\ntotal: {len(study.runs)} runs, {human(tot_images)} images, {human(tot_flops)} FLOPs "
-          f"(training = forward + backward, counted per model; evals not included)")
+          f"(training = forward + backward, counted per model); evaluations {human(tot_eval_flops)} FLOPs")
     if branches:
         print(f"shared prefixes: {len(branches)} run(s) branch from a longer one where their schedules are equal: "
               f"{human(shared)} instead of {human(unshared)} training iterations ({unshared / shared:.2f}x), "
@@ -112,10 +131,49 @@ def cmd_plan(args) -> int:
     else:
         reasons = sorted({why for why in alone.values()})
         print(f"shared prefixes: none ({'; '.join(reasons)})")
+    if train_s is not None:
+        print(f"estimated time on this machine: {cost.duration(train_s + (eval_s or 0))} (pre-training "
+              f"{cost.duration(train_s)}, evaluations {cost.duration(eval_s)}; at {cost.ASSUMED_UTILISATION:.0%} of its "
+              f"measured matmul speed and {cost.RUN_OVERHEAD_S:g} s per run, one run at a time: a rough guide; "
+              f"`study status` gives the ETA from the runs' own speed)")
+    if pre.disk is not None:
+        print(f"disk: checkpoints need about {human(pre.disk['needed'], 'B')}; {human(pre.disk['free'], 'B')} "
+              f"free at {pre.disk['path']}")
     sys.stdout.flush()  # the plan before the problems
-    warn(check.warnings)
     refuse(problems)
     return 0
+
+
+def _eval_flops(run, cost: dict, pre) -> float | None:
+    """FLOPs of a run's evaluations (``cost.eval_flops``); None when one of them is unknown."""
+    from mimscale.study.cost import eval_flops
+
+    total = 0.0
+    for spec in run.evals:
+        n = pre.eval_images.get((run.id, spec["name"]))
+        if n is None:
+            return None
+        f = eval_flops(n["task"], n["train"], n["test"], n["epochs"], cost["flops_per_image"],
+                       n["img_size"] / int(run.cfg.data.img_size))
+        if f is None:
+            return None
+        total += f
+    return total
+
+
+def _data_lines(study: Study, pre) -> list[dict]:
+    """Per pre-training source: its training pool, the held-out images a run validates on, and the images each
+    data fraction selects."""
+    lines: dict[str, dict] = {}
+    for r in study.runs:
+        n = pre.images.get(r.id)
+        if n is not None:
+            line = lines.setdefault(n["source"], {"source": n["source"], "pool": n["pool"], "heldout": n["heldout"],
+                                                  "fractions": {}})
+            line["fractions"][float(r.cfg.data.fraction)] = n["train"]
+    for line in lines.values():
+        line["fractions"] = dict(sorted(line["fractions"].items()))
+    return list(lines.values())
 
 
 def _evals_text(study: Study) -> str:
@@ -126,10 +184,12 @@ def cmd_run(args) -> int:
     if not args.progress_every > 0:
         raise StudyError(f"--progress-every takes a number of seconds > 0, got {args.progress_every:g}")
     study = load_study(args.study)
-    eval_data = None
-    if args.run_fn is None:  # an injected run function decides itself what evals mean
-        eval_data = check_evals(study)
     study_dir = _study_dir(study, args.out)
+    eval_data = None
+    if args.run_fn is None:  # an injected run function decides itself what data and evals mean
+        world = args.gpus_per_run if args.executor == "slurm" else 1
+        eval_data, pre, _ = check_all(study, study_dir, world)
+        refuse(pre.problems)
     store.init_study_dir(study, study_dir)
     for name, data in eval_data_text(study, eval_data or {}).items():
         print(f"study {study.name}: eval {name} on {data}", file=sys.stderr, flush=True)

@@ -5,7 +5,8 @@ device (shapes only: a 1B-parameter model costs no memory and about a second), s
 code instead of a formula; training = 3 x forward (the backward of a matmul or conv costs twice its
 forward), within 1% of counting the backward too and three times faster to plan. Anything that fails
 (a model family that cannot run on meta, an import that is not there yet) degrades to None, shown as
-"n/a": the plan is still useful without it.
+"n/a": the plan is still useful without it. ``eval_flops`` counts the evaluations the same way, and
+``estimate_seconds`` turns FLOPs into a rough time on this machine.
 """
 
 from __future__ import annotations
@@ -75,11 +76,90 @@ def model_cost(cfg: DictConfig) -> tuple[float | None, int | None]:
         return None, None
 
 
+@lru_cache(maxsize=64)
+def _model_params(key: str) -> int | None:
+    import torch
+
+    from mimscale.config import load_config
+
+    values = json.loads(key)
+    cfg = load_config(None, [f"{k}={json.dumps(v)}" for k, v in values.items()] + ["train.iters=1"])
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            return sum(p.numel() for p in _build_simmim(cfg).parameters())
+    except Exception:  # noqa: BLE001 - an unknown model is reported by the study's checks, not here
+        return None
+
+
+def checkpoint_params(cfg: DictConfig) -> int | None:
+    """Parameters a pre-training checkpoint holds (encoder and decoder); None where the model cannot be built."""
+    values = {"model": {"name": cfg.model.name, "kwargs": dict(cfg.model.kwargs)},
+              "data": {"img_size": cfg.data.img_size, "mask_patch_size": cfg.data.mask_patch_size}}
+    try:
+        return _model_params(json.dumps(values, sort_keys=True, default=str))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+# A checkpoint holds fp32 weights and AdamW's two fp32 moments per parameter; the scaler, sampler and RNG states
+# are a few kilobytes.
+CHECKPOINT_BYTES_PER_PARAM = 3 * 4
+
+
 def run_cost(run: StudyRun, flops: bool = True) -> dict:
     images = images_of(run.cfg)
     per_image, params = model_cost(run.cfg) if flops else (None, None)
     total = images * per_image if images is not None and per_image is not None else None
     return {"images": images, "flops_per_image": per_image, "flops": total, "params": params}
+
+
+def eval_flops(task: str, train_images: int, test_images: int, epochs: int, flops_per_image: float | None,
+               size_ratio: float = 1.0) -> float | None:
+    """FLOPs of one evaluation from the pre-training model's training FLOPs per image (3 forwards) at the
+    evaluation's image size (``size_ratio``: its side over the pre-training side; cost grows with the area).
+    Frozen probes (knn, linear) run one forward over the train and test images (the probe on top is
+    negligible); fine-tuning trains on the train images for ``epochs`` and tests once per epoch."""
+    if flops_per_image is None:
+        return None
+    train_f = flops_per_image * size_ratio ** 2
+    forward = train_f / 3
+    if task in ("knn", "linear"):
+        return forward * (train_images + test_images)
+    return epochs * (train_f * train_images + forward * test_images)
+
+
+# Share of this machine's measured matmul speed that training reaches: about 65% for the larger CPU models
+# (BENCHMARKS.md, MFU), less for the smallest ones and for evaluation's loaders; a plan is an estimate.
+ASSUMED_UTILISATION = 0.3
+# Seconds each run spends outside its FLOPs: a worker process starting, imports, the model and data built, the
+# held-out set screened, checkpoints written. It dominates the tiniest runs.
+RUN_OVERHEAD_S = 10.0
+
+
+@lru_cache(maxsize=1)
+def machine_flops_per_s() -> float | None:
+    """This machine's fp32 matmul speed (FLOP/s) on its CPU threads, measured in about 0.1 s; None if it fails."""
+    import time
+
+    import torch
+
+    try:
+        a = torch.randn(512, 512)
+        torch.mm(a, a)  # warm-up
+        n, start = 0, time.perf_counter()
+        while n < 3 or time.perf_counter() - start < 0.05:
+            torch.mm(a, a)
+            n += 1
+        return 2 * 512 ** 3 * n / (time.perf_counter() - start)
+    except Exception:  # noqa: BLE001 - the estimate is optional
+        return None
+
+
+def estimate_seconds(flops: float | None, runs: int = 0) -> float | None:
+    """Seconds for ``flops`` on this machine at ``ASSUMED_UTILISATION`` of its matmul speed, plus
+    ``RUN_OVERHEAD_S`` for each of ``runs``; None when unknown."""
+    speed = machine_flops_per_s() if flops is not None else None
+    return flops / (speed * ASSUMED_UTILISATION) + runs * RUN_OVERHEAD_S if speed else None
 
 
 def human(n: float | None, unit: str = "") -> str:
@@ -100,3 +180,11 @@ def clock(seconds: float | None) -> str:
         return "-"
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def duration(seconds: float | None) -> str:
+    """A planned time: ``clock`` up to two days, then days, then years (a cluster's grid planned on a laptop)."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 2 * 86400:
+        return clock(seconds)
+    days = seconds / 86400
+    return f"{days:.3g} days" if days < 730 else f"{days / 365.25:.3g} years"

@@ -201,6 +201,8 @@ def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
         check_same_run(saved, ckpt, cfg, run_dir)
         CHECKPOINT.restore(saved, {"model": model, "optimizer": optimizer, "scaler": scaler, "inputs": inputs,
                                    "rng": RankRNG(), "config": None, "counters": state, "guard": guard})
+        if dist.is_main():  # one line in the console log: where this process took the run up
+            print(f"[pretrain] resumed at step {state.step} of {steps} from {ckpt.name}", file=sys.stderr, flush=True)
     guard.start_weights(model)  # fresh, or a 0.1 checkpoint
     train_model = dist.wrap(model, device)
     if t.compile:
