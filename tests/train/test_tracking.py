@@ -148,6 +148,30 @@ def test_tensorboard_off(tmp_path):
 
 # --- W&B and MLflow ---------------------------------------------------------------------------------------
 
+def test_the_tracked_identity_is_the_first_path_and_survives_a_move(tmp_path):
+    """W&B's run id and MLflow's tag come from the path a run directory was first tracked at (tracking.json), so a
+    moved study goes on in the same tracked runs; two directories are two tracked runs."""
+    first, other = RunDir(tmp_path / "study" / "runs" / "a"), RunDir(tmp_path / "b")
+    first.path.mkdir(parents=True)
+    other.path.mkdir()
+    wandb_run = tracking.wandb_id(first)
+    assert json.loads(first.tracking.read_text()) == {"path": str(first.path.resolve())}
+    (tmp_path / "study").rename(tmp_path / "moved")
+    moved = RunDir(tmp_path / "moved" / "runs" / "a")
+    assert tracking.tracked_as(moved) == str(first.path.resolve()) and tracking.wandb_id(moved) == wandb_run
+    assert tracking.wandb_id(other) != wandb_run
+
+
+def test_the_console_says_where_tensorboard_writes(tmp_path, capsys):
+    from mimscale.train.metrics import MetricsWriter
+
+    run = RunDir(tmp_path / "run")
+    writer = MetricsWriter(run.metrics, sinks=["tensorboard"], run_dir=run)
+    writer.close()
+    assert capsys.readouterr().out.splitlines() == [f"[track] TensorBoard: tensorboard --logdir {run.tensorboard}"]
+    assert not run.tracking.exists()  # TensorBoard needs no tracked identity
+
+
 def _wandb_records(path: Path) -> list:
     """The records of a W&B ``.wandb`` file: a 7-byte header, then a LevelDB-style log (32 KiB blocks of
     ``crc32 (4) | length (2, little-endian) | type (1) | data`` chunks; type 1 a whole record, 2-4 its parts)."""
@@ -228,3 +252,15 @@ def test_wandb_and_mlflow_hold_curves_hparams_summary_and_evaluations(tmp_path, 
         assert history[tag] == values
     assert history["summary/best_val_loss"] == [(10, summary["best_val_loss"])]
     assert history["eval/knn/top1"] == [(result["step"], result["metrics"]["top1"])]
+
+    # The study moved: an evaluation of the moved run goes on in the same W&B run and the same MLflow run.
+    wandb_run = tracking.wandb_id(RunDir(run))
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    assert main(["finetune", str(moved), "task=linear", "linear_epochs=2", *EVAL]) == 0
+    linear = json.loads((moved / "eval" / "linear.json").read_text())
+    assert tracking.wandb_id(RunDir(moved)) == wandb_run
+    assert len(list(tmp_path.glob(f"wandb/offline-run-*-{wandb_run}/run-{wandb_run}.wandb"))) == 3
+    (again,) = client.search_runs([exp.experiment_id])
+    assert again.info.run_id == found.info.run_id
+    assert again.data.metrics["eval/linear/top1"] == linear["metrics"]["top1"]

@@ -34,6 +34,8 @@ class MetricsWriter:
         if sinks and run_dir is not None:
             self.sinks = open_sinks(sinks, run_dir, resume_step)
             for sink in self.sinks:
+                if sink.where:  # where to look, once per process (a study's in each run's worker.log)
+                    print(f"[track] {sink.where}", flush=True)
                 if hparams:
                     sink.start(hparams)
             if resume_step is not None and _forked_at(run_dir) == resume_step:

@@ -3,10 +3,12 @@
 - ``tensorboard`` (the default): event files in ``RUN_DIR/tb/``. The run's identity config goes to the HParams
   view (a session start at the run's start, a session end when it finishes); its summary (best and final losses)
   and its evaluations are scalars beside the training curves, so they are the HParams table's metric columns.
-- ``wandb``: Weights & Biases, one W&B run per run directory (its id is derived from the directory's path, so a
-  resumed run and its evaluations append to the same W&B run). ``WANDB_PROJECT`` (default ``mimscale``),
+- ``wandb``: Weights & Biases, one W&B run per run directory (its id is derived from the path the directory was
+  first tracked at, recorded in ``RUN_DIR/tracking.json``, so a resumed run and its evaluations append to the same
+  W&B run, also after the study or run directory has moved). ``WANDB_PROJECT`` (default ``mimscale``),
   ``WANDB_MODE`` and ``WANDB_DIR`` are read as W&B reads them.
-- ``mlflow``: MLflow, one MLflow run per run directory (found again by its tag ``mimscale.run_dir``), in the
+- ``mlflow``: MLflow, one MLflow run per run directory (found again by its tag ``mimscale.run_dir``: that first
+  path), in the
   experiment ``MLFLOW_EXPERIMENT_NAME`` (default ``mimscale``) of the store ``MLFLOW_TRACKING_URI``.
 
 The tracker packages are optional and imported only when their sink is on. A missing ``tensorboard`` is a
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import math
 import os
 import sys
@@ -27,7 +30,7 @@ import yaml
 
 from mimscale.config import TRACKERS, identity
 from mimscale.errors import ConfigError
-from mimscale.rundir import RunDir
+from mimscale.rundir import RunDir, create_exclusive, read_json
 
 SINKS = TRACKERS  # declared with the key (config.py): the check and the openers below name the same sinks
 DEFAULT_SINKS = ("tensorboard",)
@@ -67,6 +70,8 @@ class TensorBoardSink:
         self.writer = SummaryWriter(str(run_dir.tensorboard),
                                     purge_step=None if resume_step is None else resume_step + 1)
 
+        self.where = f"TensorBoard: tensorboard --logdir {run_dir.tensorboard}"
+
     def log(self, step: int, values: dict[str, float]) -> None:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
@@ -93,9 +98,24 @@ class TensorBoardSink:
         self.writer.close()
 
 
+def tracked_as(run_dir: RunDir) -> str:
+    """The path the run directory was first tracked at (``RUN_DIR/tracking.json``, written then), not where it is
+    now: W&B's run id and MLflow's tag come from it, so a study or run directory that has moved goes on in the
+    same tracked runs."""
+    recorded = read_json(run_dir.tracking)
+    if isinstance(recorded, dict) and isinstance(recorded.get("path"), str):
+        return recorded["path"]
+    here = str(run_dir.path.resolve())
+    if not create_exclusive(run_dir.tracking, lambda f: f.write(json.dumps({"path": here}).encode() + b"\n")):
+        recorded = read_json(run_dir.tracking)  # an evaluation and the run opened their trackers at once
+        if isinstance(recorded, dict) and isinstance(recorded.get("path"), str):
+            return recorded["path"]
+    return here
+
+
 def wandb_id(run_dir: RunDir) -> str:
-    """One W&B run per run directory: resumed processes and evaluations append to it."""
-    return hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
+    """One W&B run per run directory: resumed processes and evaluations append to it, wherever it has moved."""
+    return hashlib.sha256(tracked_as(run_dir).encode()).hexdigest()[:16]
 
 
 class WandbSink:
@@ -104,7 +124,8 @@ class WandbSink:
 
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", PROJECT), name=run_dir.path.name,
                               id=wandb_id(run_dir), resume="allow", reinit="finish_previous",
-                              config={RUN_DIR_TAG: str(run_dir.path.resolve())})
+                              config={RUN_DIR_TAG: tracked_as(run_dir)})
+        self.where = None  # W&B prints where its run is itself
         # Every value carries its own step: a resumed run logs steps again and evaluations log epochs, which
         # W&B's own monotonic step would drop.
         self.run.define_metric("step", hidden=True)
@@ -131,12 +152,13 @@ class MlflowSink:
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", PROJECT)
         exp = self.client.get_experiment_by_name(name)
         exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
-        where = str(run_dir.path.resolve())
+        where = tracked_as(run_dir)
         found = self.client.search_runs([exp_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{_quoted(where)}'",
                                         max_results=1)
         self.run_id = (found[0].info.run_id if found else
                        self.client.create_run(exp_id, run_name=run_dir.path.name,
                                               tags={RUN_DIR_TAG: where}).info.run_id)
+        self.where = f"MLflow: run {self.run_id} in experiment {name!r} of {self.client.tracking_uri}"
 
     def log(self, step: int, values: dict[str, float]) -> None:
         from mlflow.entities import Metric
