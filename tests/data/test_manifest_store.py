@@ -82,7 +82,9 @@ def test_a_missing_damaged_or_foreign_body_is_one_line(tmp_path):
     b1.unlink()
     with pytest.raises(DataError, match="which is missing") as e:
         load_manifest(r1)
-    assert len(str(e.value).splitlines()) == 1
+    assert str(e.value) == (f"{r1}: its ids are in {b1.resolve()}, which is missing (a run directory copied out "
+                            f"of its study keeps only the reference: copy the study's manifests/ folder to "
+                            f"{tmp_path.resolve()})")
     # a damaged body is replaced when the manifest is written again
     b1.write_bytes(b"damaged")
     write_manifest(r1, m1, store=tmp_path)
