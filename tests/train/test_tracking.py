@@ -162,6 +162,12 @@ def test_the_tracked_identity_is_the_first_path_and_survives_a_move(tmp_path):
     assert tracking.wandb_id(other) != wandb_run
 
 
+def test_the_tracked_summary_numbers_are_summary_keys():
+    from mimscale.rundir import SUMMARY_KEYS
+
+    assert set(tracking.SUMMARY_METRICS) <= set(SUMMARY_KEYS)  # a renamed summary key must not vanish silently
+
+
 def test_the_console_says_where_tensorboard_writes(tmp_path, capsys):
     from mimscale.train.metrics import MetricsWriter
 
