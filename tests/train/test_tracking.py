@@ -162,6 +162,18 @@ def test_the_tracked_identity_is_the_first_path_and_survives_a_move(tmp_path):
     assert tracking.wandb_id(other) != wandb_run
 
 
+def test_an_evaluation_whose_tracker_cannot_start_warns_in_one_line(tmp_path, monkeypatch, capsys):
+    """The result is written before it is tracked: a tracker missing where the evaluation runs does not fail it."""
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.config.write_text("track: [wandb]\n")
+    monkeypatch.setattr(tracking, "_installed", lambda sink: False)
+    tracking.log_evaluation(run, {"name": "knn", "step": 10, "metrics": {"top1": 0.5}})
+    assert capsys.readouterr().err.splitlines() == [
+        f"[track] knn: not tracked (track has wandb but wandb is not installed (pip install wandb, or pip install "
+        f"'mimscale[track]')); the result is in {run.eval_result('knn')}"]
+
+
 def test_the_tracked_summary_numbers_are_summary_keys():
     from mimscale.rundir import SUMMARY_KEYS
 

@@ -269,8 +269,15 @@ def evaluation_scalars(result: dict) -> tuple[int, dict[str, float], list[tuple[
 
 
 def log_evaluation(run_dir: RunDir, result: dict) -> None:
-    """Log an evaluation's result (its metrics, and its per-epoch history) to the run's trackers."""
-    sinks = open_sinks(run_sinks(run_dir), run_dir)
+    """Log an evaluation's result (its metrics, and its per-epoch history) to the run's trackers. A tracker that
+    cannot start here is a one-line warning, not an error: the result is written already, and a failed
+    evaluation would be rerun for nothing (its result is kept, so the tracker would still not get it)."""
+    try:
+        sinks = open_sinks(run_sinks(run_dir), run_dir)
+    except ConfigError as e:
+        print(f"[track] {result['name']}: not tracked ({e}); the result is in {run_dir.eval_result(result['name'])}",
+              file=sys.stderr)
+        return
     step, final, epochs = evaluation_scalars(result)
     try:
         for s in sinks:
