@@ -174,6 +174,47 @@ def test_an_evaluation_whose_tracker_cannot_start_warns_in_one_line(tmp_path, mo
         f"'mimscale[track]')); the result is in {run.eval_result('knn')}"]
 
 
+class _FakeWandbRun:
+    def __init__(self, calls):
+        self.calls = calls
+
+    def log(self, values):
+        pass
+
+    def finish(self, exit_code=None):
+        self.calls.append(("wandb", exit_code))
+
+
+class _FakeMlflowClient:
+    def __init__(self, calls):
+        self.calls = calls
+
+    def log_batch(self, run_id, metrics=(), params=()):
+        pass
+
+    def set_terminated(self, run_id, status):
+        self.calls.append(("mlflow", status))
+
+
+@pytest.mark.parametrize("finishes", [True, False])
+def test_a_run_that_stops_early_is_not_marked_finished(tmp_path, finishes):
+    """W&B and MLflow mark a run finished only when it reached its end; one that diverged, was interrupted or
+    crashed is closed as failed (a resume ends it FINISHED)."""
+    from mimscale.train.metrics import MetricsWriter
+
+    calls: list = []
+    wandb_sink = object.__new__(tracking.WandbSink)
+    wandb_sink.run = _FakeWandbRun(calls)
+    mlflow_sink = object.__new__(tracking.MlflowSink)
+    mlflow_sink.client, mlflow_sink.run_id = _FakeMlflowClient(calls), "r"
+    writer = MetricsWriter(tmp_path / "metrics.jsonl")
+    writer.sinks = [wandb_sink, mlflow_sink]
+    if finishes:
+        writer.finish({"iters": 3, "best_val_loss": 0.5})
+    writer.close()
+    assert calls == ([("mlflow", "FINISHED"), ("wandb", 0)] if finishes else [("wandb", 1), ("mlflow", "FAILED")])
+
+
 def test_the_tracked_summary_numbers_are_summary_keys():
     from mimscale.rundir import SUMMARY_KEYS
 

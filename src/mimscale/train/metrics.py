@@ -24,6 +24,7 @@ class MetricsWriter:
         self.path = Path(path)
         self.enabled = enabled
         self.sinks: list = []
+        self.finished = False  # finish() ran: the trackers close the run as done, not as stopped early
         if not enabled:
             return
         if resume_step is not None and self.path.exists():
@@ -81,12 +82,13 @@ class MetricsWriter:
         for sink in self.sinks:
             sink.log(int(summary.get("iters") or 0), summary_metrics(summary))
             sink.end()
+        self.finished = True
 
     def close(self) -> None:
         if self.enabled:
             self.file.close()
             for sink in self.sinks:
-                sink.close()
+                sink.close(self.finished)
 
 
 def _forked_at(run_dir: RunDir) -> int | None:

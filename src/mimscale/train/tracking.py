@@ -94,7 +94,7 @@ class TensorBoardSink:
         self.writer.file_writer.add_summary(session_end)
         self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
         self.writer.close()
 
 
@@ -140,8 +140,9 @@ class WandbSink:
     def end(self) -> None:
         pass  # the summary's values are logged as scalars; W&B keeps the last of each as the run's summary
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, finished: bool = True) -> None:
+        # A process that stops before the end (diverged, interrupted, crashed) is not a finished W&B run.
+        self.run.finish(exit_code=0 if finished else 1)
 
 
 class MlflowSink:
@@ -178,8 +179,9 @@ class MlflowSink:
     def end(self) -> None:
         self.client.set_terminated(self.run_id, "FINISHED")
 
-    def close(self) -> None:
-        pass  # the run stays open while it trains; end() closes it
+    def close(self, finished: bool = True) -> None:
+        if not finished:  # diverged, interrupted or crashed: not left RUNNING (a resume ends FINISHED)
+            self.client.set_terminated(self.run_id, "FAILED")
 
 
 def _quoted(text: str) -> str:
