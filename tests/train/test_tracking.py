@@ -123,14 +123,27 @@ def test_tensorboard_holds_curves_hparams_summary_and_evaluations(tmp_path):
 def test_a_branch_tracks_its_whole_curve(tmp_path):
     """A branch (a shorter run forked from a longer one's checkpoint, train/branch.py) gets the curve up to the fork
     from the trunk's metrics.jsonl: its trackers get it too, so its TensorBoard curve is its metrics.jsonl."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     prefix = ["train.schedule=step", "train.eval_budget=0", "train.eval_points=4"]
     trunk, branch = tmp_path / "trunk", tmp_path / "branch"
     assert main(["pretrain", *TINY, *prefix, "train.iters=20", "train.share_with=[12]", f"run_dir={trunk}"]) == 0
     assert main(["pretrain", *TINY, *prefix, "train.iters=12", f"train.branch_from={trunk}@10",
                  f"run_dir={branch}"]) == 0
     assert RunDir(branch).branch.exists()
+    _assert_branch_curve(branch)
+    # The branch's first process killed before its own first checkpoint: the next one replays the curve up to the
+    # fork again, and TensorBoard holds it once.
+    RunDir(branch).summary.unlink()
+    for step, path in RunDir(branch).list_checkpoints():
+        if step > 10:
+            path.unlink()
+    assert main(["pretrain", *TINY, *prefix, "train.iters=12", f"train.branch_from={trunk}@10",
+                 f"run_dir={branch}"]) == 0
+    _assert_branch_curve(branch)
+
+
+def _assert_branch_curve(branch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     acc = EventAccumulator(str(RunDir(branch).tensorboard), size_guidance={"scalars": 0})
     acc.Reload()
     scalars = {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]
