@@ -8,8 +8,7 @@
   W&B run, also after the study or run directory has moved). ``WANDB_PROJECT`` (default ``mimscale``),
   ``WANDB_MODE`` and ``WANDB_DIR`` are read as W&B reads them.
 - ``mlflow``: MLflow, one MLflow run per run directory (found again by its tag ``mimscale.run_dir``: that first
-  path), in the
-  experiment ``MLFLOW_EXPERIMENT_NAME`` (default ``mimscale``) of the store ``MLFLOW_TRACKING_URI``.
+  path), in the experiment ``MLFLOW_EXPERIMENT_NAME`` (default ``mimscale``) of the store ``MLFLOW_TRACKING_URI``.
 
 The tracker packages are optional and imported only when their sink is on. A missing ``tensorboard`` is a
 warning (it is on by default); a missing ``wandb`` or ``mlflow`` that ``track`` asks for is an error before
@@ -69,7 +68,6 @@ class TensorBoardSink:
         # purge_step: drop the events a killed process logged after the checkpoint we resume from.
         self.writer = SummaryWriter(str(run_dir.tensorboard),
                                     purge_step=None if resume_step is None else resume_step + 1)
-
         self.where = f"TensorBoard: tensorboard --logdir {run_dir.tensorboard}"
 
     def log(self, step: int, values: dict[str, float]) -> None:
