@@ -15,7 +15,8 @@ records, ``study status``, the analysis) use it without importing torch.
     RUN_DIR/metrics.jsonl       one {"step", "split", "name", "value", "time"} object per line
     RUN_DIR/checkpoints/        step_XXXXXXX.pt (+ step_XXXXXXX.json meta), newest ``keep_last`` kept
     RUN_DIR/recon/              step_XXXXXXX.png reconstruction pictures
-    RUN_DIR/tb/                 TensorBoard events (train.tensorboard=true)
+    RUN_DIR/tb/                 TensorBoard events (track: [tensorboard], the default)
+    RUN_DIR/tracking.json       {"path"}: the path W&B / MLflow first tracked the run at (track: wandb, mlflow)
     RUN_DIR/summary.json        written last: the run is finished when it exists (keys: SUMMARY_KEYS)
     RUN_DIR/eval/<name>.json    downstream evaluation results
     RUN_DIR/status.json, error.txt, worker.log     written by the study runner
@@ -63,6 +64,7 @@ CONFIG, PROVENANCE, SUBSET, HELDOUT, EXCLUDED, BRANCH = (
     "config.yaml", "provenance.json", "subset.json", "heldout.json", "excluded.json", "branch.json")
 METRICS, SUMMARY, STATUS, ERROR, WORKER_LOG = "metrics.jsonl", "summary.json", "status.json", "error.txt", "worker.log"
 CHECKPOINTS, EVAL, RECON, TENSORBOARD = "checkpoints", "eval", "recon", "tb"
+TRACKING = "tracking.json"  # {"path"}: where W&B / MLflow first tracked the run (train/tracking.py)
 # Manifest bodies (data/manifest_store.py) live in STORE/manifests/, STORE from ``manifest_store``.
 MANIFESTS = "manifests"
 # A study directory's layout (owned by study/store.py, which this leaf cannot import): STUDY/study.yaml and
@@ -302,6 +304,7 @@ class RunDir:
     eval_dir = property(lambda self: self.path / EVAL)
     recon_dir = property(lambda self: self.path / RECON)
     tensorboard = property(lambda self: self.path / TENSORBOARD)
+    tracking = property(lambda self: self.path / TRACKING)
 
     def checkpoint(self, step: int) -> Path:
         return self.checkpoints / step_name(step, "pt")

@@ -28,6 +28,7 @@ from mimscale.data import (
     verify_manifests,
     write_manifest,
 )
+from mimscale.data import subsets as S
 
 
 class Stub:
@@ -53,6 +54,59 @@ sources = st.builds(
     st.booleans(),
 )
 fraction_lists = st.lists(st.floats(0.01, 1.0), min_size=1, max_size=5)
+
+
+def _old_classes(labels, pool):
+    """The class split as it was before it became one stable sort (kept here as the reference)."""
+    if labels is None:
+        return {-1: pool}
+    lab = np.asarray(labels)[pool]
+    return {int(c): pool[lab == c] for c in np.unique(lab)}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=400), st.integers(0, 2**31),
+       st.lists(st.floats(0.01, 1.0), min_size=1, max_size=4))  # fmt: skip
+def test_the_class_split_selects_exactly_what_the_old_one_did(labels, seed, fractions):
+    src = Stub(labels)
+    pool = np.sort(np.random.default_rng(seed).choice(len(labels), max(1, len(labels) // 2), replace=False))
+    new, old = S._classes(src.labels(), pool), _old_classes(src.labels(), pool)
+    assert list(new) == list(old)
+    for c in old:
+        np.testing.assert_array_equal(new[c], old[c])
+    now = _outcome(src, fractions, seed)
+    original = S._classes
+    S._classes = _old_classes
+    try:
+        before = _outcome(src, fractions, seed)
+    finally:
+        S._classes = original
+    assert now == before
+
+
+def _outcome(src, fractions, seed):
+    """The manifests' hashes and counts, or the error (a tiny source may select nothing)."""
+    try:
+        manifests = make_subsets(src, fractions, seed, holdout=0.2)
+    except DataError as e:
+        return str(e)
+    for m in manifests:  # per-class counts as np.unique gave them before they were counted by bincount
+        cls, counts = np.unique(src.labels()[[int(i[4:]) for i in m.ids]], return_counts=True)
+        assert m.per_class == {str(int(c)): int(k) for c, k in zip(cls, counts)}
+    return [(m.split, m.fraction, m.sha256, m.per_class) for m in manifests]
+
+
+def test_known_selections_are_unchanged():
+    """Hashes recorded with the code of commit 564f469, before the class split became one stable sort."""
+    src = build_source("shapes:size=8,pool=100,seed=2")
+    got = {f"{m.split}:{m.fraction}": m.sha256[:16] for m in make_subsets(src, [0.1, 0.5, 1], seed=3)}
+    assert got == {"train:0.1": "8a382cfc3e0be6d3", "train:0.5": "22940c5ca5edacfb", "train:1.0": "15112b5255949e28"}
+    digits = build_source("digits:size=8")
+    got = {f"{m.split}:{m.fraction}": m.sha256[:16]
+           for m in make_subsets(digits, [0.1, 1], seed=3, holdout=0.2, holdout_seed=1)}  # fmt: skip
+    assert got == {"train:0.1": "6ab74a126514ea7a", "train:1.0": "32c8f4862b4cd1e0", "heldout:None": "cbcc4ed80cc13abc"}
+    _, val = holdout_split(Stub([i % 7 for i in range(1000)]), 0.1, seed=5)
+    assert S.ids_sha256([str(i) for i in val])[:16] == "f5fcc7d20ba2b33b"
 
 
 @settings(max_examples=60, deadline=None)

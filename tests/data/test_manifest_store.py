@@ -1,6 +1,6 @@
 """Manifests stored once per study: content-addressed bodies, small references in the run directories, race-free
-writes, old inline manifests still read and verified, and a class split that selects exactly what the old one
-did (run ids and old manifests depend on it)."""
+writes, old inline manifests still read and verified. (The class split's equality with the old one is tested
+in test_data_subsets.py.)"""
 
 from __future__ import annotations
 
@@ -12,13 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mimscale.data import (
     DataError,
     build_source,
-    holdout_split,
     load_manifest,
     make_subsets,
     subset_command,
@@ -30,74 +27,6 @@ from mimscale.data.manifest_store import BODY_FORMAT, write_body
 from mimscale.rundir import MANIFESTS, manifest_store
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bbf7da2"
-
-
-class Stub:
-    def __init__(self, labels, labelled=True):
-        self._labels = np.asarray(labels, dtype=np.int64) if labelled else None
-        self.ids = [f"img/{i:05d}" for i in range(len(labels))]
-
-    def labels(self):
-        return self._labels
-
-    def describe(self):
-        return {"kind": "stub"}
-
-    def validation(self):
-        return None
-
-
-def _old_classes(labels, pool):
-    """The class split as it was before it became one stable sort (kept here as the reference)."""
-    if labels is None:
-        return {-1: pool}
-    lab = np.asarray(labels)[pool]
-    return {int(c): pool[lab == c] for c in np.unique(lab)}
-
-
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.integers(0, 40), min_size=1, max_size=400), st.integers(0, 2**31),
-       st.lists(st.floats(0.01, 1.0), min_size=1, max_size=4))  # fmt: skip
-def test_the_class_split_selects_exactly_what_the_old_one_did(labels, seed, fractions):
-    src = Stub(labels)
-    pool = np.sort(np.random.default_rng(seed).choice(len(labels), max(1, len(labels) // 2), replace=False))
-    new, old = S._classes(src.labels(), pool), _old_classes(src.labels(), pool)
-    assert list(new) == list(old)
-    for c in old:
-        np.testing.assert_array_equal(new[c], old[c])
-    now = _outcome(src, fractions, seed)
-    original = S._classes
-    S._classes = _old_classes
-    try:
-        before = _outcome(src, fractions, seed)
-    finally:
-        S._classes = original
-    assert now == before
-
-
-def _outcome(src, fractions, seed):
-    """The manifests' hashes and counts, or the error (a tiny source may select nothing)."""
-    try:
-        manifests = make_subsets(src, fractions, seed, holdout=0.2)
-    except DataError as e:
-        return str(e)
-    for m in manifests:  # per-class counts as np.unique gave them before they were counted by bincount
-        cls, counts = np.unique(src.labels()[[int(i[4:]) for i in m.ids]], return_counts=True)
-        assert m.per_class == {str(int(c)): int(k) for c, k in zip(cls, counts)}
-    return [(m.split, m.fraction, m.sha256, m.per_class) for m in manifests]
-
-
-def test_known_selections_are_unchanged():
-    """Hashes recorded with the code of commit 564f469, before the class split became one stable sort."""
-    src = build_source("shapes:size=8,pool=100,seed=2")
-    got = {f"{m.split}:{m.fraction}": m.sha256[:16] for m in make_subsets(src, [0.1, 0.5, 1], seed=3)}
-    assert got == {"train:0.1": "8a382cfc3e0be6d3", "train:0.5": "22940c5ca5edacfb", "train:1.0": "15112b5255949e28"}
-    digits = build_source("digits:size=8")
-    got = {f"{m.split}:{m.fraction}": m.sha256[:16]
-           for m in make_subsets(digits, [0.1, 1], seed=3, holdout=0.2, holdout_seed=1)}  # fmt: skip
-    assert got == {"train:0.1": "6ab74a126514ea7a", "train:1.0": "32c8f4862b4cd1e0", "heldout:None": "cbcc4ed80cc13abc"}
-    _, val = holdout_split(Stub([i % 7 for i in range(1000)]), 0.1, seed=5)
-    assert S.ids_sha256([str(i) for i in val])[:16] == "f5fcc7d20ba2b33b"
 
 
 def test_a_reference_points_to_a_shared_body_and_loads_as_the_whole_manifest(tmp_path):
@@ -153,7 +82,9 @@ def test_a_missing_damaged_or_foreign_body_is_one_line(tmp_path):
     b1.unlink()
     with pytest.raises(DataError, match="which is missing") as e:
         load_manifest(r1)
-    assert len(str(e.value).splitlines()) == 1
+    assert str(e.value) == (f"{r1}: its ids are in {b1.resolve()}, which is missing (a run directory copied out "
+                            f"of its study keeps only the reference: copy the study's manifests/ folder to "
+                            f"{tmp_path.resolve()})")
     # a damaged body is replaced when the manifest is written again
     b1.write_bytes(b"damaged")
     write_manifest(r1, m1, store=tmp_path)

@@ -123,14 +123,27 @@ def test_tensorboard_holds_curves_hparams_summary_and_evaluations(tmp_path):
 def test_a_branch_tracks_its_whole_curve(tmp_path):
     """A branch (a shorter run forked from a longer one's checkpoint, train/branch.py) gets the curve up to the fork
     from the trunk's metrics.jsonl: its trackers get it too, so its TensorBoard curve is its metrics.jsonl."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     prefix = ["train.schedule=step", "train.eval_budget=0", "train.eval_points=4"]
     trunk, branch = tmp_path / "trunk", tmp_path / "branch"
     assert main(["pretrain", *TINY, *prefix, "train.iters=20", "train.share_with=[12]", f"run_dir={trunk}"]) == 0
     assert main(["pretrain", *TINY, *prefix, "train.iters=12", f"train.branch_from={trunk}@10",
                  f"run_dir={branch}"]) == 0
     assert RunDir(branch).branch.exists()
+    _assert_branch_curve(branch)
+    # The branch's first process killed before its own first checkpoint: the next one replays the curve up to the
+    # fork again, and TensorBoard holds it once.
+    RunDir(branch).summary.unlink()
+    for step, path in RunDir(branch).list_checkpoints():
+        if step > 10:
+            path.unlink()
+    assert main(["pretrain", *TINY, *prefix, "train.iters=12", f"train.branch_from={trunk}@10",
+                 f"run_dir={branch}"]) == 0
+    _assert_branch_curve(branch)
+
+
+def _assert_branch_curve(branch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     acc = EventAccumulator(str(RunDir(branch).tensorboard), size_guidance={"scalars": 0})
     acc.Reload()
     scalars = {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]
@@ -147,6 +160,89 @@ def test_tensorboard_off(tmp_path):
 
 
 # --- W&B and MLflow ---------------------------------------------------------------------------------------
+
+def test_the_tracked_identity_is_the_first_path_and_survives_a_move(tmp_path):
+    """W&B's run id and MLflow's tag come from the path a run directory was first tracked at (tracking.json), so a
+    moved study goes on in the same tracked runs; two directories are two tracked runs."""
+    first, other = RunDir(tmp_path / "study" / "runs" / "a"), RunDir(tmp_path / "b")
+    first.path.mkdir(parents=True)
+    other.path.mkdir()
+    wandb_run = tracking.wandb_id(first)
+    assert json.loads(first.tracking.read_text()) == {"path": str(first.path.resolve())}
+    (tmp_path / "study").rename(tmp_path / "moved")
+    moved = RunDir(tmp_path / "moved" / "runs" / "a")
+    assert tracking.tracked_as(moved) == str(first.path.resolve()) and tracking.wandb_id(moved) == wandb_run
+    assert tracking.wandb_id(other) != wandb_run
+
+
+def test_an_evaluation_whose_tracker_cannot_start_warns_in_one_line(tmp_path, monkeypatch, capsys):
+    """The result is written before it is tracked: a tracker missing where the evaluation runs does not fail it."""
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.config.write_text("track: [wandb]\n")
+    monkeypatch.setattr(tracking, "_installed", lambda sink: False)
+    tracking.log_evaluation(run, {"name": "knn", "step": 10, "metrics": {"top1": 0.5}})
+    assert capsys.readouterr().err.splitlines() == [
+        f"[track] knn: not tracked (track has wandb but wandb is not installed (pip install wandb, or pip install "
+        f"'mimscale[track]')); the result is in {run.eval_result('knn')}"]
+
+
+class _FakeWandbRun:
+    def __init__(self, calls):
+        self.calls = calls
+
+    def log(self, values):
+        pass
+
+    def finish(self, exit_code=None):
+        self.calls.append(("wandb", exit_code))
+
+
+class _FakeMlflowClient:
+    def __init__(self, calls):
+        self.calls = calls
+
+    def log_batch(self, run_id, metrics=(), params=()):
+        pass
+
+    def set_terminated(self, run_id, status):
+        self.calls.append(("mlflow", status))
+
+
+@pytest.mark.parametrize("finishes", [True, False])
+def test_a_run_that_stops_early_is_not_marked_finished(tmp_path, finishes):
+    """W&B and MLflow mark a run finished only when it reached its end; one that diverged, was interrupted or
+    crashed is closed as failed (a resume ends it FINISHED)."""
+    from mimscale.train.metrics import MetricsWriter
+
+    calls: list = []
+    wandb_sink = object.__new__(tracking.WandbSink)
+    wandb_sink.run = _FakeWandbRun(calls)
+    mlflow_sink = object.__new__(tracking.MlflowSink)
+    mlflow_sink.client, mlflow_sink.run_id = _FakeMlflowClient(calls), "r"
+    writer = MetricsWriter(tmp_path / "metrics.jsonl")
+    writer.sinks = [wandb_sink, mlflow_sink]
+    if finishes:
+        writer.finish({"iters": 3, "best_val_loss": 0.5})
+    writer.close()
+    assert calls == ([("mlflow", "FINISHED"), ("wandb", 0)] if finishes else [("wandb", 1), ("mlflow", "FAILED")])
+
+
+def test_the_tracked_summary_numbers_are_summary_keys():
+    from mimscale.rundir import SUMMARY_KEYS
+
+    assert set(tracking.SUMMARY_METRICS) <= set(SUMMARY_KEYS)  # a renamed summary key must not vanish silently
+
+
+def test_the_console_says_where_tensorboard_writes(tmp_path, capsys):
+    from mimscale.train.metrics import MetricsWriter
+
+    run = RunDir(tmp_path / "run")
+    writer = MetricsWriter(run.metrics, sinks=["tensorboard"], run_dir=run)
+    writer.close()
+    assert capsys.readouterr().out.splitlines() == [f"[track] TensorBoard: tensorboard --logdir {run.tensorboard}"]
+    assert not run.tracking.exists()  # TensorBoard needs no tracked identity
+
 
 def _wandb_records(path: Path) -> list:
     """The records of a W&B ``.wandb`` file: a 7-byte header, then a LevelDB-style log (32 KiB blocks of
@@ -228,3 +324,18 @@ def test_wandb_and_mlflow_hold_curves_hparams_summary_and_evaluations(tmp_path, 
         assert history[tag] == values
     assert history["summary/best_val_loss"] == [(10, summary["best_val_loss"])]
     assert history["eval/knn/top1"] == [(result["step"], result["metrics"]["top1"])]
+
+    # The study moved: an evaluation of the moved run goes on in the same W&B run and the same MLflow run.
+    wandb_run = tracking.wandb_id(RunDir(run))
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    assert main(["finetune", str(moved), "task=linear", "linear_epochs=2", *EVAL]) == 0
+    linear = json.loads((moved / "eval" / "linear.json").read_text())
+    assert tracking.wandb_id(RunDir(moved)) == wandb_run
+    logged = [json.loads(i.value_json) for f in tmp_path.glob(f"wandb/offline-run-*-{wandb_run}*/run-*.wandb")
+              for rec in _wandb_records(f) if rec.WhichOneof("record_type") == "history"
+              for i in rec.history.item if (i.key or "/".join(i.nested_key)) == "eval/linear/top1"]
+    assert logged == [linear["metrics"]["top1"]]  # in the W&B run of the run's first path
+    (again,) = client.search_runs([exp.experiment_id])
+    assert again.info.run_id == found.info.run_id
+    assert again.data.metrics["eval/linear/top1"] == linear["metrics"]["top1"]

@@ -94,8 +94,11 @@ def read_body(reference: Path, rel: str) -> dict:
     if not name.endswith(BODY_SUFFIX):
         raise DataError(f"{reference}: body {rel!r} is not a {BODY_SUFFIX} manifest body")
     if not path.is_file():
-        raise DataError(f"{reference}: its ids are in {path}, which is missing (a run directory moved out of "
-                        f"its study keeps only the reference; copy the study's {MANIFESTS}/ folder along)")
+        # Absolute, without "..": it says where the store's folder must go for a run copied out of its study.
+        where = Path(os.path.abspath(path))
+        raise DataError(f"{reference}: its ids are in {where}, which is missing (a run directory copied out of "
+                        f"its study keeps only the reference: copy the study's {MANIFESTS}/ folder to "
+                        f"{where.parent.parent})")
     try:
         with gzip.open(path, "rb") as f:
             data = f.read()

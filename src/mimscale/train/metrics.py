@@ -24,6 +24,7 @@ class MetricsWriter:
         self.path = Path(path)
         self.enabled = enabled
         self.sinks: list = []
+        self.finished = False  # finish() ran: the trackers close the run as done, not as stopped early
         if not enabled:
             return
         if resume_step is not None and self.path.exists():
@@ -32,11 +33,16 @@ class MetricsWriter:
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         if sinks and run_dir is not None:
-            self.sinks = open_sinks(sinks, run_dir, resume_step)
+            replay = resume_step is not None and _forked_at(run_dir) == resume_step
+            # A replay logs the curve from step 0 again: TensorBoard drops every earlier event (purge from step
+            # 0), so a first process killed before the branch's own first checkpoint leaves no second copy.
+            self.sinks = open_sinks(sinks, run_dir, -1 if replay else resume_step)
             for sink in self.sinks:
+                if sink.where:  # where to look, once per process (a study's in each run's worker.log)
+                    print(f"[track] {sink.where}", flush=True)
                 if hparams:
                     sink.start(hparams)
-            if resume_step is not None and _forked_at(run_dir) == resume_step:
+            if replay:
                 self._replay(resume_step)
         self.file = open(self.path, "a")
 
@@ -79,12 +85,13 @@ class MetricsWriter:
         for sink in self.sinks:
             sink.log(int(summary.get("iters") or 0), summary_metrics(summary))
             sink.end()
+        self.finished = True
 
     def close(self) -> None:
         if self.enabled:
             self.file.close()
             for sink in self.sinks:
-                sink.close()
+                sink.close(self.finished)
 
 
 def _forked_at(run_dir: RunDir) -> int | None:

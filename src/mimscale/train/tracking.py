@@ -3,11 +3,12 @@
 - ``tensorboard`` (the default): event files in ``RUN_DIR/tb/``. The run's identity config goes to the HParams
   view (a session start at the run's start, a session end when it finishes); its summary (best and final losses)
   and its evaluations are scalars beside the training curves, so they are the HParams table's metric columns.
-- ``wandb``: Weights & Biases, one W&B run per run directory (its id is derived from the directory's path, so a
-  resumed run and its evaluations append to the same W&B run). ``WANDB_PROJECT`` (default ``mimscale``),
+- ``wandb``: Weights & Biases, one W&B run per run directory (its id is derived from the path the directory was
+  first tracked at, recorded in ``RUN_DIR/tracking.json``, so a resumed run and its evaluations append to the same
+  W&B run, also after the study or run directory has moved). ``WANDB_PROJECT`` (default ``mimscale``),
   ``WANDB_MODE`` and ``WANDB_DIR`` are read as W&B reads them.
-- ``mlflow``: MLflow, one MLflow run per run directory (found again by its tag ``mimscale.run_dir``), in the
-  experiment ``MLFLOW_EXPERIMENT_NAME`` (default ``mimscale``) of the store ``MLFLOW_TRACKING_URI``.
+- ``mlflow``: MLflow, one MLflow run per run directory (found again by its tag ``mimscale.run_dir``: that first
+  path), in the experiment ``MLFLOW_EXPERIMENT_NAME`` (default ``mimscale``) of the store ``MLFLOW_TRACKING_URI``.
 
 The tracker packages are optional and imported only when their sink is on. A missing ``tensorboard`` is a
 warning (it is on by default); a missing ``wandb`` or ``mlflow`` that ``track`` asks for is an error before
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import math
 import os
 import sys
@@ -27,7 +29,7 @@ import yaml
 
 from mimscale.config import TRACKERS, identity
 from mimscale.errors import ConfigError
-from mimscale.rundir import RunDir
+from mimscale.rundir import RunDir, create_exclusive, read_json
 
 SINKS = TRACKERS  # declared with the key (config.py): the check and the openers below name the same sinks
 DEFAULT_SINKS = ("tensorboard",)
@@ -66,6 +68,7 @@ class TensorBoardSink:
         # purge_step: drop the events a killed process logged after the checkpoint we resume from.
         self.writer = SummaryWriter(str(run_dir.tensorboard),
                                     purge_step=None if resume_step is None else resume_step + 1)
+        self.where = f"TensorBoard: tensorboard --logdir {run_dir.tensorboard}"
 
     def log(self, step: int, values: dict[str, float]) -> None:
         for tag, value in values.items():
@@ -89,13 +92,28 @@ class TensorBoardSink:
         self.writer.file_writer.add_summary(session_end)
         self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
         self.writer.close()
 
 
+def tracked_as(run_dir: RunDir) -> str:
+    """The path the run directory was first tracked at (``RUN_DIR/tracking.json``, written then), not where it is
+    now: W&B's run id and MLflow's tag come from it, so a study or run directory that has moved goes on in the
+    same tracked runs."""
+    recorded = read_json(run_dir.tracking)
+    if isinstance(recorded, dict) and isinstance(recorded.get("path"), str):
+        return recorded["path"]
+    here = str(run_dir.path.resolve())
+    if not create_exclusive(run_dir.tracking, lambda f: f.write(json.dumps({"path": here}).encode() + b"\n")):
+        recorded = read_json(run_dir.tracking)  # an evaluation and the run opened their trackers at once
+        if isinstance(recorded, dict) and isinstance(recorded.get("path"), str):
+            return recorded["path"]
+    return here
+
+
 def wandb_id(run_dir: RunDir) -> str:
-    """One W&B run per run directory: resumed processes and evaluations append to it."""
-    return hashlib.sha256(str(run_dir.path.resolve()).encode()).hexdigest()[:16]
+    """One W&B run per run directory: resumed processes and evaluations append to it, wherever it has moved."""
+    return hashlib.sha256(tracked_as(run_dir).encode()).hexdigest()[:16]
 
 
 class WandbSink:
@@ -104,7 +122,8 @@ class WandbSink:
 
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", PROJECT), name=run_dir.path.name,
                               id=wandb_id(run_dir), resume="allow", reinit="finish_previous",
-                              config={RUN_DIR_TAG: str(run_dir.path.resolve())})
+                              config={RUN_DIR_TAG: tracked_as(run_dir)})
+        self.where = None  # W&B prints where its run is itself
         # Every value carries its own step: a resumed run logs steps again and evaluations log epochs, which
         # W&B's own monotonic step would drop.
         self.run.define_metric("step", hidden=True)
@@ -119,8 +138,9 @@ class WandbSink:
     def end(self) -> None:
         pass  # the summary's values are logged as scalars; W&B keeps the last of each as the run's summary
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, finished: bool = True) -> None:
+        # A process that stops before the end (diverged, interrupted, crashed) is not a finished W&B run.
+        self.run.finish(exit_code=0 if finished else 1)
 
 
 class MlflowSink:
@@ -131,12 +151,13 @@ class MlflowSink:
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", PROJECT)
         exp = self.client.get_experiment_by_name(name)
         exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
-        where = str(run_dir.path.resolve())
+        where = tracked_as(run_dir)
         found = self.client.search_runs([exp_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{_quoted(where)}'",
                                         max_results=1)
         self.run_id = (found[0].info.run_id if found else
                        self.client.create_run(exp_id, run_name=run_dir.path.name,
                                               tags={RUN_DIR_TAG: where}).info.run_id)
+        self.where = f"MLflow: run {self.run_id} in experiment {name!r} of {self.client.tracking_uri}"
 
     def log(self, step: int, values: dict[str, float]) -> None:
         from mlflow.entities import Metric
@@ -156,8 +177,9 @@ class MlflowSink:
     def end(self) -> None:
         self.client.set_terminated(self.run_id, "FINISHED")
 
-    def close(self) -> None:
-        pass  # the run stays open while it trains; end() closes it
+    def close(self, finished: bool = True) -> None:
+        if not finished:  # diverged, interrupted or crashed: not left RUNNING (a resume ends FINISHED)
+            self.client.set_terminated(self.run_id, "FAILED")
 
 
 def _quoted(text: str) -> str:
@@ -247,8 +269,15 @@ def evaluation_scalars(result: dict) -> tuple[int, dict[str, float], list[tuple[
 
 
 def log_evaluation(run_dir: RunDir, result: dict) -> None:
-    """Log an evaluation's result (its metrics, and its per-epoch history) to the run's trackers."""
-    sinks = open_sinks(run_sinks(run_dir), run_dir)
+    """Log an evaluation's result (its metrics, and its per-epoch history) to the run's trackers. A tracker that
+    cannot start here is a one-line warning, not an error: the result is written already, and a failed
+    evaluation would be rerun for nothing (its result is kept, so the tracker would still not get it)."""
+    try:
+        sinks = open_sinks(run_sinks(run_dir), run_dir)
+    except ConfigError as e:
+        print(f"[track] {result['name']}: not tracked ({e}); the result is in {run_dir.eval_result(result['name'])}",
+              file=sys.stderr)
+        return
     step, final, epochs = evaluation_scalars(result)
     try:
         for s in sinks:
