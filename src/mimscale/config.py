@@ -54,7 +54,7 @@ from mimscale.config_keys import (
 from mimscale.errors import ConfigError
 
 __all__ = ["Config", "ConfigError", "load_config", "load_layered", "merge", "resolve", "validate", "run_id", "identity",
-           "to_container", "dump_yaml", "find_config", "warmup_steps", "SCHEMA_VERSION", "ADDED_KEYS", "NON_IDENTITY_KEYS", "KEYS"]
+           "to_container", "flatten", "dump_yaml", "find_config", "warmup_steps", "SCHEMA_VERSION", "ADDED_KEYS", "NON_IDENTITY_KEYS", "KEYS"]
 
 # Version of the config schema; written to provenance.json. Bump it when a key is added (and declare that
 # key with ``since=`` the new version and the default that reproduces the behaviour before it) or when a
@@ -424,6 +424,18 @@ def validate(cfg: DictConfig) -> None:
 
 def to_container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted keys (``{"train": {"iters": 20}}`` -> ``{"train.iters": 20}``); an empty mapping stays a value (it can mean "no kwargs")."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
 
 
 def _pop(d: dict, dotted: str) -> Any:

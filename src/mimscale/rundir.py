@@ -67,9 +67,9 @@ CHECKPOINTS, EVAL, RECON, TENSORBOARD = "checkpoints", "eval", "recon", "tb"
 TRACKING = "tracking.json"  # {"path"}: where W&B / MLflow first tracked the run (train/tracking.py)
 # Manifest bodies (data/manifest_store.py) live in STORE/manifests/, STORE from ``manifest_store``.
 MANIFESTS = "manifests"
-# A study directory's layout (owned by study/store.py, which this leaf cannot import): STUDY/study.yaml and
-# STUDY/runs/<run_id>/. Only ``manifest_store`` reads these names, to find the study a run belongs to.
-_STUDY_FILE, _STUDY_RUNS = "study.yaml", "runs"
+# A study directory's file names: STUDY/study.yaml, STUDY/runs/<run>/, STUDY/locks/<run_id>.lock (what they
+# hold: study/store.py).
+STUDY_FILE, STUDY_RUNS, STUDY_LOCKS = "study.yaml", "runs", "locks"
 
 # Metric records: (split, name). The held-out and training-probe losses use the same name so a curve is
 # selected by split alone.
@@ -257,9 +257,10 @@ def manifest_store(run_dir) -> Path:
     """Where a run's manifest bodies go: its study directory when it is a study's run (``STUDY/runs/<id>/``
     beside ``STUDY/study.yaml``), so the study's runs share them; else the run directory itself. A plain
     ``runs/<name>/`` (pretrain's default ``out``) has no study.yaml above it and keeps its own."""
-    path = Path(getattr(run_dir, "path", run_dir))
+    path = Path(getattr(run_dir, "path", run_dir)).resolve()  # run_dir=. inside a study's run is that run
     study = path.parent.parent
-    if path.parent.name == _STUDY_RUNS and (study / _STUDY_FILE).is_file():
+    # study.yaml and locks/ both: a user's own study.yaml beside a plain runs/ folder is not a study directory
+    if path.parent.name == STUDY_RUNS and (study / STUDY_FILE).is_file() and (study / STUDY_LOCKS).is_dir():
         return study
     return path
 

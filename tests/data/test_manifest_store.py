@@ -121,9 +121,25 @@ def test_the_store_of_a_run_is_its_study_else_itself(tmp_path):
     study = tmp_path / "study"
     (study / "runs" / "abc").mkdir(parents=True)
     (study / "study.yaml").write_text("name: s\n")
+    (study / "locks").mkdir()
     assert manifest_store(study / "runs" / "abc") == study
     assert manifest_store(tmp_path / "runs" / "plain") == tmp_path / "runs" / "plain"  # pretrain's default out
     assert manifest_store(tmp_path / "elsewhere") == tmp_path / "elsewhere"
+
+
+def test_a_run_given_as_dot_inside_a_study_still_shares_the_study_store(tmp_path, monkeypatch):
+    study = tmp_path / "study"
+    (study / "runs" / "abc").mkdir(parents=True)
+    (study / "locks").mkdir()
+    (study / "study.yaml").write_text("name: s\n")
+    monkeypatch.chdir(study / "runs" / "abc")
+    assert manifest_store(".") == study.resolve()
+
+
+def test_a_users_own_study_yaml_beside_a_plain_runs_folder_is_not_a_study(tmp_path):
+    (tmp_path / "runs" / "plain").mkdir(parents=True)
+    (tmp_path / "study.yaml").write_text("name: mine\n")  # the user's study file, no study directory
+    assert manifest_store(tmp_path / "runs" / "plain") == (tmp_path / "runs" / "plain").resolve()
 
 
 def test_subset_command_with_a_store_and_verify(tmp_path, capsys):

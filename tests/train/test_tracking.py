@@ -68,9 +68,21 @@ def test_a_missing_tracker_package(monkeypatch, capsys, tmp_path):
     assert capsys.readouterr().err.strip().endswith(
         "error: track has wandb but wandb is not installed (pip install wandb, or pip install 'mimscale[track]')")
     assert not (tmp_path / "w" / "summary.json").exists()
+    assert not list((tmp_path / "w").glob("subset.json"))  # refused before the data plan, not after it
     assert main(["pretrain", *TINY, f"run_dir={tmp_path / 't'}"]) == 0
     assert "[track] tensorboard is not installed" in capsys.readouterr().err
     assert (tmp_path / "t" / "summary.json").exists() and not RunDir(tmp_path / "t").tensorboard.exists()
+
+
+def test_study_plan_names_a_missing_tracker_once_before_any_run(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(tracking, "_installed", lambda sink: sink != "mlflow")
+    study = tmp_path / "s.yaml"
+    base = dict(a.split("=", 1) for a in TINY if not a.startswith(("train.iters", "threads")))
+    study.write_text(json.dumps({"name": "s", "base": {**base, "track": ["tensorboard", "mlflow"]},
+                                 "axes": {"train.iters": [10, 20]}, "out": str(tmp_path / "out")}))
+    assert main(["study", "plan", str(study), "--no-flops"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and "track has mlflow but mlflow is not installed" in err[0]
 
 
 def test_help_and_an_untracked_run_import_no_tracker(tmp_path):

@@ -71,7 +71,7 @@ UNNAMED_DATASET = "unnamed"
 
 
 def is_study_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "runs").is_dir()
+    return path.is_dir() and (path / R.STUDY_RUNS).is_dir()
 
 
 EVAL_DATA_SUFFIX = "_data"  # eval_<name>_data: the data an evaluation used, a text column beside its metrics
@@ -172,7 +172,7 @@ def finetune_metrics(input_path, metrics: list[str]) -> list[str]:
     """The top-1 columns of a study's fine-tuning evaluations (its study.yaml ``evals`` with task finetune):
     the paper's downstream metric, so the one that decides whether held-out loss predicts accuracy. Empty
     for a CSV or a study without fine-tuning."""
-    path = Path(input_path) / "study.yaml"
+    path = Path(input_path) / R.STUDY_FILE
     try:
         doc = yaml.safe_load(path.read_text()) if path.is_file() else None
     except (OSError, yaml.YAMLError):
@@ -238,7 +238,7 @@ def read_run(run_dir: Path) -> dict:
 
 
 def run_dirs(study_dir: Path) -> list[Path]:
-    return sorted(p for p in (Path(study_dir) / "runs").iterdir() if p.is_dir())
+    return sorted(p for p in (Path(study_dir) / R.STUDY_RUNS).iterdir() if p.is_dir())
 
 
 def results_table(study_dir) -> pd.DataFrame:

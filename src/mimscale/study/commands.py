@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mimscale.errors import StudyError
-from mimscale.rundir import RunState
+from mimscale.rundir import STUDY_RUNS, RunState
 from mimscale.study import store
 from mimscale.study.eval_check import check_study, eval_data_text
 from mimscale.study.spec import Study, load_study
@@ -193,6 +193,8 @@ def cmd_run(args) -> int:
     store.init_study_dir(study, study_dir)
     for name, data in eval_data_text(study, eval_data or {}).items():
         print(f"study {study.name}: eval {name} on {data}", file=sys.stderr, flush=True)
+    if any("tensorboard" in r.cfg.track for r in study.runs):
+        print(f"study {study.name}: curves: tensorboard --logdir {study_dir / STUDY_RUNS}", file=sys.stderr, flush=True)
     if args.executor == "slurm":
         from mimscale.study.slurm import run_slurm
 

@@ -1,6 +1,6 @@
 """Every check of a study that can be made before compute, beside the evaluations' own (``eval_check.py``): the
 images each run's data fraction selects and its held-out count, a training subset smaller than one batch, an
-evaluation whose training data is too small for its batch or its k, model names, and the disk space the
+evaluation whose training data is too small for its batch or its k, model names, the trackers asked for, and the disk space the
 runs' checkpoints need. ``study plan`` and ``study run`` print every problem at once, in seconds, so that
 nothing fails after other runs have trained.
 
@@ -201,6 +201,19 @@ def _model_names(study: Study, out: Preflight) -> None:
     out.problems += _grouped(bad, study)
 
 
+def _trackers(study: Study, out: Preflight) -> None:
+    """A tracker the runs ask for (``track``) that is not installed, once for the study, not run by run."""
+    from mimscale.train.tracking import require_installed
+
+    bad: dict[str, list[str]] = {}
+    for run in study.runs:
+        try:
+            require_installed(list(run.cfg.track))
+        except UserError as e:
+            bad.setdefault(str(e), []).append(run.id)
+    out.problems += _grouped(bad, study)
+
+
 def checkpoints_kept(cfg: DictConfig, train_images: int | None) -> int:
     """How many checkpoints a run holds at once at most: ``train.keep_last`` and the newest one written before
     the oldest is pruned; with ``keep_last: 0`` every checkpoint step."""
@@ -254,6 +267,7 @@ def preflight(study: Study, study_dir: Path, world: int = 1, disk: bool = True) 
     fine-tuning splits its batch over them)."""
     out, sources = Preflight(), Sources()
     _model_names(study, out)
+    _trackers(study, out)
     _pretraining_images(study, sources, out)
     _eval_images(study, sources, out, world)
     if disk:

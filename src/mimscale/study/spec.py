@@ -104,18 +104,6 @@ def axis_text(v: Any) -> str:
     return json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else str(v)
 
 
-def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested mapping -> dotted keys; an empty mapping stays a value (it can mean "no kwargs")."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def _nest(flat: dict[str, Any]) -> dict:
     """Dotted keys -> nested dict; a later, longer key refines an earlier dict value."""
     root: dict = {}
@@ -207,11 +195,11 @@ def parse_study(doc: Any, source: str, base_dir: Path | None = None) -> Study:
             raise StudyError(f"base_config {path} is not a mapping of config values")
         # A pre-training config may say where a single run goes (out, run_dir, threads); in a study the
         # runner decides that, so those keys of a shared file are dropped rather than refused.
-        base.update({k: v for k, v in flatten(loaded).items() if k not in RESERVED_KEYS})
+        base.update({k: v for k, v in C.flatten(loaded).items() if k not in RESERVED_KEYS})
     inline = doc.get("base") or {}
     if not isinstance(inline, dict):
         raise StudyError(f"{source}: 'base' must be a mapping of config values")
-    base.update(flatten(inline))
+    base.update(C.flatten(inline))
     for key in base:
         _check_reserved(key, "base")
 

@@ -31,6 +31,9 @@ import yaml
 
 from mimscale.errors import StudyError
 from mimscale.rundir import (
+    STUDY_FILE,
+    STUDY_LOCKS,
+    STUDY_RUNS,
     RunDir,
     RunState,
     atomic_write_json,
@@ -51,7 +54,7 @@ def run_dir(study_dir: Path, run_id: str, cfg=None) -> RunDir:
     """The directory of run ``run_id``: the one that exists, readable (``<label>-<id>``) or named by the id
     alone (a study started by an older mimscale keeps its names); else the readable name of ``cfg`` (the run's
     config), or, without one, the id alone. Every lookup of a run's directory by its id goes through here."""
-    runs = Path(study_dir).resolve() / "runs"
+    runs = Path(study_dir).resolve() / STUDY_RUNS
     found = find_run_dir(runs, run_id)
     if found is not None:
         return RunDir(found)
@@ -74,11 +77,11 @@ def init_study_dir(study: Study, study_dir: Path) -> None:
     starting the same directory at once cannot both "create" it with different definitions.
     """
     study_dir = Path(study_dir)
-    path = study_dir / "study.yaml"
+    path = study_dir / STUDY_FILE
     if study_dir.exists() and not study_dir.is_dir():
         raise StudyError(f"{study_dir} exists and is not a directory")
     if not path.exists():
-        if study_dir.is_dir() and (study_dir / "runs").is_dir() and any((study_dir / "runs").iterdir()):
+        if study_dir.is_dir() and (study_dir / STUDY_RUNS).is_dir() and any((study_dir / STUDY_RUNS).iterdir()):
             raise StudyError(f"{study_dir} holds runs but no study.yaml; point the study at another --out")
         # If someone else created it first, theirs stays and is compared below.
         create_exclusive(path, lambda f: f.write(yaml.safe_dump(_study_doc(study), sort_keys=False).encode()))
@@ -91,13 +94,13 @@ def init_study_dir(study: Study, study_dir: Path) -> None:
         # Evaluations are not part of what the runs are: the directory takes the new list (study status and
         # results read it), and each run evaluates only what it has no current result for.
         atomic_write_text(path, yaml.safe_dump(_study_doc(study), sort_keys=False))
-    (study_dir / "runs").mkdir(exist_ok=True)
-    (study_dir / "locks").mkdir(exist_ok=True)
+    (study_dir / STUDY_RUNS).mkdir(exist_ok=True)
+    (study_dir / STUDY_LOCKS).mkdir(exist_ok=True)
 
 
 def load_study_dir(study_dir: Path) -> Study:
     """The study defined by ``STUDY_DIR/study.yaml`` (re-expanded: configs are not stored twice)."""
-    path = Path(study_dir) / "study.yaml"
+    path = Path(study_dir) / STUDY_FILE
     if not path.is_file():
         raise StudyError(f"{study_dir} is not a study directory (no study.yaml)")
     try:
@@ -152,7 +155,7 @@ def owner_tag() -> str:
 
 
 def lock_path(study_dir: Path, run_id: str) -> Path:
-    return Path(study_dir) / "locks" / f"{run_id}.lock"
+    return Path(study_dir) / STUDY_LOCKS / f"{run_id}.lock"
 
 
 def read_lock(path: Path) -> dict | None:

@@ -34,7 +34,7 @@ from mimscale.train.prefix import departure, length_free_identity
 from mimscale.train.progress import Progress
 from mimscale.train.schedule import budgeted_eval_points, eval_steps, total_steps
 from mimscale.train.state import COUNTERS, TrainState, provenance
-from mimscale.train.tracking import run_hparams
+from mimscale.train.tracking import require_installed, run_hparams
 
 # What a pre-training checkpoint holds, in the layout every mimscale version so far has written (the counters
 # and the guard's initial weight norm at the top level, where evaluate/loading.py reads "step").
@@ -171,6 +171,7 @@ def _keep_thread_count(run_dir: RunDir, device: torch.device) -> None:
 
 def open_run(cfg: DictConfig, run_dir: RunDir) -> PretrainRun:
     """Build the run in ``run_dir`` (config.yaml already there), resuming from its latest checkpoint."""
+    require_installed(cfg.track)  # before the model and the data plan (minutes at 14.2M images), on every rank
     device = dist.resolve_device(cfg.device)
     dist.init_from_env(device)
     if cfg.threads > 0:

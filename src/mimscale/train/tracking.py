@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from mimscale.config import TRACKERS, identity
+from mimscale.config import TRACKERS, flatten, identity
 from mimscale.errors import ConfigError
 from mimscale.rundir import RunDir, create_exclusive, read_json
 
@@ -47,18 +47,10 @@ def _installed(sink: str) -> bool:
     return importlib.util.find_spec(PACKAGES[sink][0]) is not None
 
 
-def flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"iters": 20}}`` -> ``{"train.iters": 20}``; lists and empty mappings as text, None as ''."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flat(v, name + "."))
-        elif isinstance(v, (bool, int, float, str)):
-            out[name] = v
-        else:
-            out[name] = "" if v is None else str(v)
-    return out
+def flat(d: dict) -> dict[str, Any]:
+    """Dotted keys with values a tracker accepts: lists and empty mappings as text, None as ''."""
+    return {k: v if isinstance(v, (bool, int, float, str)) else "" if v is None else str(v)
+            for k, v in flatten(d).items()}
 
 
 class TensorBoardSink:
@@ -199,20 +191,23 @@ def _millis() -> int:
 OPENERS = {"tensorboard": TensorBoardSink, "wandb": WandbSink, "mlflow": MlflowSink}
 
 
+def require_installed(sinks) -> None:
+    """A ConfigError when ``sinks`` asks for ``wandb`` or ``mlflow`` and it is not installed: checked before a
+    run builds anything (every rank) and by ``study plan`` / ``study run`` before any run starts."""
+    for sink in sinks:
+        if sink != "tensorboard" and not _installed(sink):
+            raise ConfigError(f"track has {sink} but {PACKAGES[sink][0]} is not installed "
+                              f"(pip install {PACKAGES[sink][1]}, or pip install 'mimscale[track]')")
+
+
 def check_installed(sinks) -> list[str]:
     """The sinks of ``sinks`` that can run here: a missing ``wandb`` or ``mlflow`` is a ConfigError (it was asked
     for), a missing ``tensorboard`` a one-line warning (it is on by default)."""
-    usable = []
-    for sink in sinks:
-        if _installed(sink):
-            usable.append(sink)
-        elif sink == "tensorboard":
-            print("[track] tensorboard is not installed: no TensorBoard events (pip install tensorboard, or "
-                  "track=[] to turn this off)", file=sys.stderr)
-        else:
-            raise ConfigError(f"track has {sink} but {PACKAGES[sink][0]} is not installed "
-                              f"(pip install {PACKAGES[sink][1]}, or pip install 'mimscale[track]')")
-    return usable
+    require_installed(sinks)
+    if "tensorboard" in sinks and not _installed("tensorboard"):
+        print("[track] tensorboard is not installed: no TensorBoard events (pip install tensorboard, or "
+              "track=[] to turn this off)", file=sys.stderr)
+    return [s for s in sinks if _installed(s)]
 
 
 def open_sinks(sinks, run_dir: RunDir, resume_step: int | None = None) -> list:
@@ -289,5 +284,5 @@ def log_evaluation(run_dir: RunDir, result: dict) -> None:
             s.close()
 
 
-__all__ = ["SINKS", "DEFAULT_SINKS", "open_sinks", "check_installed", "run_hparams", "summary_metrics",
+__all__ = ["SINKS", "DEFAULT_SINKS", "open_sinks", "check_installed", "require_installed", "run_hparams", "summary_metrics",
            "run_sinks", "log_evaluation", "evaluation_scalars", "flat"]
