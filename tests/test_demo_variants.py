@@ -47,6 +47,6 @@ def test_default_directories_name_the_variant():
 
 def test_bad_demo_options_are_one_line_errors(capsys):
     assert main(["demo", "--seed", "-1"]) == 2
-    assert "--seed must be >= 0" in capsys.readouterr().err
+    assert "--seed must be an integer in [0, 2^32), got -1" in capsys.readouterr().err
     assert main(["demo", "--data", "imagenet"]) == 2  # argparse's own usage error: exit 2, one line
     assert "invalid choice: 'imagenet'" in capsys.readouterr().err

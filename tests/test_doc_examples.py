@@ -10,7 +10,7 @@ import yaml
 
 from mimscale.config import load_config
 from mimscale.evaluate.config import from_spec
-from mimscale.study.spec import TOP_KEYS, parse_study
+from mimscale.study.spec import TOP_KEYS, eval_settings, parse_study
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ROOT / "src" / "mimscale" / "configs" / "studies"  # a docstring's example is read as a packaged study
@@ -81,7 +81,7 @@ def test_example_loads_and_validates(tmp_path, where, kind, doc):
         study = parse_study(doc, where, base_dir=STUDIES)
         assert study.runs
         for spec in study.evals:
-            from_spec(spec)  # every eval entry is a valid evaluation config
+            from_spec(eval_settings(spec))  # every eval entry is a valid evaluation config
     else:
         path = tmp_path / "example.yaml"
         path.write_text(yaml.safe_dump(doc))

@@ -236,7 +236,7 @@ def test_tolerance_override(tmp_path, tolerance, n_flagged):
 def test_negative_tolerance_is_refused(tmp_path, capsys):
     paper_grid().to_csv(tmp_path / "r.csv", index=False)
     assert main(["analyze", str(tmp_path / "r.csv"), "--tolerance", "-0.1"]) == 2
-    assert "--tolerance must be a number >= 0" in capsys.readouterr().err
+    assert "--tolerance must be >= 0" in capsys.readouterr().err
 
 
 def test_tolerance_from_replicate_seeds(tmp_path):

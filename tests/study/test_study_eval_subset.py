@@ -9,7 +9,7 @@ from study_helpers import write_study
 from mimscale.analysis import analyze
 from mimscale.errors import StudyError
 from mimscale.evaluate.config import spec_identity
-from mimscale.study import load_study, study_main
+from mimscale.study import load_study, store, study_main
 from mimscale.study.spec import parse_study, spanning_runs
 
 TOY = "study_helpers:toy_pretrain"
@@ -71,12 +71,13 @@ def test_run_status_and_prediction_respect_the_subset(tmp_path, helper_env, caps
     study = load_study(path)
     chosen = {r.id for r in study.runs if any(e["name"] == "ft" for e in r.evals)}
     assert len(chosen) == 6
+    name = {r.id: store.run_dir(out, r.id).name for r in study.runs}  # the run column: directory names
     for r in study.runs:
-        assert (out / "runs" / r.id / "eval" / "ft.json").exists() == (r.id in chosen)
+        assert (store.run_dir(out, r.id) / "eval" / "ft.json").exists() == (r.id in chosen)
     capsys.readouterr()
     assert study_main(["status", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"] == {"done": 12}  # not "partial": ft is not theirs
     res = analyze(out, write=False, n_boot=20, fit_boot=3)
     ft = [r for r in res["prediction"]["rows"] if r["metric"] == "eval_ft_top1"]
-    assert {r["run"] for r in ft if r["predicted"]} == {r.id for r in study.runs} - chosen
-    assert {r["run"] for r in ft if not r["predicted"]} == chosen
+    assert {r["run"] for r in ft if r["predicted"]} == {name[r.id] for r in study.runs if r.id not in chosen}
+    assert {r["run"] for r in ft if not r["predicted"]} == {name[i] for i in chosen}

@@ -170,9 +170,10 @@ def test_checkpoints_that_cannot_fit_are_refused_and_close_ones_warned(tmp_path,
 def test_model_names_and_fine_tuning_data_are_checked_before_compute(tmp_path, capsys):
     write_jpegs(tmp_path / "few", classes=2, train=2, val=1)  # 4 training images
     few = f"folder:{tmp_path / 'few'}"
-    tune = {"task": "finetune", "train_source": few, "epochs": 1}
+    tune = {"task": "finetune", "train_source": few, "epochs": 1, "warmup_epochs": 0, "drop_last": False}
     path = _study(tmp_path, {}, axes={"model.name": ["swinv2-cpu-t", "swinv2-nope"]},
-                  evals=[{"name": "ft", **tune}, {"name": "ft8", **tune, "batch_size": 8, "accum_steps": 8}])
+                  evals=[{"name": "ft", **tune}, {"name": "ft8", **tune, "batch_size": 8, "accum_steps": 8},
+                         {"name": "ftdrop", **tune, "drop_last": True}])
     assert main(["study", "plan", str(path), "--no-flops"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert "warning: eval 'ft': 4 training images, fewer than its batch_size 64: each epoch is one step" in err[0]
@@ -180,7 +181,9 @@ def test_model_names_and_fine_tuning_data_are_checked_before_compute(tmp_path, c
     assert any(re.fullmatch(r"run \w+: model.name: unknown model 'swinv2-nope'.*", p) for p in problems)
     assert "eval 'ft8': its 4 training images are fewer than one per process and accumulation step (8); a " \
            "fine-tuning epoch would have no step" in problems
-    assert len(problems) == 2
+    assert "eval 'ftdrop': the training data has 4 images, fewer than one global batch (batch_size 64): lower " \
+           "batch_size or set drop_last=false" in problems
+    assert len(problems) == 3
 
 
 def test_a_source_at_root_train_beside_root_val_is_pointed_to_root(tmp_path, images, capsys):

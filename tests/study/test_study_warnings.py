@@ -19,7 +19,7 @@ BASE = {"model.name": "swinv2-cpu-t", "data.val_size": 8, "data.probe_size": 8, 
 SHAPES = "shapes:size=32,pool=50,seed=0"
 
 
-def write_pngs(root, folders: list[str], classes: int = 2, per_class: int = 3) -> None:
+def write_pngs(root, folders: list[str], classes: int = 2, per_class: int = 6) -> None:
     rng = np.random.default_rng(0)
     for sub in folders:
         for c in range(classes):
@@ -30,6 +30,7 @@ def write_pngs(root, folders: list[str], classes: int = 2, per_class: int = 3) -
 
 
 def study_file(tmp_path, evals, source=SHAPES, fractions=(1.0,), name="warned"):
+    evals = [{"knn_k": 3, **e} if e.get("task") == "knn" else e for e in evals]  # the folders hold a few images
     doc = {"name": name, "base": {**BASE, "data.source": source}, "axes": {"data.fraction": list(fractions)},
            "evals": evals}
     return write_study(tmp_path / f"{name}.yaml", doc)
@@ -78,11 +79,13 @@ def test_test_images_in_the_pretraining_pool_are_warned_with_the_fix(tmp_path, c
 
 def test_fractions_selecting_the_same_images_or_none_are_named(tmp_path, capsys):
     evals = [{"name": "knn", "task": "knn"}]
-    # 50 images in 10 classes: 0.1 and 0.11 both take one image per class, 0.05 takes none
-    lines = plan_warnings(study_file(tmp_path, evals, fractions=(0.05, 0.1, 0.11, 0.5)), capsys)
-    assert len(lines) == 2
-    assert "data.fraction 0.05 of shapes:size=32,pool=50,seed=0 selects no image (the pool has 50)" in lines[0]
-    assert "data.fraction 0.1 and 0.11 of shapes:size=32,pool=50,seed=0 select the same 10 images" in lines[1]
+    # 50 images in 10 classes: 0.1 and 0.11 both take one image per class; 0.05 takes none: refused, not warned
+    lines = plan_warnings(study_file(tmp_path, evals, fractions=(0.1, 0.11, 0.5)), capsys)
+    assert len(lines) == 1
+    assert "data.fraction 0.1 and 0.11 of shapes:size=32,pool=50,seed=0 select the same 10 images" in lines[0]
+    assert main(["study", "plan", str(study_file(tmp_path, evals, fractions=(0.05, 0.5))), "--no-flops"]) == 2
+    err = capsys.readouterr().err
+    assert "error: data.source: fraction 0.05 of 50 images selects no image" in err and "warning" not in err
     assert plan_warnings(study_file(tmp_path, evals, fractions=(0.1, 0.5, 1.0)), capsys) == []
     assert main(["study", "plan", str(study_file(tmp_path, evals, fractions=(0.1, 0.11))), "--json", "--no-flops"]) == 0
     assert len(json.loads(capsys.readouterr().out)["warnings"]) == 1

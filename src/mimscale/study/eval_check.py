@@ -117,8 +117,9 @@ def _pretraining_overlap(cfg, test: dict, built: dict) -> str | None:
 
 
 def fraction_warnings(study: Study, built: dict | None = None) -> list[str]:
-    """Fractions of one pre-training source that select the same images (0.1 and 0.11 of 50 images are both 5)
-    or none at all (training would fail): the data-size axis then has fewer points than it seems."""
+    """Fractions of one pre-training source that select the same images (0.1 and 0.11 of 50 images are both 5):
+    the data-size axis then has fewer points than it seems. (A fraction that selects no image is a problem,
+    refused by ``preflight``.)"""
     from mimscale.data.subsets import _holdout_info, subset_indices
     from mimscale.errors import DataError
 
@@ -145,9 +146,7 @@ def fraction_warnings(study: Study, built: dict | None = None) -> list[str]:
             try:
                 chosen = subset_indices(src, f, seed, pool)
             except DataError:
-                lines.append(f"data.fraction {f:g} of {source} selects no image (the pool has "
-                             f"{len(src) if pool is None else len(pool)}): that run will fail; use a larger fraction")
-                continue
+                continue  # selects no image: preflight refuses it
             by_images.setdefault(len(chosen), []).append(f)
         for count, same in by_images.items():
             if len(same) > 1:

@@ -122,9 +122,14 @@ def _pretraining_images(study: Study, sources: Sources, out: Preflight) -> None:
 def _warn_split_root(spec: str, source, out: Preflight) -> None:
     """data.source at ROOT/train beside a ROOT/val: the runs hold out part of ROOT/train and leave ROOT/val unused
     (and the evaluations without test_source have no test split); folder:ROOT is what was meant, mostly."""
+    from mimscale.data.sources import is_split_layout
+
     described = source.describe()
     top = Path(str(described.get("path", "")))
-    if described.get("kind") == "folder" and top.name == "train" and (top.parent / "val").is_dir():
+    # Only where folder:ROOT would read the splits: a ROOT holding other folders too is read whole, val/ included,
+    # and then ROOT/train is the right choice (eval_check warns about the test images in the pre-training data).
+    if (described.get("kind") == "folder" and top.name == "train" and (top.parent / "val").is_dir()
+            and is_split_layout(top.parent)):
         out.warnings.append(f"data.source {spec} is a train/ folder beside {top.parent / 'val'}: with "
                             f"data.source: folder:{top.parent} the runs pre-train on all of train/ and hold out "
                             f"val/, and the evaluations test on it")
@@ -170,12 +175,9 @@ def _eval_images(study: Study, sources: Sources, out: Preflight, world: int) -> 
             name = spec["name"]
             if cfg.task in TUNED:
                 parts = world * int(cfg.accum_steps)
-                drop_last = cfg.task == "finetune" and bool(cfg.drop_last)  # the official train loader's rule
-                if drop_last and n < int(cfg.batch_size):
-                    problems.setdefault(f"eval '{name}': its {n} training images are fewer than one global batch "
-                                        f"(batch_size {cfg.batch_size}), which drop_last drops; lower batch_size "
-                                        f"or set drop_last=false", []).append(run.id)
-                elif steps_per_epoch(n, int(cfg.batch_size), parts) == 0:
+                if cfg.task == "finetune" and cfg.drop_last and n < int(cfg.batch_size):
+                    continue  # no full batch to keep: refused by eval_check (evaluate.engine.check_epoch)
+                if steps_per_epoch(n, int(cfg.batch_size), parts) == 0:
                     problems.setdefault(f"eval '{name}': its {n} training images are fewer than one per process "
                                         f"and accumulation step ({parts}); a fine-tuning epoch would have no step",
                                         []).append(run.id)

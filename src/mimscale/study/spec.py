@@ -271,7 +271,7 @@ def expand(study: Study) -> list[StudyRun]:
             where = " ".join(f"{k}={axis_text(v)}" for k, v in point.items()) or "the base config"
             raise StudyError(f"run {where}: {e}") from None
         rid = C.run_id(cfg)
-        evals = [resolve_spec(_eval_settings(e), cfg.data.source) for e in study.evals
+        evals = [resolve_spec(eval_settings(e), cfg.data.source) for e in study.evals
                  if e.get(EVAL_RUNS, "all") == "all" or index in spanning]
         run = StudyRun(id=rid, index=index, axes=point, cfg=cfg, evals=evals)
         if rid in seen:
@@ -282,7 +282,7 @@ def expand(study: Study) -> list[StudyRun]:
     return runs
 
 
-def _eval_settings(entry: dict) -> dict:
+def eval_settings(entry: dict) -> dict:
     """An eval entry as mimscale.evaluate reads it: without the study's own ``runs`` key."""
     return {k: v for k, v in entry.items() if k != EVAL_RUNS} if EVAL_RUNS in entry else entry
 
