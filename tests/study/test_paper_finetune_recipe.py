@@ -39,3 +39,18 @@ def test_every_paper_eval_resolves_to_the_official_recipe(study):
         assert (cfg.img_size, dict(cfg.model_kwargs), cfg.test_crop, cfg.interpolation) == (
             224, {"window_size": 14}, 0.875, "bicubic")
         assert cfg.train_source == "folder:/data/imagenet/train" and cfg.test_source == "folder:/data/imagenet/val"
+
+
+def test_study_plan_shows_the_fine_tuning_as_it_will_run(capsys):
+    """`study plan --json` states each fine-tuning eval's global batch, LRs scaled to it, floor rule and
+    precision (the data is not on this machine: the plan is printed, then the missing data refused, exit 2)."""
+    import json
+
+    from mimscale.cli import main
+
+    assert main(["study", "plan", "studies/paper.yaml", "--json", "--no-flops"]) == 2
+    (tuning,) = json.loads(capsys.readouterr().out)["tuning"]
+    assert (tuning["name"], tuning["global_batch"], tuning["lr_floor_rule"], tuning["precision"]) == (
+        "finetune", 2048, "absolute", "fp32")
+    assert (tuning["peak_lr"], tuning["warmup_lr"], tuning["min_lr"]) == pytest.approx((5e-3, 1e-6, 1e-6))
+    assert tuning["drop_last"] is True and tuning["steps_per_epoch"] == {}  # no ImageNet here to count

@@ -90,7 +90,7 @@ def cmd_plan(args) -> int:
     eval_s = cost.estimate_seconds(tot_eval_flops)
     if args.json:
         doc = {"study": study.name, "study_dir": str(out_dir), "evals": study.evals,
-               "eval_data": eval_data_text(study, eval_data),
+               "tuning": _tuning(study, pre), "eval_data": eval_data_text(study, eval_data),
                "runs": [{"run": r.id, "axes": r.axes, **c,
                          "eval_data": {e["name"]: eval_data.get((r.id, e["name"])) for e in r.evals}}
                         for r, c in zip(study.runs, costs)], "eval_problems": eval_problems,
@@ -117,6 +117,12 @@ def cmd_plan(args) -> int:
     print(f"study {study.name}: {len(study.runs)} runs = {shape or 'the base config'}; evals: {_evals_text(study)}")
     for name, data in eval_data_text(study, eval_data).items():
         print(f"eval {name} data: {data}")
+    for t in _tuning(study, pre):
+        steps = (", ".join(f"{s:,} steps per epoch on {n:,} images" for n, s in t["steps_per_epoch"].items())
+                 or f"images // {t['global_batch']} steps per epoch" if t["drop_last"] else "")
+        print(f"eval {t['name']}: global batch {t['global_batch']}, peak LR {t['peak_lr']:.3g} (warmup from "
+              f"{t['warmup_lr']:.3g}, floor {t['min_lr']:.3g}; {t['lr_floor_rule']} per layer), {t['precision']}"
+              + (f", {steps}" if steps else ""))
     for line in _data_lines(study, pre):
         print(f"data {line['source']}: {line['pool']} training images, {line['heldout']} held out; per fraction: "
               + ", ".join(f"{f:g} -> {n}" for f, n in line["fractions"].items()))
@@ -174,6 +180,31 @@ def _data_lines(study: Study, pre) -> list[dict]:
     for line in lines.values():
         line["fractions"] = dict(sorted(line["fractions"].items()))
     return list(lines.values())
+
+
+def _tuning(study: Study, pre) -> list[dict]:
+    """Each fine-tuning evaluation's optimisation as it will run: the global batch, the LRs scaled to it (the
+    recipe gives them per 512 images), the per-layer floor rule, the precision, and the steps per epoch for each
+    training-set size the checks found (none when its data is not here)."""
+    from mimscale.engine.schedule import scaled_lr
+    from mimscale.evaluate.config import from_spec
+    from mimscale.evaluate.engine import steps_per_epoch
+    from mimscale.study.spec import eval_settings
+
+    out = []
+    for spec in study.evals:
+        if spec["task"] != "finetune":
+            continue
+        cfg = from_spec(eval_settings(spec))
+        batch = int(cfg.batch_size)
+        sizes = sorted({v["train"] for (_, name), v in pre.eval_images.items() if name == spec["name"]})
+        out.append({"name": spec["name"], "global_batch": batch, "accum_steps": int(cfg.accum_steps),
+                    "peak_lr": scaled_lr(cfg.base_lr, batch), "warmup_lr": scaled_lr(cfg.warmup_lr, batch),
+                    "min_lr": scaled_lr(cfg.min_lr, batch), "lr_floor_rule": cfg.lr_floor_rule,
+                    "precision": cfg.precision, "drop_last": bool(cfg.drop_last),
+                    "steps_per_epoch": {n: steps_per_epoch(n, batch, int(cfg.accum_steps), cfg.drop_last)
+                                        for n in sizes}})
+    return out
 
 
 def _evals_text(study: Study) -> str:
