@@ -151,3 +151,13 @@ def test_a_demo_flag_and_the_config_key_it_becomes_fail_alike(flag_value, messag
         with pytest.raises(UserError) as e:
             C.load_config(None, ["train.iters=1", f"seed={value}"])
         assert str(e.value) == message.replace("--seed", "seed")
+
+
+def test_study_run_accepts_a_cpu_partition_and_refuses_negative_gpus():
+    """--gpus-per-run 0 is the CPU partition (the Slurm tests use it); only a negative count is refused."""
+    from mimscale.study.cli import check_run_args
+
+    args = dict(workers=1, threads=0, cpus_per_run=1, timeout_min=10, array_parallelism=1, mem_gb=None)
+    check_run_args(argparse.Namespace(gpus_per_run=0, **args))
+    with pytest.raises(UserError, match="--gpus-per-run must be >= 0"):
+        check_run_args(argparse.Namespace(gpus_per_run=-1, **args))

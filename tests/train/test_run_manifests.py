@@ -27,7 +27,8 @@ def _verified(run: Path, capsys) -> str:
 def test_the_runs_of_a_study_share_their_manifest_bodies(tmp_path, capsys):
     study = tmp_path / "study"
     study.mkdir()
-    (study / "study.yaml").write_text("name: shared\n")  # what makes runs/<id>/ a study's run
+    (study / "study.yaml").write_text("name: shared\n")  # study.yaml and locks/: what makes runs/<id>/ a study's run
+    (study / "locks").mkdir()
     runs = [RunDir(study / "runs" / name) for name in ("a", "b")]
     for run, iters in zip(runs, (1, 2)):  # two runs of one data subset (a grid's other axes)
         assert main(["pretrain", *TINY, f"train.iters={iters}", f"run_dir={run.path}"]) == 0

@@ -247,12 +247,13 @@ def test_the_tracked_summary_numbers_are_summary_keys():
 
 
 def test_the_console_says_where_tensorboard_writes(tmp_path, capsys):
+    """On stderr: stdout holds the JSON result line alone."""
     from mimscale.train.metrics import MetricsWriter
 
     run = RunDir(tmp_path / "run")
     writer = MetricsWriter(run.metrics, sinks=["tensorboard"], run_dir=run)
     writer.close()
-    assert capsys.readouterr().out.splitlines() == [f"[track] TensorBoard: tensorboard --logdir {run.tensorboard}"]
+    assert capsys.readouterr().err.splitlines() == [f"[track] TensorBoard: tensorboard --logdir {run.tensorboard}"]
     assert not run.tracking.exists()  # TensorBoard needs no tracked identity
 
 

@@ -112,11 +112,12 @@ def check_run_args(args: argparse.Namespace) -> None:
     """``study run``'s numbers, before anything is written: --threads goes into every run's config.yaml, so it is
     checked by the ``threads`` key's own check (a bad value there would stop every run from resuming)."""
     from mimscale.config import KEYS
-    from mimscale.config_keys import positive
+    from mimscale.config_keys import at_least_zero, positive
 
     positive("at least 1")("--workers", args.workers)
     KEYS["threads"].check("--threads", args.threads)
-    for flag in ("gpus_per_run", "cpus_per_run", "timeout_min", "array_parallelism"):
+    at_least_zero("0 asks for a CPU partition")("--gpus-per-run", args.gpus_per_run)
+    for flag in ("cpus_per_run", "timeout_min", "array_parallelism"):
         positive()(f"--{flag.replace('_', '-')}", getattr(args, flag))
     if args.mem_gb is not None:
         positive()("--mem-gb", args.mem_gb)

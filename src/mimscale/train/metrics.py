@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -39,7 +40,7 @@ class MetricsWriter:
             self.sinks = open_sinks(sinks, run_dir, -1 if replay else resume_step)
             for sink in self.sinks:
                 if sink.where:  # where to look, once per process (a study's in each run's worker.log)
-                    print(f"[track] {sink.where}", flush=True)
+                    print(f"[track] {sink.where}", file=sys.stderr, flush=True)
                 if hparams:
                     sink.start(hparams)
             if replay:
