@@ -98,8 +98,15 @@ def test_folder_splits_are_the_eval_data_and_new_evals_never_retrain(tmp_path, c
     knn_before = (run / "eval" / "knn.json").read_bytes()
     path = folder_study(tmp_path, root, [{"name": "knn", "task": "knn", "knn_k": 5},
                                          {"name": "knn2", "task": "knn", "knn_k": 2}])
+    assert main(["study", "plan", str(path), "--out", str(out), "--no-flops"]) == 0
+    assert (f"already in {out.resolve()}: 1 of 1 runs pre-trained, 0 done; left: 0 pre-training(s), 2 evaluation(s)"
+            in capsys.readouterr().out)
+    assert main(["study", "plan", str(path), "--out", str(out), "--json"]) == 0
+    left = json.loads(capsys.readouterr().out)["total"]["left"]
+    assert left == {"runs_started": 1, "pretrained": 1, "done": 0, "to_pretrain": 0, "evaluations": 2}
     assert main(["study", "run", str(path), "--out", str(out), "--threads", "1"]) == 0
-    capsys.readouterr()
+    # knn changed, knn2 new: the console says what the restart does
+    assert "(pre-trained; evaluations left: knn, knn2)" in capsys.readouterr().err
     assert {name: (run / name).read_bytes() for name in pretrained} == pretrained  # no pre-training redone
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == checkpoints
     log = (run / "worker.log").read_text()

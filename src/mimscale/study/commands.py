@@ -86,8 +86,12 @@ def cmd_plan(args) -> int:
     shared = sharing.iterations(study, branches) if unshared is not None else None
     evals_f = [c["eval_flops"] for c in costs]
     tot_eval_flops = sum(evals_f) if None not in evals_f and not args.no_flops else None
-    train_s = cost.estimate_seconds(tot_flops_shared, len(study.runs))
-    eval_s = cost.estimate_seconds(tot_eval_flops)
+    # An existing study directory: the estimate is of what is left (a finished pre-training is never redone).
+    left = _left_to_do(study, out_dir)
+    left_train = [c["flops_shared"] for r, c in zip(study.runs, costs) if left[r.id]["pretrain"]]
+    left_eval = [c["eval_flops"] for r, c in zip(study.runs, costs) if left[r.id]["evals"]]
+    train_s = cost.estimate_seconds(sum(left_train) if tot_flops is not None else None, len(left_train))
+    eval_s = cost.estimate_seconds(sum(left_eval) if tot_eval_flops is not None else None)
     if args.json:
         doc = {"study": study.name, "study_dir": str(out_dir), "evals": study.evals,
                "tuning": _tuning(study, pre), "eval_data": eval_data_text(study, eval_data),
@@ -98,7 +102,8 @@ def cmd_plan(args) -> int:
                "total": {"runs": len(study.runs), "images": tot_images, "flops": tot_flops_shared,
                          "flops_unshared": tot_flops, "train_iterations": shared,
                          "train_iterations_unshared": unshared, "branches": len(branches),
-                         "eval_flops": tot_eval_flops, "train_seconds": train_s, "eval_seconds": eval_s},
+                         "eval_flops": tot_eval_flops, "train_seconds": train_s, "eval_seconds": eval_s,
+                         "left": _left_counts(left)},
                "data": _data_lines(study, pre), "disk": pre.disk}
         print(json.dumps(doc, indent=2, default=str))
         refuse(problems)
@@ -137,8 +142,13 @@ def cmd_plan(args) -> int:
     else:
         reasons = sorted({why for why in alone.values()})
         print(f"shared prefixes: none ({'; '.join(reasons)})")
+    counts = _left_counts(left)
+    if counts["runs_started"]:
+        print(f"already in {out_dir}: {counts['pretrained']} of {len(study.runs)} runs pre-trained, "
+              f"{counts['done']} done; left: {counts['to_pretrain']} pre-training(s), {counts['evaluations']} "
+              f"evaluation(s) (a finished pre-training is never redone)")
     if train_s is not None:
-        print(f"estimated time on this machine: {cost.duration(train_s + (eval_s or 0))} (pre-training "
+        print(f"estimated time{' left' if counts['runs_started'] else ''} on this machine: {cost.duration(train_s + (eval_s or 0))} (pre-training "
               f"{cost.duration(train_s)}, evaluations {cost.duration(eval_s)}; at {cost.ASSUMED_UTILISATION:.0%} of its "
               f"measured matmul speed and {cost.RUN_OVERHEAD_S:g} s per run, one run at a time: a rough guide; "
               f"`study status` gives the ETA from the runs' own speed)")
@@ -148,6 +158,27 @@ def cmd_plan(args) -> int:
     sys.stdout.flush()  # the plan before the problems
     refuse(problems)
     return 0
+
+
+def _left_to_do(study: Study, study_dir: Path) -> dict[str, dict]:
+    """Per run: whether its pre-training is still to do and which evaluations are; everything for a study
+    directory that does not exist yet."""
+    left = {}
+    for r in study.runs:
+        d = store.run_dir(study_dir, r.id) if (study_dir / STUDY_RUNS).is_dir() else None
+        summary = d.read_summary() if d is not None else None
+        pretrained = summary is not None and summary.get("status", RunState.DONE) == RunState.DONE
+        left[r.id] = {"started": d is not None and d.path.is_dir(), "pretrain": not pretrained,
+                      "evals": [e["name"] for e in r.evals if not (pretrained and store.eval_done(d, e))]}
+    return left
+
+
+def _left_counts(left: dict[str, dict]) -> dict[str, int]:
+    return {"runs_started": sum(v["started"] for v in left.values()),
+            "pretrained": sum(not v["pretrain"] for v in left.values()),
+            "done": sum(not v["pretrain"] and not v["evals"] for v in left.values()),
+            "to_pretrain": sum(v["pretrain"] for v in left.values()),
+            "evaluations": sum(len(v["evals"]) for v in left.values())}
 
 
 def _eval_flops(run, cost: dict, pre) -> float | None:

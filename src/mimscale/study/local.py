@@ -207,7 +207,7 @@ def _run_local(study: Study, study_dir: Path, workers: int, threads: int | None,
                         continue  # its trunk is still on its way to the branch point
                     if state in store.RUNNABLE and (retry_failed or state != RunState.FAILED):
                         name = store.run_dir(study_dir, run.id, run.cfg).name
-                        log(f"start   {name}" + (f" ({state})" if state != RunState.PENDING else ""))
+                        log(f"start   {name}{store.resume_note(study_dir, run.id, run.evals, state)}")
                         start(run)
             if not active:
                 if sig.count:

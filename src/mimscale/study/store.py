@@ -295,6 +295,19 @@ def run_state(study_dir: Path, run_id: str, evals: list[dict] | list[str], held:
     return RunState.PENDING
 
 
+def resume_note(study_dir: Path, run_id: str, evals: list[dict] | list[str], state: str) -> str:
+    """What a (re)start of a runnable run will do, for the console: "" for a fresh run, "evaluations left:
+    ft" for a finished pre-training with evaluations to run (nothing is re-trained), else the state."""
+    if state == RunState.PENDING:
+        return ""
+    d = run_dir(study_dir, run_id)
+    summary = d.read_summary()
+    if state == RunState.PARTIAL and summary is not None and summary.get("status", RunState.DONE) == RunState.DONE:
+        missing = [e["name"] if isinstance(e, dict) else e for e in evals if not eval_done(d, e)]
+        return f" (pre-trained; evaluations left: {', '.join(missing)})"
+    return f" ({state})"
+
+
 def record_attempt(study_dir: Path, run_id: str, status: str, cfg=None, **extra) -> None:
     """status.json: the last attempt's outcome (done | failed | interrupted), with attempt count and host.
     ``cfg``: the run's config, which names its directory if the run has none yet."""
