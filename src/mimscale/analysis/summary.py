@@ -6,15 +6,14 @@ import math
 
 from scipy import stats
 
+from mimscale.study.cost import human as _human
+
 from .correlation import weakest, weakest_words
 
 
 def human(n: float) -> str:
-    """38000 -> '38k', 1.24e6 -> '1.24M' (parameter counts, image counts)."""
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{suffix}"
-    return f"{n:g}"
+    """Parameter and image counts: 38000 -> '38k', 1.24e6 -> '1.24M' (the study's own formatting)."""
+    return _human(n, counts=True)
 
 
 def size(d: float) -> str:

@@ -162,16 +162,21 @@ def estimate_seconds(flops: float | None, runs: int = 0) -> float | None:
     return flops / (speed * ASSUMED_UTILISATION) + runs * RUN_OVERHEAD_S if speed else None
 
 
-def human(n: float | None, unit: str = "") -> str:
-    """1234567 -> '1.23M'; None -> 'n/a'."""
+SI = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))  # FLOPs, bytes
+COUNTS = ((1e9, "B"), (1e6, "M"), (1e3, "k"))  # parameters and images, as papers write them: 1.24B, 38k
+
+
+def human(n: float | None, unit: str = "", counts: bool = False) -> str:
+    """1234567 -> '1.23M'; None -> 'n/a'. ``counts``: parameter and image counts (38000 -> '38k', 1.24e9 ->
+    '1.24B'); else SI prefixes for FLOPs and bytes (2.1e12 -> '2.1T')."""
     if n is None:
         return "n/a"
-    if abs(n) >= 1e18:  # beyond "E" scientific notation reads better than a rare prefix
+    if not counts and abs(n) >= 1e18:  # beyond "E" scientific notation reads better than a rare prefix
         return f"{n:.3g}{unit}"
-    for scale, suffix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+    for scale, suffix in COUNTS if counts else SI:
         if abs(n) >= scale:
             return f"{n / scale:.3g}{suffix}{unit}"
-    return f"{n:.3g}{unit}"
+    return f"{n:g}{unit}" if counts else f"{n:.3g}{unit}"
 
 
 def clock(seconds: float | None) -> str:
