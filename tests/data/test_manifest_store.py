@@ -136,6 +136,21 @@ def test_a_run_given_as_dot_inside_a_study_still_shares_the_study_store(tmp_path
     assert manifest_store(".") == study.resolve()
 
 
+def test_a_run_reached_through_a_symlinked_study_finds_its_body(tmp_path):
+    # HPC scratch space is often a link: the reference must point where the system goes, not where the text says.
+    study = tmp_path / "phys" / "deep" / "study"
+    (study / "runs" / "r").mkdir(parents=True)
+    (study / "locks").mkdir()
+    (study / "study.yaml").write_text("name: s\n")
+    (tmp_path / "sym").mkdir()
+    (tmp_path / "sym" / "link").symlink_to(study)
+    run = tmp_path / "sym" / "link" / "runs" / "r"
+    m = make_subsets(build_source("shapes:size=8,pool=50,seed=0"), [0.5], seed=0)[0]
+    ref = write_manifest(run / "subset.json", m, store=manifest_store(run))
+    assert json.loads(ref.read_text())["body"].startswith(f"../../{MANIFESTS}/")
+    assert load_manifest(ref).ids == m.ids
+
+
 def test_a_users_own_study_yaml_beside_a_plain_runs_folder_is_not_a_study(tmp_path):
     (tmp_path / "runs" / "plain").mkdir(parents=True)
     (tmp_path / "study.yaml").write_text("name: mine\n")  # the user's study file, no study directory

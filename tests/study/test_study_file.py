@@ -115,6 +115,14 @@ def test_init_checks_the_folder_layout(tmp_path, capsys):
     assert not (tmp_path / "x.yaml").exists()
 
 
+def test_init_quotes_a_folder_path_that_yaml_would_cut_or_refuse(tmp_path, capsys):
+    root = tmp_path / "my: images #2"  # unquoted, ': ' is a YAML error and ' #' starts a comment
+    write_jpegs(root, classes=2, train=4, val=1)
+    study = tmp_path / "s.yaml"
+    assert main(["init", "--data", str(root), "--out", str(study)]) == 0, capsys.readouterr().err
+    assert yaml.safe_load(study.read_text())["base"]["data.source"] == f"folder:{root.resolve()}"
+
+
 def _study(tmp_path, base: dict, evals=None, axes=None) -> Path:
     doc = {"name": "s", "base_config": "pretrain/swinv2-cpu.yaml",
            "base": {"model.name": "swinv2-cpu-t", "train.iters": 2, **base},
@@ -137,6 +145,23 @@ def test_every_problem_is_found_before_compute_at_once(tmp_path, images, capsys)
                          r"than one batch \(train.batch_size 64\); lower train.batch_size to at most 20", err[0])
         assert "eval 'knn': knn_k 500 is more than its 160 training images" in err[1]
     assert not out.exists()
+
+
+def test_bad_fine_tuning_evals_on_the_builtin_pools_are_found_with_the_plan(tmp_path, capsys):
+    # A setting that cannot be read and a batch larger than the built-in 2,000-image pool (drop_last drops it
+    # whole): both listed after the plan, not found after pre-training or stopping the plan at the first.
+    path = _study(tmp_path, {}, [{"name": "ft", "task": "finetune", "batch_size": 0},
+                                 {"name": "ft2", "task": "finetune", "batch_size": 4096}])
+    out = tmp_path / "out"
+    assert main(["study", "plan", str(path), "--out", str(out), "--no-flops"]) == 2
+    printed, err = capsys.readouterr()
+    assert "total: 3 runs" in printed
+    assert err.splitlines() == [
+        "mimscale study: error: eval 'ft': batch_size must be positive, got 0",
+        "mimscale study: error: eval 'ft2': the training data has 2000 images, fewer than one global batch "
+        "(batch_size 4096): lower batch_size or set drop_last=false"]
+    assert main(["study", "run", str(path), "--out", str(out)]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 2 and not out.exists()
 
 
 def test_a_relative_data_path_names_the_folder_it_was_read_from(tmp_path, capsys, monkeypatch):

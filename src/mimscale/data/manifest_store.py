@@ -81,8 +81,9 @@ def write_body(store, ids: Sequence[str], sha256: str, per_class: dict) -> Path:
 
 def relative_body(reference: Path, body: Path) -> str:
     """``body``'s path as a reference at ``reference`` records it: relative, with "/" separators, so a study
-    directory can be moved or copied whole."""
-    rel = os.path.relpath(os.path.abspath(body), os.path.dirname(os.path.abspath(reference)))
+    directory can be moved or copied whole. Both sides are real paths: the system resolves a symlinked run
+    directory before the ".." of the reference, so a path kept through the link would point elsewhere."""
+    rel = os.path.relpath(os.path.realpath(body), os.path.dirname(os.path.realpath(reference)))
     return Path(rel).as_posix()
 
 
@@ -95,7 +96,7 @@ def read_body(reference: Path, rel: str) -> dict:
         raise DataError(f"{reference}: body {rel!r} is not a {BODY_SUFFIX} manifest body")
     if not path.is_file():
         # Absolute, without "..": it says where the store's folder must go for a run copied out of its study.
-        where = Path(os.path.abspath(path))
+        where = Path(os.path.realpath(path))
         raise DataError(f"{reference}: its ids are in {where}, which is missing (a run directory copied out of "
                         f"its study keeps only the reference: copy the study's {MANIFESTS}/ folder to "
                         f"{where.parent.parent})")

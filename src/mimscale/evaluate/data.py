@@ -57,6 +57,8 @@ def resolve_data(cfg, size: int) -> dict:
     described, not generated."""
     if not cfg.train_source and not cfg.test_source:
         train, test = (parse_spec(s.format(size=size)) for s in (DEFAULT_TRAIN, DEFAULT_TEST))
+        if cfg.task == "finetune":  # the pools' sizes are in their specs: the epoch is checked as for any data
+            check_epoch(int(train["pool"]), cfg.batch_size, cfg.drop_last)
     else:
         sources = build_sources(cfg.train_source, cfg.test_source, size)
         check_data(*sources, cfg)

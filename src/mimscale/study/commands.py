@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from mimscale.errors import StudyError
+from mimscale.errors import StudyError, UserError
 from mimscale.rundir import STUDY_RUNS, RunState
 from mimscale.study import store
 from mimscale.study.eval_check import check_study, eval_data_text
@@ -124,7 +124,7 @@ def cmd_plan(args) -> int:
         print(f"eval {name} data: {data}")
     for t in _tuning(study, pre):
         steps = (", ".join(f"{s:,} steps per epoch on {n:,} images" for n, s in t["steps_per_epoch"].items())
-                 or f"images // {t['global_batch']} steps per epoch" if t["drop_last"] else "")
+                 or (f"images // {t['global_batch']} steps per epoch" if t["drop_last"] else ""))
         print(f"eval {t['name']}: global batch {t['global_batch']}, peak LR {t['peak_lr']:.3g} (warmup from "
               f"{t['warmup_lr']:.3g}, floor {t['min_lr']:.3g}; {t['lr_floor_rule']} per layer), {t['precision']}"
               + (f", {steps}" if steps else ""))
@@ -226,7 +226,10 @@ def _tuning(study: Study, pre) -> list[dict]:
     for spec in study.evals:
         if spec["task"] != "finetune":
             continue
-        cfg = from_spec(eval_settings(spec))
+        try:
+            cfg = from_spec(eval_settings(spec))
+        except UserError:
+            continue  # a bad setting: check_all reported it, under the eval's name, with the other problems
         batch = int(cfg.batch_size)
         sizes = sorted({v["train"] for (_, name), v in pre.eval_images.items() if name == spec["name"]})
         out.append({"name": spec["name"], "global_batch": batch, "accum_steps": int(cfg.accum_steps),

@@ -8,11 +8,13 @@ training split holds that many images.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 
 from mimscale.errors import StudyError, UserError
+from mimscale.rundir import create_exclusive
 from mimscale.study.spec import parse_study
 
 FRACTIONS = (0.5, 1.0)
@@ -74,7 +76,7 @@ def study_text(name: str, root: Path | None, iters: list[int], file: str) -> str
                 f"pool)\n"
                 f"  # and {info['val']} in ROOT/val: never trained on; the held-out set of the pre-training loss\n"
                 f"  # and the test set of the evaluations.\n"
-                f"  data.source: {source}\n"
+                f"  data.source: {json.dumps(source)}\n"  # quoted: a path may hold ': ' or ' #'
                 f"  train.batch_size: {batch}  # the smallest fraction selects {smallest} images: one batch at least\n")
     else:
         batch, knn_k = MAX_BATCH, KNN_K
@@ -111,6 +113,7 @@ def write_study_file(out: Path, root: Path | None, iters: list[int]) -> str:
         raise StudyError(f"{out} exists; choose another --out or remove it")
     name = "".join(c if c.isalnum() or c in "_.-" else "-" for c in out.stem) or "my-study"
     text = study_text(name, root, iters, str(out))
-    with open(out, "x") as f:  # "x": a file that appeared meanwhile is not overwritten either
-        f.write(text)
+    # written whole or not at all, and never over a file that appeared meanwhile
+    if not create_exclusive(out, lambda f: f.write(text.encode())):
+        raise StudyError(f"{out} exists; choose another --out or remove it")
     return text
