@@ -77,7 +77,8 @@ def _images() -> list[np.ndarray]:
     yy, xx = np.mgrid[0:20, 0:24]
     smooth = np.stack([xx * 10, yy * 12, (xx + yy) * 5], -1).astype(np.uint8)  # flat runs and ramps
     narrow = rng.integers(60, 190, (16, 16, 3), dtype=np.uint8)  # autocontrast / equalize stretch it
-    return [noise, smooth, narrow]
+    tiny = rng.integers(0, 256, (2, 5, 3), dtype=np.uint8)  # no interior pixel: sharpness's filter is a no-op
+    return [noise, smooth, narrow, tiny]
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -143,6 +144,9 @@ def test_randaugment_schedule_matches_timm(monkeypatch):
     calls.clear()
     rand_augment(img, 2, 9.0, 0.0, np.random.default_rng(0), prob=1.0)
     assert [c[1] for c in calls] == [9.0, 9.0]  # mstd 0: the fixed magnitude
+    calls.clear()
+    rand_augment(img, 1, 20.0, 0.0, np.random.default_rng(0), prob=1.0)
+    assert [c[1] for c in calls] == [10.0]  # clipped with or without a spread, as timm does
 
 
 class _Script:

@@ -164,6 +164,13 @@ def test_bad_fine_tuning_evals_on_the_builtin_pools_are_found_with_the_plan(tmp_
     assert len(capsys.readouterr().err.splitlines()) == 2 and not out.exists()
 
 
+def test_a_missing_held_out_source_is_named_by_its_own_key(tmp_path, capsys):
+    path = _study(tmp_path, {"data.val_source": f"folder:{tmp_path / 'no-val'}"})
+    assert main(["study", "plan", str(path), "--no-flops"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"mimscale study: error: data.val_source: data path not found: {tmp_path / 'no-val'}"]
+
+
 def test_a_relative_data_path_names_the_folder_it_was_read_from(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = _study(tmp_path, {"data.source": "folder:nowhere/images"})

@@ -92,6 +92,8 @@ def _equalize(q: torch.Tensor) -> torch.Tensor:
 def _smooth(q: torch.Tensor) -> torch.Tensor:
     """PIL ``ImageFilter.SMOOTH`` (3x3 kernel 1 1 1 / 1 5 1 / 1 1 1 over 13, rounded half up); the
     one-pixel border keeps its values, as PIL's 3x3 filter does."""
+    if min(q.shape[1:]) < 3:  # no interior pixel: PIL returns the image unchanged
+        return q.clone()
     k = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=torch.float64, device=q.device)
     c = q.shape[0]
     s = F.conv2d(q[None].double(), k.expand(c, 1, 3, 3), groups=c)[0].round().long()  # exact integer sums
@@ -240,7 +242,7 @@ def rand_augment(img: torch.Tensor, n: int, m: float, mstd: float, rng: np.rando
     for op in rng.choice(OPS, size=n, replace=True):
         if rng.random() > prob:
             continue
-        mag = float(np.clip(rng.normal(m, mstd), 0, _LEVEL_DENOM)) if mstd > 0 else float(m)
+        mag = float(np.clip(rng.normal(m, mstd) if mstd > 0 else m, 0, _LEVEL_DENOM))  # timm clips either way
         q = _apply_levels(str(op), q, mag, rng, mode)
     return (q.float() / 255).to(img.dtype)
 

@@ -88,13 +88,16 @@ def _pretraining_images(study: Study, sources: Sources, out: Preflight) -> None:
         d = run.cfg.data
         groups.setdefault((str(d.source), str(d.val_source or ""), int(d.subset_seed)), []).append(run)
     for (spec, val_spec, seed), runs in groups.items():
+        key = "data.source"  # the key a problem is reported under
         try:
             source = sources.get(spec)
+            key = "data.val_source"
             val_source = sources.get(val_spec) if val_spec else None
+            key = "data.source"
             fractions = sorted({float(r.cfg.data.fraction) for r in runs})
             manifests = make_subsets(source, fractions, seed, holdout=None if val_source else "auto")
         except UserError as e:
-            problems.setdefault(f"data.source: {e}", []).extend(r.id for r in runs)
+            problems.setdefault(f"{key}: {e}", []).extend(r.id for r in runs)
             continue
         _warn_split_root(spec, source, out)
         counts = {m.fraction: len(m.ids) for m in manifests if m.split == "train"}
