@@ -240,6 +240,34 @@ def test_a_run_that_stops_early_is_not_marked_finished(tmp_path, finishes):
     assert calls == ([("mlflow", "FINISHED"), ("wandb", 0)] if finishes else [("wandb", 1), ("mlflow", "FAILED")])
 
 
+class _GoneMlflowClient(_FakeMlflowClient):
+    """A tracking server that answers until its third call, then is gone."""
+
+    def log_batch(self, run_id, metrics=(), params=()):
+        self.calls.append(("mlflow", "log"))
+        if len(self.calls) >= 3:
+            raise ConnectionError("HTTPConnectionPool(host='mlflow', port=5000): Max retries exceeded\nmore")
+
+
+def test_a_tracker_that_fails_mid_run_is_dropped_with_one_line_and_the_run_goes_on(tmp_path, capsys):
+    from mimscale.train.metrics import MetricsWriter
+
+    calls: list = []
+    sink = object.__new__(tracking.MlflowSink)
+    sink.client, sink.run_id = _GoneMlflowClient(calls), "r"
+    writer = MetricsWriter(tmp_path / "metrics.jsonl")
+    writer.sinks = [sink]
+    for step in range(1, 6):
+        writer.log(step, "train", "loss", 1.0 / step)
+    writer.finish({"iters": 5})
+    writer.close()
+    assert calls == [("mlflow", "log")] * 3 + [("mlflow", "FAILED")]  # closed once, as not finished
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 5  # every value kept
+    assert capsys.readouterr().err.splitlines() == [
+        "[track] mlflow stopped tracking this run: HTTPConnectionPool(host='mlflow', port=5000): Max retries "
+        f"exceeded (every value is in {tmp_path / 'metrics.jsonl'})"]
+
+
 def test_the_tracked_summary_numbers_are_summary_keys():
     from mimscale.rundir import SUMMARY_KEYS
 

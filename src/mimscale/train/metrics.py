@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from mimscale.rundir import RunDir, atomic_write_text
-from mimscale.train.tracking import TensorBoardSink, open_sinks, summary_metrics
+from mimscale.train.tracking import TensorBoardSink, each_sink, open_sinks, summary_metrics
 
 
 class MetricsWriter:
@@ -41,11 +41,15 @@ class MetricsWriter:
             for sink in self.sinks:
                 if sink.where:  # where to look, once per process (a study's in each run's worker.log)
                     print(f"[track] {sink.where}", file=sys.stderr, flush=True)
-                if hparams:
-                    sink.start(hparams)
+            if hparams:
+                self._each(lambda sink: sink.start(hparams))
             if replay:
                 self._replay(resume_step)
         self.file = open(self.path, "a")
+
+    def _each(self, call) -> None:
+        """``call`` on every tracker; one that fails is dropped with a warning, and the run goes on."""
+        self.sinks = each_sink(self.sinks, call, str(self.path))
 
     @property
     def tb(self):
@@ -61,8 +65,8 @@ class MetricsWriter:
             if rec["step"] <= upto:
                 groups.setdefault((rec["step"], rec["split"]), {})[rec["name"]] = float(rec["value"])
         for (step, split), values in groups.items():
-            for sink in self.sinks:
-                sink.log(step, {f"{split}/{name}": value for name, value in values.items()})
+            scalars = {f"{split}/{name}": value for name, value in values.items()}
+            self._each(lambda sink, step=step, scalars=scalars: sink.log(step, scalars))
 
     def log(self, step: int, split: str, name: str, value: float) -> None:
         self.log_many(step, split, {name: value})
@@ -75,24 +79,28 @@ class MetricsWriter:
             rec = {"step": int(step), "split": split, "name": name, "value": float(value), "time": now}
             self.file.write(json.dumps(rec) + "\n")
         self.file.flush()
-        for sink in self.sinks:  # one call per step: W&B makes one history row of it
-            sink.log(int(step), {f"{split}/{name}": float(value) for name, value in values.items()})
+        if self.sinks:  # one call per step: W&B makes one history row of it
+            scalars = {f"{split}/{name}": float(value) for name, value in values.items()}
+            self._each(lambda sink: sink.log(int(step), scalars))
 
     def finish(self, summary: dict) -> None:
         """The run is done: its final numbers (``summary.json``) as ``summary/<key>`` scalars at its last step,
         and the tracked run marked finished (TensorBoard's HParams session ends)."""
         if not self.enabled:
             return
-        for sink in self.sinks:
-            sink.log(int(summary.get("iters") or 0), summary_metrics(summary))
+        final = summary_metrics(summary)
+
+        def end(sink) -> None:
+            sink.log(int(summary.get("iters") or 0), final)
             sink.end()
+
+        self._each(end)
         self.finished = True
 
     def close(self) -> None:
         if self.enabled:
             self.file.close()
-            for sink in self.sinks:
-                sink.close(self.finished)
+            self._each(lambda sink: sink.close(self.finished))
 
 
 def _forked_at(run_dir: RunDir) -> int | None:

@@ -54,6 +54,8 @@ def flat(d: dict) -> dict[str, Any]:
 
 
 class TensorBoardSink:
+    name = "tensorboard"
+
     def __init__(self, run_dir: RunDir, resume_step: int | None):
         from torch.utils.tensorboard import SummaryWriter
 
@@ -109,6 +111,8 @@ def wandb_id(run_dir: RunDir) -> str:
 
 
 class WandbSink:
+    name = "wandb"
+
     def __init__(self, run_dir: RunDir, resume_step: int | None):
         import wandb
 
@@ -136,6 +140,8 @@ class WandbSink:
 
 
 class MlflowSink:
+    name = "mlflow"
+
     def __init__(self, run_dir: RunDir, resume_step: int | None):
         from mlflow import MlflowClient
 
@@ -224,6 +230,26 @@ def open_sinks(sinks, run_dir: RunDir, resume_step: int | None = None) -> list:
     return opened
 
 
+def each_sink(sinks: list, call, where: str) -> list:
+    """``call(sink)`` on every sink; returns those that did not fail. A tracker that fails once it is open (a
+    server gone mid-run, a full disk under its files) is dropped with a one-line warning and closed: the run
+    goes on, and metrics.jsonl and the result files keep every value (``where`` says which)."""
+    alive = []
+    for sink in sinks:
+        try:
+            call(sink)
+            alive.append(sink)
+        except Exception as e:  # any tracker error: tracking is a copy, never a reason to stop a run
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"[track] {sink.name} stopped tracking this run: {first} (every value is in {where})",
+                  file=sys.stderr, flush=True)
+            try:
+                sink.close(False)
+            except Exception:  # already failing; the warning above is what the user needs
+                pass
+    return alive
+
+
 def run_hparams(cfg, run_id: str) -> dict[str, Any]:
     """The hyper-parameters a run is tracked with: its identity config, flattened, and its run id."""
     return {"run_id": run_id, **flat(identity(cfg))}
@@ -274,15 +300,15 @@ def log_evaluation(run_dir: RunDir, result: dict) -> None:
               file=sys.stderr)
         return
     step, final, epochs = evaluation_scalars(result)
-    try:
-        for s in sinks:
-            for epoch, values in epochs:
-                s.log(epoch, values)
-            s.log(step, final)
-    finally:
-        for s in sinks:
-            s.close()
+
+    def send(s) -> None:
+        for epoch, values in epochs:
+            s.log(epoch, values)
+        s.log(step, final)
+
+    for s in each_sink(sinks, send, str(run_dir.eval_result(result["name"]))):
+        each_sink([s], lambda s: s.close(), str(run_dir.eval_result(result["name"])))
 
 
-__all__ = ["SINKS", "DEFAULT_SINKS", "open_sinks", "check_installed", "require_installed", "run_hparams", "summary_metrics",
+__all__ = ["SINKS", "DEFAULT_SINKS", "open_sinks", "each_sink", "check_installed", "require_installed", "run_hparams", "summary_metrics",
            "run_sinks", "log_evaluation", "evaluation_scalars", "flat"]
