@@ -137,3 +137,20 @@ def test_results_and_report_name_the_eval_data_also_of_older_results(tmp_path):
     assert row == {"eval_knn_top1": 0.5, "eval_knn_data": "shapes (built-in) (probe / test)"}
     assert eval_columns(pd.DataFrame([row])) == ["eval_knn_top1"]  # the data column is not a metric
     assert "<li>eval_knn_*: shapes (built-in) (probe / test)</li>" in _eval_data_note(pd.DataFrame([row]))
+
+
+def test_the_checks_list_a_folder_once(tmp_path, monkeypatch):
+    """Pre-training, held-out and three evaluations on one folder: one listing (ImageNet-22K is 14.2M files)."""
+    import mimscale.data.sources as sources
+    from mimscale.study.commands import check_all
+
+    root = tmp_path / "images"
+    write_pngs(root, {"train": 6, "val": 4})
+    path = folder_study(tmp_path, root, [{"name": "knn", "task": "knn", "knn_k": 3}, {"name": "lin", "task": "linear"},
+                                         {"name": "ft", "task": "finetune", "batch_size": 8}])
+    built = []
+    real = sources.build_source
+    monkeypatch.setattr(sources, "build_source", lambda spec, *a, **k: built.append(spec) or real(spec, *a, **k))
+    data, pre, problems = check_all(load_study(path), tmp_path / "out")
+    assert problems == [] and pre.problems == [] and len(data) == 3
+    assert built == [f"folder:{root}"]

@@ -23,14 +23,15 @@ DEFAULT_TRAIN = "shapes:size={size},pool=2000,seed=0,split=probe"
 DEFAULT_TEST = "shapes:size={size},pool=1000,seed=0,split=test"
 
 
-def build_sources(train_spec: str, test_spec: str, size: int):
+def build_sources(train_spec: str, test_spec: str, size: int, build=build_source):
     """(train, test) sources; an empty test spec takes the train source's own validation split. Builds, never
-    decodes: a folder is listed, so this is also the check a study runs before any compute."""
-    train = build_source(train_spec or DEFAULT_TRAIN.format(size=size))
+    decodes: a folder is listed, so this is also the check a study runs before any compute (``build``: its
+    cache, so a folder several checks read is listed once)."""
+    train = build(train_spec or DEFAULT_TRAIN.format(size=size))
     if test_spec:
-        test = build_source(test_spec)
+        test = build(test_spec)
     elif not train_spec:
-        test = build_source(DEFAULT_TEST.format(size=size))
+        test = build(DEFAULT_TEST.format(size=size))
     else:
         test = train.validation()
         if test is None:
@@ -51,7 +52,7 @@ def check_data(train, test, cfg) -> None:
         check_epoch(len(train), cfg.batch_size, cfg.drop_last)
 
 
-def resolve_data(cfg, size: int) -> dict:
+def resolve_data(cfg, size: int, build=build_source) -> dict:
     """The ``describe()`` of an evaluation's train and test data and its name in words, every check done,
     without computing (the study runner's check before pre-training). The default built-in shapes pools are
     described, not generated."""
@@ -60,7 +61,7 @@ def resolve_data(cfg, size: int) -> dict:
         if cfg.task == "finetune":  # the pools' sizes are in their specs: the epoch is checked as for any data
             check_epoch(int(train["pool"]), cfg.batch_size, cfg.drop_last)
     else:
-        sources = build_sources(cfg.train_source, cfg.test_source, size)
+        sources = build_sources(cfg.train_source, cfg.test_source, size, build)
         check_data(*sources, cfg)
         train, test = (s.describe() for s in sources)
     return {"train": train, "test": test, "name": data_name(train, test)}

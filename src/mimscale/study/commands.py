@@ -34,10 +34,11 @@ def check_all(study: Study, study_dir: Path, world: int = 1):
     settings) and the rest (``preflight``: data per fraction against the batch, evaluation data against its task,
     model names, disk space). Returns the eval data, the Preflight (its ``problems``: every problem, one line
     each; its ``warnings``: every warning) and the evaluations' problems alone. Warnings are printed here."""
-    from mimscale.study.preflight import preflight
+    from mimscale.study.preflight import Sources, preflight
 
-    check = check_study(study)
-    pre = preflight(study, study_dir, world=world)
+    sources = Sources()  # each data source built (a folder listed) once for both
+    check = check_study(study, sources)
+    pre = preflight(study, study_dir, world=world, sources=sources)
     pre.warnings = check.warnings + pre.warnings
     warn(pre.warnings)
     pre.problems = check.problems + pre.problems

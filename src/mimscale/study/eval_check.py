@@ -38,19 +38,21 @@ def resolve_evals(study: Study) -> tuple[dict[tuple[str, str], str], list[str]]:
     return check.data, check.problems
 
 
-def check_study(study: Study) -> EvalCheck:
+def check_study(study: Study, sources=None) -> EvalCheck:
     """Every evaluation resolved (``resolve_evals``), and the warnings: an evaluation testing on its own training
-    images, an evaluation testing on images its run pre-trained on, two fractions selecting the same images."""
+    images, an evaluation testing on images its run pre-trained on. ``sources``: the ``preflight.Sources`` the
+    other checks use, so each pre-training source is built (a folder listed) once."""
     from mimscale.evaluate.config import from_spec
     from mimscale.evaluate.data import resolve_data
     from mimscale.evaluate.overlap import same_images_warning
+    from mimscale.study.preflight import Sources
 
     data: dict[tuple[str, str], str] = {}
     problems: dict[tuple[str, str], list[str]] = {}  # (eval name, message) -> run ids
     warned: dict[tuple[str, str], list[str]] = {}  # the same for warnings
     done: dict[tuple[str, int], tuple[dict | None, str | None]] = {}
-    built: dict = {}  # pre-training source spec -> its Source (or None), built once
     written = {e["name"]: e for e in study.evals}
+    sources = Sources() if sources is None else sources
     for run in study.runs:
         size = int(run.cfg.data.img_size)
         for spec in run.evals:  # a run outside an eval's `runs` subset does not have it
@@ -61,7 +63,7 @@ def check_study(study: Study) -> EvalCheck:
                             if spec.get("train_source") and not written[spec["name"]].get("train_source") else "")
                 try:
                     cfg = from_spec(spec)
-                    done[key] = (resolve_data(cfg, int(cfg.img_size) or size), None)
+                    done[key] = (resolve_data(cfg, int(cfg.img_size) or size, sources.get), None)
                 except (UserError, OSError) as e:
                     done[key] = (None, implicit + " ".join(str(e).split()))
             resolved, problem = done[key]
@@ -71,9 +73,9 @@ def check_study(study: Study) -> EvalCheck:
             data[(run.id, spec["name"])] = resolved["name"]
             if (same := same_images_warning(resolved["train"], resolved["test"])) is not None:
                 warned.setdefault((spec["name"], same), []).append(run.id)
-            if (seen := _pretraining_overlap(run.cfg, resolved["test"], built)) is not None:
+            if (seen := _pretraining_overlap(run.cfg, resolved["test"], sources)) is not None:
                 warned.setdefault((spec["name"], seen), []).append(run.id)
-    warnings = _per_eval(study, warned) + fraction_warnings(study, built)
+    warnings = _per_eval(study, warned)
     return EvalCheck(data, _per_eval(study, problems), warnings)
 
 
@@ -86,27 +88,16 @@ def _per_eval(study: Study, found: dict[tuple[str, str], list[str]]) -> list[str
     return lines
 
 
-def _built(source: str, built: dict):
-    """The pre-training source ``source`` built once per check (None when it does not build: pre-training reports
-    that itself). A folder is listed; a built-in pool is generated, as pre-training does."""
-    from mimscale.data.sources import build_source
-
-    if source not in built:
-        try:
-            built[source] = build_source(source)
-        except (UserError, OSError, ValueError):
-            built[source] = None
-    return built[source]
-
-
-def _pretraining_overlap(cfg, test: dict, built: dict) -> str | None:
+def _pretraining_overlap(cfg, test: dict, sources) -> str | None:
     """One line when an evaluation's test images are among the images its run pre-trains on (``data.source:
     folder:ROOT`` reads ROOT/train when ROOT holds only train/, val/ and test/, else all of ROOT)."""
     from mimscale.evaluate.overlap import images_folder, shared_images
 
     source = str(cfg.data.source)
-    src = _built(source, built)
-    pool = src.describe() if src is not None else None
+    try:
+        pool = sources.get(source).describe()
+    except UserError:
+        pool = None  # a source that does not build: preflight reports it
     if pool is None or not shared_images(pool, test):
         return None
     folder = images_folder(pool)
@@ -114,45 +105,6 @@ def _pretraining_overlap(cfg, test: dict, built: dict) -> str | None:
             if folder is not None and Path(folder, "train").is_dir() else "; pre-train on other images")
     return (f"its test images are in the pre-training data (data.source {source}): pre-training saw them "
             f"(without labels), which is not the ImageNet-train-only protocol" + hint)
-
-
-def fraction_warnings(study: Study, built: dict | None = None) -> list[str]:
-    """Fractions of one pre-training source that select the same images (0.1 and 0.11 of 50 images are both 5):
-    the data-size axis then has fewer points than it seems. (A fraction that selects no image is a problem,
-    refused by ``preflight``.)"""
-    from mimscale.data.subsets import _holdout_info, subset_indices
-    from mimscale.errors import DataError
-
-    groups: dict[tuple[str, str, int], set[float]] = {}
-    for run in study.runs:
-        d = run.cfg.data
-        groups.setdefault((str(d.source), str(d.val_source or ""), int(d.subset_seed)), set()).add(float(d.fraction))
-    lines = []
-    for (source, val_source, seed), fractions in groups.items():
-        if fractions == {1.0}:
-            continue  # the whole pool: nothing to collide
-        src = _built(source, {} if built is None else built)
-        if src is None:
-            continue  # pre-training reports a bad source itself
-        try:
-            # As data.plan_data draws them: from the pool left after the held-out split (none with val_source).
-            pool = None if val_source else _holdout_info(src, "auto", 0)[0]
-        except (UserError, OSError, ValueError):
-            continue
-        # The subsets of one source, seed and pool are nested (data.subsets), so two fractions select the same
-        # images exactly when they select as many.
-        by_images: dict[int, list[float]] = {}
-        for f in sorted(fractions):
-            try:
-                chosen = subset_indices(src, f, seed, pool)
-            except DataError:
-                continue  # selects no image: preflight refuses it
-            by_images.setdefault(len(chosen), []).append(f)
-        for count, same in by_images.items():
-            if len(same) > 1:
-                lines.append(f"data.fraction {' and '.join(f'{f:g}' for f in same)} of {source} select the same "
-                             f"{count} images: their runs differ only in name; keep one of them")
-    return lines
 
 
 def eval_data_text(study: Study, data: dict[tuple[str, str], str]) -> dict[str, str]:

@@ -101,6 +101,14 @@ def _pretraining_images(study: Study, sources: Sources, out: Preflight) -> None:
             continue
         _warn_split_root(spec, source, out)
         counts = {m.fraction: len(m.ids) for m in manifests if m.split == "train"}
+        # The subsets of one source, seed and pool are nested (data.subsets): two fractions select the same
+        # images exactly when they select as many, and the data-size axis has fewer points than it seems.
+        by_count: dict[int, list[float]] = {}
+        for f in sorted(counts):
+            by_count.setdefault(counts[f], []).append(f)
+        out.warnings += [f"data.fraction {' and '.join(f'{f:g}' for f in same)} of {spec} select the same {n} "
+                         f"images: their runs differ only in name; keep one of them"
+                         for n, same in by_count.items() if len(same) > 1]
         held = next((len(m.ids) for m in manifests if m.split == "heldout"), None)
         if held is None:  # the source's own validation split, or data.val_source
             held = len((val_source or source.validation()).ids)
@@ -267,10 +275,11 @@ def _disk(study: Study, study_dir: Path, out: Preflight) -> None:
         out.warnings.append(f"{what}: it is close")
 
 
-def preflight(study: Study, study_dir: Path, world: int = 1, disk: bool = True) -> Preflight:
+def preflight(study: Study, study_dir: Path, world: int = 1, disk: bool = True, sources: Sources | None = None
+              ) -> Preflight:
     """Every check before compute (see the module docstring); ``world``: processes per run (the evaluations'
-    fine-tuning splits its batch over them)."""
-    out, sources = Preflight(), Sources()
+    fine-tuning splits its batch over them); ``sources``: shared with ``eval_check`` so each is built once."""
+    out, sources = Preflight(), Sources() if sources is None else sources
     _model_names(study, out)
     _trackers(study, out)
     _pretraining_images(study, sources, out)
