@@ -151,3 +151,15 @@ def test_poll_reads_the_newest_step_of_each_running_run(runs, tmp_path):
     d.metrics.write_text("".join(json.dumps(r) + "\n" for r in lines))
     t.poll()
     assert t.running[runs[0].id].step == 20 and t.rate(runs[0]) == pytest.approx(2.0)
+
+
+def test_a_run_another_runner_finished_leaves_the_waiting_count_and_the_eta(runs, tmp_path):
+    t = _tracker(runs, tmp_path)
+    t.observe(runs[0].id, 10, 10.0)
+    t.observe(runs[0].id, 20, 20.0)  # 1 s/step for every model
+    before = t.predicted_s()
+    t.settled_elsewhere(runs[1].id)  # pending, finished by the other process on this directory
+    t.settled_elsewhere(runs[1].id)  # seen twice: counted once
+    t.settled_elsewhere(runs[0].id)  # running here, not pending: not this call's to count
+    assert (t.done, len(t.pending), len(t.running)) == (1, 1, 2)
+    assert t.predicted_s() == pytest.approx(before - 100 / 2)  # its 100 steps left the shared work

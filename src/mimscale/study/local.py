@@ -203,6 +203,9 @@ def _run_local(study: Study, study_dir: Path, workers: int, threads: int | None,
                     if run.id in active or run.id in attempted or run.id in report.skipped:
                         continue
                     state = store.run_state(study_dir, run.id, run.evals)
+                    if state == RunState.DONE:
+                        tracker.settled_elsewhere(run.id)  # another runner on this directory finished it
+                        continue
                     if state in store.RUNNABLE and sharing.waiting_for(study_dir, run.id, branches):
                         continue  # its trunk is still on its way to the branch point
                     if state in store.RUNNABLE and (retry_failed or state != RunState.FAILED):
@@ -221,6 +224,11 @@ def _run_local(study: Study, study_dir: Path, workers: int, threads: int | None,
                             log(f"not run {store.run_dir(study_dir, r.id, r.cfg).name}: it {why}, which did not "
                                 f"finish; rerun to retry")
                     break
+                for r in order:  # the view follows what the other process finishes meanwhile
+                    if r.id in tracker.pending and store.run_state(study_dir, r.id, r.evals) == RunState.DONE:
+                        tracker.settled_elsewhere(r.id)
+                if view is not None:
+                    view.tick()
                 time.sleep(poll_s)  # runs claimed by another process: wait, and take over if it dies
                 continue
             ready = wait([p.sentinel for p, _, _ in active.values()], timeout=poll_s)

@@ -88,6 +88,11 @@ class StudyProgress:
         # The rest of its wall time went to start-up and evaluations: every unfinished run will spend it too.
         self.overheads.append(max(0.0, wall - trained * acc[0] / acc[1]))
 
+    def settled_elsewhere(self, run_id: str) -> None:
+        """A waiting run that another process finished: done, and no longer in the ETA."""
+        if self.pending.pop(run_id, None) is not None:
+            self.done += 1
+
     def requeued(self, run: StudyRun) -> None:
         """A run that went back to waiting (claimed elsewhere, interrupted)."""
         w = self.running.pop(run.id, None)
