@@ -142,4 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if "mimscale.engine.distributed" in sys.modules:  # a torchrun rank ends through its process group's exit
+        sys.modules["mimscale.engine.distributed"].exit_process(code)
+    sys.exit(code)

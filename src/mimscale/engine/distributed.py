@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import os
+import sys
 from datetime import timedelta
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -33,6 +36,7 @@ def init_from_env(device: torch.device) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
+    faulthandler.enable()  # a rank that aborts in C++ (SIGABRT) prints where each of its threads was
     dist.init_process_group(backend=backend)
     # Leave the group before the interpreter exits: a rank that exits with gloo's threads still running can
     # abort in C++ ("terminate called without an active exception", SIGABRT), failing a finished run.
@@ -104,6 +108,22 @@ def cleanup() -> None:
     except Exception:  # noqa: BLE001 - a peer already gone: nothing left to wait for
         pass
     dist.destroy_process_group()
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process with ``code``. A torchrun rank leaves its process group, flushes its output and ends
+    without interpreter finalization: the DDP reducer and gloo's backend outlive ``destroy_process_group`` and
+    are torn down there, where a rank of a finished run could still abort (SIGABRT, "terminate called without
+    an active exception", seen in CI at the end of a resumed 2-rank run). Every file is written by then."""
+    if not is_distributed():
+        sys.exit(code)
+    cleanup()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more to say
+            pass
+    os._exit(code)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -326,4 +326,6 @@ def _ddp_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_ddp_main(sys.argv[1:]))
+    from mimscale.engine.distributed import exit_process
+
+    exit_process(_ddp_main(sys.argv[1:]))
