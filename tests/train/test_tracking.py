@@ -65,8 +65,9 @@ def test_a_missing_tracker_package(monkeypatch, capsys, tmp_path):
     missing = {"wandb", "tensorboard"}
     monkeypatch.setattr(tracking, "_installed", lambda sink: sink not in missing)
     assert main(["pretrain", *TINY, "track=[wandb]", f"run_dir={tmp_path / 'w'}"]) == 2
-    assert capsys.readouterr().err.strip().endswith(
-        "error: track has wandb but wandb is not installed (pip install wandb, or pip install 'mimscale[track]')")
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"error: {tracking.missing_message('wandb')}")
+    assert "track has wandb but wandb is not installed" in err and "'mimscale[track]'" in err
     assert not (tmp_path / "w" / "summary.json").exists()
     assert not list((tmp_path / "w").glob("subset.json"))  # refused before the data plan, not after it
     assert main(["pretrain", *TINY, f"run_dir={tmp_path / 't'}"]) == 0
@@ -195,8 +196,7 @@ def test_an_evaluation_whose_tracker_cannot_start_warns_in_one_line(tmp_path, mo
     monkeypatch.setattr(tracking, "_installed", lambda sink: False)
     tracking.log_evaluation(run, {"name": "knn", "step": 10, "metrics": {"top1": 0.5}})
     assert capsys.readouterr().err.splitlines() == [
-        f"[track] knn: not tracked (track has wandb but wandb is not installed (pip install wandb, or pip install "
-        f"'mimscale[track]')); the result is in {run.eval_result('knn')}"]
+        f"[track] knn: not tracked ({tracking.missing_message('wandb')}); the result is in {run.eval_result('knn')}"]
 
 
 class _FakeWandbRun:
@@ -328,7 +328,7 @@ def _wandb_logged(wandb_dir: Path, run_id: str) -> tuple[dict, dict]:
 def test_wandb_and_mlflow_hold_curves_hparams_summary_and_evaluations(tmp_path, monkeypatch, skip_or_fail):
     for sink in ("wandb", "mlflow"):
         if not tracking._installed(sink):
-            skip_or_fail(f"{sink} is not installed (pip install 'mimscale[track]')")
+            skip_or_fail(f"{sink} is not installed: the dev extra holds it (make install)")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -197,13 +197,18 @@ def _millis() -> int:
 OPENERS = {"tensorboard": TensorBoardSink, "wandb": WandbSink, "mlflow": MlflowSink}
 
 
+def missing_message(sink: str) -> str:
+    """What a run that asks for ``sink`` without its package is told: what is missing and how to install it."""
+    return (f"track has {sink} but {PACKAGES[sink][0]} is not installed "
+            f"(pip install {PACKAGES[sink][1]}, or pip install 'mimscale[track]')")
+
+
 def require_installed(sinks) -> None:
     """A ConfigError when ``sinks`` asks for ``wandb`` or ``mlflow`` and it is not installed: checked before a
     run builds anything (every rank) and by ``study plan`` / ``study run`` before any run starts."""
     for sink in sinks:
         if sink != "tensorboard" and not _installed(sink):
-            raise ConfigError(f"track has {sink} but {PACKAGES[sink][0]} is not installed "
-                              f"(pip install {PACKAGES[sink][1]}, or pip install 'mimscale[track]')")
+            raise ConfigError(missing_message(sink))
 
 
 def check_installed(sinks) -> list[str]:
