@@ -167,10 +167,9 @@ def _left_to_do(study: Study, study_dir: Path) -> dict[str, dict]:
     left = {}
     for r in study.runs:
         d = store.run_dir(study_dir, r.id) if (study_dir / STUDY_RUNS).is_dir() else None
-        summary = d.read_summary() if d is not None else None
-        pretrained = summary is not None and summary.get("status", RunState.DONE) == RunState.DONE
-        left[r.id] = {"started": d is not None and d.path.is_dir(), "pretrain": not pretrained,
-                      "evals": [e["name"] for e in r.evals if not (pretrained and store.eval_done(d, e))]}
+        done = d is not None and store.pretrained(d)
+        left[r.id] = {"started": d is not None and d.path.is_dir(), "pretrain": not done,
+                      "evals": store.evals_left(d, r.evals) if done else [e["name"] for e in r.evals]}
     return left
 
 

@@ -267,6 +267,17 @@ def eval_done(d: RunDir, spec: dict | str) -> bool:
     return d.eval_is_current(spec["name"], spec_identity(spec))
 
 
+def pretrained(d: RunDir) -> bool:
+    """Whether the run's pre-training finished (summary.json, status done): only evaluations can be left."""
+    summary = d.read_summary()
+    return summary is not None and str(summary.get("status", RunState.DONE)) == RunState.DONE
+
+
+def evals_left(d: RunDir, evals: list[dict] | list[str]) -> list[str]:
+    """The names of ``evals`` (study eval entries or plain names) without a current result in ``d``."""
+    return [e["name"] if isinstance(e, dict) else e for e in evals if not eval_done(d, e)]
+
+
 def run_state(study_dir: Path, run_id: str, evals: list[dict] | list[str], held: bool = False) -> str:
     """A ``RunState`` (pending | partial | running | done | failed), or a finished run's own summary status
     when that is not "done".
@@ -284,8 +295,7 @@ def run_state(study_dir: Path, run_id: str, evals: list[dict] | list[str], held:
         status = str(summary.get("status", RunState.DONE))
         if status != RunState.DONE:
             return status
-        missing = [e for e in evals if not eval_done(d, e)]
-        if not missing:
+        if not evals_left(d, evals):
             return RunState.DONE
     record = read_json(d.status)
     if record is not None and record.get("status") == RunState.FAILED:
@@ -301,10 +311,8 @@ def resume_note(study_dir: Path, run_id: str, evals: list[dict] | list[str], sta
     if state == RunState.PENDING:
         return ""
     d = run_dir(study_dir, run_id)
-    summary = d.read_summary()
-    if state == RunState.PARTIAL and summary is not None and summary.get("status", RunState.DONE) == RunState.DONE:
-        missing = [e["name"] if isinstance(e, dict) else e for e in evals if not eval_done(d, e)]
-        return f" (pre-trained; evaluations left: {', '.join(missing)})"
+    if state == RunState.PARTIAL and pretrained(d):
+        return f" (pre-trained; evaluations left: {', '.join(evals_left(d, evals))})"
     return f" ({state})"
 
 

@@ -230,9 +230,14 @@ def open_sinks(sinks, run_dir: RunDir, resume_step: int | None = None) -> list:
         except Exception as e:  # a bad store URI, a W&B login: say which tracker, in one line
             for s in opened:
                 s.close()
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"track: {sink} cannot start: {first}") from None
+            raise ConfigError(f"track: {sink} cannot start: {_first_line(e)}") from None
     return opened
+
+
+def _first_line(e: Exception) -> str:
+    """A tracker's error in one line: its first line, or its type when it says nothing."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def each_sink(sinks: list, call, where: str) -> list:
@@ -245,8 +250,7 @@ def each_sink(sinks: list, call, where: str) -> list:
             call(sink)
             alive.append(sink)
         except Exception as e:  # any tracker error: tracking is a copy, never a reason to stop a run
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            print(f"[track] {sink.name} stopped tracking this run: {first} (every value is in {where})",
+            print(f"[track] {sink.name} stopped tracking this run: {_first_line(e)} (every value is in {where})",
                   file=sys.stderr, flush=True)
             try:
                 sink.close(False)
@@ -305,14 +309,14 @@ def log_evaluation(run_dir: RunDir, result: dict) -> None:
               file=sys.stderr)
         return
     step, final, epochs = evaluation_scalars(result)
+    where = str(run_dir.eval_result(result["name"]))
 
     def send(s) -> None:
         for epoch, values in epochs:
             s.log(epoch, values)
         s.log(step, final)
 
-    for s in each_sink(sinks, send, str(run_dir.eval_result(result["name"]))):
-        each_sink([s], lambda s: s.close(), str(run_dir.eval_result(result["name"])))
+    each_sink(each_sink(sinks, send, where), lambda s: s.close(), where)
 
 
 __all__ = ["SINKS", "DEFAULT_SINKS", "open_sinks", "each_sink", "check_installed", "require_installed", "run_hparams", "summary_metrics",
