@@ -115,14 +115,17 @@ def toy_log(path: Path) -> list[tuple[str, int]]:
     return [(ln.split()[0], int(ln.split()[1])) for ln in Path(path).read_text().splitlines() if ln.strip()]
 
 
-def race_for_claim(study_dir: str, barrier, results) -> None:
-    """Process target: all racers try to claim one run at the same moment; report whether we won."""
+def race_for_claim(study_dir: str, barrier, results, done) -> None:
+    """Process target: all racers try to claim one run at the same moment; report whether we won.
+
+    The winner holds its claim until every racer has tried (``done``): a claim whose process has exited is
+    stale and rightly broken, so a fixed hold time let a racer delayed by the scheduler win a second time."""
     from mimscale.study.store import try_claim
 
     barrier.wait()
     claim = try_claim(Path(study_dir), "contested")
     results.put(claim is not None)
-    time.sleep(0.5)  # hold it while the others try
+    done.wait(timeout=60)
 
 
 def wait_until(cond, proc, timeout: float = 60.0) -> None:

@@ -92,19 +92,36 @@ def test_stale_claims_are_broken(tmp_path):
     assert try_claim(tmp_path, "r") is not None
 
 
+def test_breaking_a_vanished_claim_never_removes_a_fresh_empty_one(tmp_path, monkeypatch):
+    # The race behind a rare second winner: racer B reads the stale claim after racer A removed it (None, and
+    # "not live" since the file is gone); A then creates its claim, still empty when B re-reads it under the
+    # breaker. None == None must not count as "the same claim".
+    path = store.lock_path(tmp_path, "r")
+    path.parent.mkdir(parents=True)
+    path.write_text("")  # A's claim: created (O_EXCL), not yet written
+    monkeypatch.setattr(store, "lock_is_live", lambda p, info=None: False)  # B saw no file
+    monkeypatch.setattr(store, "read_lock", lambda p: None)
+    assert store._break_stale(path, "pid:1") is True  # B may retry, and its O_EXCL then fails
+    assert path.exists()
+    # An unreadable claim older than the grace period is a writer that died mid-write: removed.
+    old = time.time() - store.UNREADABLE_GRACE_S - 1
+    os.utime(path, (old, old))
+    assert store._break_stale(path, "pid:1") is True and not path.exists()
+
+
 def test_concurrent_claims_have_exactly_one_winner(tmp_path):
     ctx = mp.get_context("spawn")
     n = 4
-    barrier, results = ctx.Barrier(n), ctx.Queue()
+    barrier, results, done = ctx.Barrier(n), ctx.Queue(), ctx.Barrier(n)
     # a stale claim to break first makes the race harder: everyone sees it stale at once
     _write_lock(store.lock_path(tmp_path, "contested"), pid=2**22 + 7, host=socket.gethostname())
-    procs = [ctx.Process(target=race_for_claim, args=(str(tmp_path), barrier, results)) for _ in range(n)]
+    procs = [ctx.Process(target=race_for_claim, args=(str(tmp_path), barrier, results, done)) for _ in range(n)]
     for p in procs:
         p.start()
     wins = [results.get(timeout=60) for _ in procs]
     for p in procs:
         p.join()
-    assert sum(wins) == 1
+    assert sum(wins) == 1, wins
 
 
 def test_run_state_from_files(tmp_path):

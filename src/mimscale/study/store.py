@@ -195,8 +195,13 @@ def _break_stale(path: Path, mine: str) -> bool:
         return False
     try:
         # Under the breaker, re-read: only the very claim we judged stale is removed, never a fresh one
-        # that another process created after breaking it first.
-        if read_lock(path) == info:
+        # that another process created after breaking it first. Unreadable (None) matches nothing: a claim
+        # gone when first read and one just created, still empty, both read None, and removing the fresh
+        # one gave two winners. An unreadable claim is removed only when old (its writer died mid-write).
+        now = read_lock(path)
+        if now is not None and now == info:
+            path.unlink(missing_ok=True)
+        elif now is None and info is None and path.exists() and _age(path) >= UNREADABLE_GRACE_S:
             path.unlink(missing_ok=True)
         return True
     finally:
