@@ -199,9 +199,7 @@ def _break_stale(path: Path, mine: str) -> bool:
         # gone when first read and one just created, still empty, both read None, and removing the fresh
         # one gave two winners. An unreadable claim is removed only when old (its writer died mid-write).
         now = read_lock(path)
-        if now is not None and now == info:
-            path.unlink(missing_ok=True)
-        elif now is None and info is None and path.exists() and _age(path) >= UNREADABLE_GRACE_S:
+        if now == info and (now is not None or _age(path) >= UNREADABLE_GRACE_S):  # a gone file's age is 0
             path.unlink(missing_ok=True)
         return True
     finally:
