@@ -9,7 +9,7 @@ on 2 cores for all seven presets (``make bench-presets``); the test suite keeps 
 one Swin V2 preset (tests/evaluate/test_finetune_presets.py).
 
     python benchmarks/presets.py [--presets vit-cpu-s swinv2-cpu-t] [--iters 2000] [--jobs 2] [--margin 0.02]
-        [--data shapes|photos] [-- key=value ...]
+        [--data shapes|photos|digits] [-- key=value ...]
 
 Prints one markdown row per preset; exits 1 when a preset's pre-trained top-1 is not ``--margin`` above its
 random init's.
@@ -23,6 +23,8 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from mimscale.demo.variants import DATASETS
 
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "mimscale" / "configs" / "finetune" / "finetune-cpu.yaml"
 PRESETS = ["vit-cpu-s", "vit-cpu-m", "vit-cpu-l", "swinv2-cpu-t", "swinv2-cpu-s", "swinv2-cpu-m", "swinv2-cpu-l"]
@@ -78,7 +80,7 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--margin", type=float, default=0.02)
-    ap.add_argument("--data", choices=("shapes", "photos"), default="shapes", help="the demo's dataset (--data)")
+    ap.add_argument("--data", choices=DATASETS, default="shapes", help="the demo's dataset (--data)")
     ap.add_argument("overrides", nargs="*", help="after --: key=value overrides of every fine-tuning")
     a = ap.parse_args()
     extra = tuple(a.overrides)

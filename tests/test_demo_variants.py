@@ -24,6 +24,21 @@ def test_variant_sources_follow_data_and_seed():
     assert len(set(sources)) == 2  # one labelled pool and one test pool, the same for every evaluation
 
 
+def test_digits_pools_fit_their_splits():
+    spec = "shapes:size=32,pool=1000,seed=0,val_pool=1000"
+    assert variant_source(spec, "digits", 1) == "digits:size=32,pool=1000,seed=1,val_pool=197,split=train"
+    assert variant_source("shapes:size=32,pool=1000,split=probe", "digits", 0) == \
+        "digits:size=32,pool=300,split=probe,seed=0"
+    doc = variant_study(_doc(), "digits", 0)
+    ft = next(e for e in doc["evals"] if e["task"] == "finetune")
+    assert (ft["epochs"], ft["warmup_epochs"], ft["batch_size"]) == (20, 2, 64)  # the demo's: 80 steps on 300
+    assert ft["train_source"] == "digits:size=32,pool=300,seed=0,split=probe"
+    study = parse_study(doc, "demo")
+    assert len(study.runs) == 24 and {r.cfg.data.source for r in study.runs} == {
+        "digits:size=32,pool=1000,seed=0,val_pool=197,split=train"}
+    assert variant_source(spec, "photos", 0) == "photos" + spec[6:]  # generated: any pool, unchanged
+
+
 def test_the_default_variant_is_the_builtin_study_with_its_run_ids():
     builtin = load_study(builtin_study(False))
     same = parse_study(variant_study(_doc(), "shapes", 0), "demo")

@@ -14,11 +14,11 @@ A map-style source has:
 Specs: ``"shapes"``, ``"shapes:size=32,pool=1000,seed=0"``, ``{"kind": "shapes", "size": 32}``,
 ``"photos"``, ``"photos:size=32,pool=1000,seed=0,val_pool=1000,split=train"``, ``"folder:/path"`` or a
 plain existing directory, ``"shards:/path/train-{000..009}.tar"`` or a path ending in ``.tar``,
-``"digits"``, ``"digits:size=32"``, ``"sample_images"``, ``"sample_images:tile=64"``,
+``"digits"``, ``"digits:size=32,pool=1000,seed=0,val_pool=197,split=train"``, ``"sample_images"``, ``"sample_images:tile=64"``,
 ``"segfolder:/path"`` (image / mask pairs for segmentation).
 
 One module for the source protocol and every kind behind ``build_source`` (about 420 lines); folder listing is
-``data/scan.py``, web-dataset shards ``data/shards.py``, the photos' tiling ``data/photos.py``, segmentation
+``data/scan.py``, web-dataset shards ``data/shards.py``, the photos' tiling ``data/photos.py``, the digits' splits ``data/digits.py``, segmentation
 folders ``data/segfolder.py``.
 """
 
@@ -35,7 +35,7 @@ from PIL import Image
 
 from mimscale.errors import DataError, UserError
 
-from . import photos
+from . import digits, photos
 from .scan import (
     dir_entries,
     has_images,
@@ -113,15 +113,15 @@ class ArraySource(_Labelled):
         return f"{type(self).__name__}({self._description}, n={len(self)})"
 
 
-class _GeneratedSource(ArraySource):
-    """A built-in generated source (shapes, photos): images are a function of (seed, split, index), and its
-    held-out split is the same source at ``split="val"`` with ``val_pool`` images, generated once."""
+class _SplitSource(ArraySource):
+    """A built-in source with splits (shapes, photos, digits): images are a function of (seed, split, index),
+    and its held-out split is the same source at ``split="val"`` with ``val_pool`` images, built once."""
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def validation(self) -> Source | None:
-        if self._description["split"] != "train":
+        if self._description.get("split") != "train":
             return None
         if getattr(self, "_val", None) is None:
             d = self.describe()
@@ -131,7 +131,7 @@ class _GeneratedSource(ArraySource):
         return self._val
 
 
-class ShapesSource(_GeneratedSource):
+class ShapesSource(_SplitSource):
     """The procedural ``shapes`` dataset (see ``mimscale.data.shapes``).
 
     ``pool`` images of generator seed ``split_seed(seed, split)``, generated at construction and held
@@ -178,7 +178,7 @@ class ShapesSource(_GeneratedSource):
 
 
 
-class PhotosSource(_GeneratedSource):
+class PhotosSource(_SplitSource):
     """The built-in ``photos`` dataset: crops of 10 photographs shipped by scikit-image and scikit-learn
     (see ``mimscale.data.photos``), label = photo.
 
@@ -217,17 +217,34 @@ class PhotosSource(_GeneratedSource):
 
 
 
-def digits_source(size: int = 32) -> ArraySource:
-    """scikit-learn's bundled handwritten digits: 1,797 8x8 grey images (UCI optdigits test set, 0-16
-    intensities), labels 0-9, upscaled bilinearly to ``size`` px and replicated to RGB. No val split."""
-    from sklearn.datasets import load_digits
+class DigitsSource(_SplitSource):
+    """scikit-learn's bundled handwritten digits (see ``mimscale.data.digits``): 1,797 real 8x8 scans, labels
+    0-9, upscaled bilinearly to ``size`` px and replicated to RGB.
 
-    d = load_digits()
-    small = (d.images * (255.0 / 16.0)).round().astype(np.uint8)
-    big = np.stack([np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR)) for a in small])
-    images = np.repeat(big[..., None], 3, axis=-1)
-    ids = [f"digits:{i}" for i in range(len(images))]
-    return ArraySource(images, d.target.astype(np.int64), ids, {"kind": "digits", "size": int(size)})
+    ``split="all"`` (the default): every image, no held-out split of its own (a study carves one). A named
+    split ("train", "val", "probe", "test"; 1,000 / 197 / 300 / 300 images, disjoint, chosen by ``seed``)
+    gives its first ``pool`` images (default: all of them); ``validation()`` of "train" is the "val" split
+    of the same seed with ``val_pool`` images. Ids are ``digits:<index in scikit-learn's order>``.
+    """
+
+    def __init__(self, size=32, pool=None, seed=0, val_pool=None, split="all"):
+        size, seed = int(size), int(seed)
+        try:
+            images, labels = digits.digits_images(size)
+            idx = digits.split_indices(labels, seed, split)
+        except ValueError as e:  # bad size / split / seed
+            raise DataError(str(e)) from None
+        held = len(idx)
+        pool = held if pool is None else int(pool)
+        val_pool = digits.SPLIT_SIZES["val"] if val_pool is None else int(val_pool)
+        if not 1 <= pool <= held:
+            raise DataError(f"digits pool must be 1-{held} (split {split!r} holds {held} images), got {pool}")
+        idx = idx[:pool]
+        desc = {"kind": "digits", "size": size} if split == "all" else \
+            dict(kind="digits", size=size, pool=pool, seed=seed, val_pool=val_pool, split=split)
+        super().__init__(images[idx], labels[idx], [f"digits:{i}" for i in idx], desc)
+        self.num_classes = digits.NUM_CLASSES
+        self.class_names = digits.CLASS_NAMES
 
 
 def sample_images_source(tile: int = 0) -> ArraySource:
@@ -363,7 +380,7 @@ class FolderSource(_Labelled):
 _BUILDERS = {
     "shapes": ShapesSource,
     "photos": PhotosSource,
-    "digits": digits_source,
+    "digits": DigitsSource,
     "sample_images": sample_images_source,
     "folder": FolderSource,
 }

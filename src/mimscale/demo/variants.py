@@ -1,8 +1,9 @@
 """The built-in demo study and its variants (``--seed``, ``--data``, ``--backbone``) as study documents.
 
 Variants of the one built-in study: ``--seed N`` (the data are generated anew from seed N and training is
-seeded with N), ``--data photos`` (crops of real photographs instead of procedural shapes) and
-``--backbone swinv2`` (the paper's backbone, its CPU presets). The variant's study definition is written
+seeded with N), ``--data photos`` (crops of real photographs instead of procedural shapes), ``--data digits``
+(real handwritten digits: a fixed set of 1,797 images, so its held-out and labelled pools are smaller than
+the demo's 1,000) and ``--backbone swinv2`` (the paper's backbone, its CPU presets). The variant's study definition is written
 into the study directory (``demo-study.yaml``) and runs like any study file.
 """
 
@@ -12,7 +13,12 @@ import json
 from importlib import resources
 from pathlib import Path
 
-DATASETS = ("shapes", "photos")
+from mimscale.data import digits
+
+DATASETS = ("shapes", "photos", "digits")
+# Datasets whose splits hold a fixed number of images (shapes and photos generate any number): a pool of the
+# demo's is cut to what its split holds, and a source without a split names the training split.
+SPLIT_SIZES = {"digits": digits.SPLIT_SIZES}
 # The built-in study file of each backbone (src/mimscale/configs/studies/): the same grid and evaluations.
 BACKBONES = {"vit": "demo.yaml", "swinv2": "demo-swinv2.yaml"}
 
@@ -30,7 +36,23 @@ def variant_source(spec: str, data: str, seed: int) -> str:
     opts = [f"seed={seed}" if p.startswith("seed=") else p for p in rest.split(",") if p]
     if f"seed={seed}" not in opts:
         opts.append(f"seed={seed}")
+    if data in SPLIT_SIZES:
+        opts = _fit_pools(opts, SPLIT_SIZES[data])
     return f"{data}:" + ",".join(opts)  # the order kept: the spec string is part of a run's identity
+
+
+def _fit_pools(opts: list[str], sizes: dict[str, int]) -> list[str]:
+    """Source options with ``pool`` and ``val_pool`` cut to what their splits hold (``split=train`` added
+    where the spec has none: the demo's pre-training source)."""
+    if not any(p.startswith("split=") for p in opts):
+        opts = [*opts, "split=train"]
+    split = next(p.partition("=")[2] for p in opts if p.startswith("split="))
+    cap = {"pool": sizes[split], "val_pool": sizes["val"]}
+    out = []
+    for p in opts:
+        key, _, value = p.partition("=")
+        out.append(f"{key}={min(int(value), cap[key])}" if key in cap else p)
+    return out
 
 
 def variant_study(doc: dict, data: str, seed: int) -> dict:
