@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="data and training seed (default 0): the same study on freshly generated data")
     p.add_argument("--data", default="shapes", choices=DATASETS,
-                   help="built-in data: procedural shapes (default) or crops of real photographs")
+                   help="built-in data: procedural shapes (default), crops of real photographs or real "
+                        "handwritten digits")
     p.add_argument("--backbone", default="vit", choices=tuple(BACKBONES),
                    help="ViT CPU presets (default) or Swin V2 CPU presets (the paper's backbone; slower)")
     p.add_argument("--workers", type=int, default=None,

@@ -13,12 +13,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from mimscale.data import digits
-
 DATASETS = ("shapes", "photos", "digits")
-# Datasets whose splits hold a fixed number of images (shapes and photos generate any number): a pool of the
-# demo's is cut to what its split holds, and a source without a split names the training split.
-SPLIT_SIZES = {"digits": digits.SPLIT_SIZES}
 # The built-in study file of each backbone (src/mimscale/configs/studies/): the same grid and evaluations.
 BACKBONES = {"vit": "demo.yaml", "swinv2": "demo-swinv2.yaml"}
 
@@ -36,8 +31,10 @@ def variant_source(spec: str, data: str, seed: int) -> str:
     opts = [f"seed={seed}" if p.startswith("seed=") else p for p in rest.split(",") if p]
     if f"seed={seed}" not in opts:
         opts.append(f"seed={seed}")
-    if data in SPLIT_SIZES:
-        opts = _fit_pools(opts, SPLIT_SIZES[data])
+    if data == "digits":  # splits of a fixed size (shapes and photos generate any number of images)
+        from mimscale.data.digits import SPLIT_SIZES  # numpy and PIL: not loaded by `mimscale demo --help`
+
+        opts = _fit_pools(opts, SPLIT_SIZES)
     return f"{data}:" + ",".join(opts)  # the order kept: the spec string is part of a run's identity
 
 
