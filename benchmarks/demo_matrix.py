@@ -1,7 +1,7 @@
 """The demo's findings across seeds, datasets and backbones, from demo directories: README's table, DEMO's details.
 
     .venv/bin/python benchmarks/demo_matrix.py runs/demo runs/demo-seed1 runs/demo-photos runs/demo-photos-seed1 \
-        runs/demo-swinv2 [--write]
+        runs/demo-digits runs/demo-digits-seed1 runs/demo-swinv2 [--write]
 
 Reads each directory's ``demo.json`` (what `mimscale demo` ran there, its wall time and whether that call
 trained every run) and its report's ``tables/analysis.json`` and ``results.csv``, and prints a markdown table:

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out subsets/\n  mimscale data subset /data/imagenet22k --out subsets/ --store subsets/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    s.add_argument("source", help="source spec: shapes[:k=v,...], photos[:k=v,...], digits, sample_images, a folder, shards")
+    s.add_argument("source", help="source spec: shapes[:k=v,...], photos[:k=v,...], digits[:k=v,...], sample_images, a folder, shards")
     s.add_argument("--fractions", default="0.1,0.2,0.5,1", help="comma-separated, each in (0, 1]")
     s.add_argument("--seed", type=int, default=0, help="subset seed")
     s.add_argument("--out", required=True, help="output directory")
