@@ -62,6 +62,8 @@ def test_plain_digits_is_every_image_without_a_split():
     src = build_source("digits:size=8")
     assert len(src) == 1797 and src.describe() == {"kind": "digits", "size": 8} and src.validation() is None
     assert _index(src).tolist() == list(range(1797))
+    first = build_source("digits:size=8,pool=50")
+    assert first.ids == src.ids[:50] and build_source(first.describe()).ids == first.ids
 
 
 @pytest.mark.parametrize("spec, match", [

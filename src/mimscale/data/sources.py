@@ -14,12 +14,12 @@ A map-style source has:
 Specs: ``"shapes"``, ``"shapes:size=32,pool=1000,seed=0"``, ``{"kind": "shapes", "size": 32}``,
 ``"photos"``, ``"photos:size=32,pool=1000,seed=0,val_pool=1000,split=train"``, ``"folder:/path"`` or a
 plain existing directory, ``"shards:/path/train-{000..009}.tar"`` or a path ending in ``.tar``,
-``"digits"``, ``"digits:size=32,pool=1000,seed=0,val_pool=197,split=train"``, ``"sample_images"``, ``"sample_images:tile=64"``,
-``"segfolder:/path"`` (image / mask pairs for segmentation).
+``"digits"``, ``"digits:size=32,pool=1000,seed=0,val_pool=197,split=train"``, ``"sample_images"``,
+``"sample_images:tile=64"``, ``"segfolder:/path"`` (image / mask pairs for segmentation).
 
 One module for the source protocol and every kind behind ``build_source`` (about 420 lines); folder listing is
-``data/scan.py``, web-dataset shards ``data/shards.py``, the photos' tiling ``data/photos.py``, the digits' splits ``data/digits.py``, segmentation
-folders ``data/segfolder.py``.
+``data/scan.py``, web-dataset shards ``data/shards.py``, the photos' tiling ``data/photos.py``, the digits'
+splits ``data/digits.py``, segmentation folders ``data/segfolder.py``.
 """
 
 from __future__ import annotations
@@ -240,8 +240,11 @@ class DigitsSource(_SplitSource):
         if not 1 <= pool <= held:
             raise DataError(f"digits pool must be 1-{held} (split {split!r} holds {held} images), got {pool}")
         idx = idx[:pool]
-        desc = {"kind": "digits", "size": size} if split == "all" else \
-            dict(kind="digits", size=size, pool=pool, seed=seed, val_pool=val_pool, split=split)
+        desc = {"kind": "digits", "size": size}  # plain `digits`: the description of 0.4.0 and earlier
+        if split != "all":
+            desc.update(pool=pool, seed=seed, val_pool=val_pool, split=split)
+        elif pool < held:
+            desc["pool"] = pool
         super().__init__(images[idx], labels[idx], [f"digits:{i}" for i in idx], desc)
         self.num_classes = digits.NUM_CLASSES
         self.class_names = digits.CLASS_NAMES

@@ -3,8 +3,8 @@
 Variants of the one built-in study: ``--seed N`` (the data are generated anew from seed N and training is
 seeded with N), ``--data photos`` (crops of real photographs instead of procedural shapes), ``--data digits``
 (real handwritten digits: a fixed set of 1,797 images, so its held-out and labelled pools are smaller than
-the demo's 1,000) and ``--backbone swinv2`` (the paper's backbone, its CPU presets). The variant's study definition is written
-into the study directory (``demo-study.yaml``) and runs like any study file.
+the demo's 1,000) and ``--backbone swinv2`` (the paper's backbone, its CPU presets). The variant's study
+definition is written into the study directory (``demo-study.yaml``) and runs like any study file.
 """
 
 from __future__ import annotations
