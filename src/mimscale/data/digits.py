@@ -58,9 +58,6 @@ def split_indices(labels: np.ndarray, seed: int, split: str) -> np.ndarray:
     per_class = [np.random.default_rng([int(seed), c]).permutation(np.flatnonzero(labels == c))
                  for c in range(NUM_CLASSES)]  # fmt: skip
     order = [p[k] for k in range(max(map(len, per_class))) for p in per_class if k < len(p)]
-    start = 0
-    for name, n in SPLIT_SIZES.items():
-        if name == split:
-            return np.asarray(order[start:start + n], dtype=np.int64)
-        start += n
-    raise AssertionError("unreachable: split checked above")
+    names = list(SPLIT_SIZES)
+    start = sum(SPLIT_SIZES[n] for n in names[:names.index(split)])
+    return np.asarray(order[start:start + SPLIT_SIZES[split]], dtype=np.int64)
